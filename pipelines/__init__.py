@@ -1,0 +1,1 @@
+"""Workflows that compose twiki's stages (the monthly snapshot, benchmarks)."""

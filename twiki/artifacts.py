@@ -1,0 +1,315 @@
+"""The artifact layer every stage uses: Parquet shards, `_manifest.json`, atomic publish,
+no-op detection, per-shard resume and repair (DESIGN.md rules 1-5).
+
+An artifact is a folder of `part-NNNNN.parquet` shards plus `_manifest.json`, written last.
+It is built in a sibling `<name>.partial/` folder and renamed into place, so a reader never
+sees half an artifact. Its identity is a key: the hash of stage, stage version, inputs and
+config. Same key and every shard present -> nothing to do; another key -> rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .errors import TwikiError
+
+MANIFEST = "_manifest.json"
+PARTIAL_SUFFIX = ".partial"
+# Parquet writer settings are fixed so that the same rows give the same bytes.
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
+# Rows per row group in published shards: small enough to stream, large enough to compress well.
+ROW_GROUP_ROWS = 2048
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def shard_of(key: int, shards: int) -> int:
+    """Stable shard of an integer key (page_id, QID number): a 64-bit mix, then modulo.
+
+    The mix (splitmix64's finalizer) spreads consecutive ids evenly; Python's hash() is not
+    used because it is not part of any format we promise to keep.
+    """
+    z = (key + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) % shards
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def artifact_key(stage: str, stage_version: int, inputs: Any, config: dict) -> str:
+    """The identity of an artifact: what it was made from and how."""
+    blob = canonical_json({"stage": stage, "stage_version": stage_version,
+                           "inputs": inputs, "config": config})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_sha256(path: Path, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout (recorded, not keyed)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of an artifact folder, or None when there is no (finished) artifact."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise TwikiError(f"{folder / MANIFEST} is unreadable ({e}); delete {folder} and rerun")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_table_atomic(path: Path, table: pa.Table, **options: Any) -> None:
+    """Write one Parquet file under a temporary name and rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **options})
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Streams tables into one Parquet shard in fixed-size row groups; renamed into place
+    only when closed without error, so an existing shard file is always complete."""
+
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
+        self.path = path
+        self.schema = schema
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._writer = pq.ParquetWriter(self._tmp, schema, **PARQUET_OPTIONS)
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table.cast(self.schema) if table.schema != self.schema else table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _flush(self, n: int) -> None:
+        # Row-group boundaries depend only on the row count, never on how callers batched
+        # their writes: that keeps the bytes identical however the work was split.
+        table = pa.concat_tables(self._pending)
+        head, rest = table.slice(0, n), table.slice(n)
+        self._writer.write_table(head, row_group_size=n)
+        self.rows += head.num_rows
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> None:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass
+class ArtifactBuild:
+    """One artifact being made: decides what is left to do and publishes atomically.
+
+    Usage (what every stage does):
+        build = ArtifactBuild(final, stage="extract", stage_version=1, inputs=..., config=...,
+                              shards=n)
+        if build.state == "current": return  (a no-op, said so by the caller)
+        for i in build.pending_shards(): write build.shard_path(i) (via ShardWriter)
+        build.publish(report=..., timings=...)
+    """
+
+    final: Path
+    stage: str
+    stage_version: int
+    inputs: Any
+    config: dict
+    shards: int
+    schema: pa.Schema | None = None
+    key: str = field(init=False)
+    state: str = field(init=False)  # "current" | "repair" | "build"
+    missing: list[int] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.key = artifact_key(self.stage, self.stage_version, self.inputs, self.config)
+        self.staging = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
+        manifest = read_manifest(self.final)
+        if manifest is not None and manifest.get("key") == self.key:
+            self.missing = [
+                s["index"] for s in manifest["shards"]
+                if not _shard_intact(self.final / s["file"], s)
+            ]
+            self.state = "repair" if self.missing else "current"
+            self.manifest = manifest
+        else:
+            self.state = "build"
+            self.manifest = manifest
+            self._prepare_staging()
+
+    def _prepare_staging(self) -> None:
+        # A staging folder from a killed run with the same key is resumed shard by shard;
+        # one made for other inputs or config is thrown away.
+        marker = self.staging / "_key"
+        if self.staging.exists():
+            if not marker.exists() or marker.read_text().strip() != self.key:
+                shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text(self.key + "\n")
+
+    @property
+    def folder(self) -> Path:
+        """Where shards are written now: the staging folder, or the final one when repairing."""
+        return self.final if self.state == "repair" else self.staging
+
+    def shard_path(self, index: int) -> Path:
+        return self.folder / shard_name(index)
+
+    def pending_shards(self) -> list[int]:
+        if self.state == "current":
+            return []
+        if self.state == "repair":
+            return list(self.missing)
+        return [i for i in range(self.shards) if not self.shard_path(i).exists()]
+
+    def publish(self, report: dict | None = None, timings: dict | None = None,
+                extra: dict | None = None) -> dict:
+        """Write the manifest (last) and move the artifact into place."""
+        if self.state == "current":
+            return self.manifest
+        if self.state == "repair":
+            for s in self.manifest["shards"]:
+                path = self.final / s["file"]
+                if s["index"] in self.missing and file_sha256(path) != s["sha256"]:
+                    raise TwikiError(
+                        f"rebuilt {path} differs from the shard its manifest records; "
+                        f"delete {self.final} and rerun to rebuild it whole"
+                    )
+            return self.manifest
+        shards = []
+        total = 0
+        for i in range(self.shards):
+            path = self.staging / shard_name(i)
+            if not path.exists():
+                raise TwikiError(f"cannot publish {self.final}: shard {path.name} was not built")
+            rows = pq.ParquetFile(path).metadata.num_rows
+            total += rows
+            shards.append({"index": i, "file": path.name, "rows": rows,
+                           "bytes": path.stat().st_size, "sha256": file_sha256(path)})
+        manifest = {
+            "stage": self.stage,
+            "stage_version": self.stage_version,
+            "key": self.key,
+            "code_version": code_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "inputs": self.inputs,
+            "config": self.config,
+            "schema": self.schema.to_string(show_schema_metadata=False) if self.schema else None,
+            "shard_count": self.shards,
+            "shards": shards,
+            "rows": total,
+            "timings": timings or {},
+            "report": report or {},
+            **(extra or {}),
+        }
+        (self.staging / "_key").unlink(missing_ok=True)
+        write_json_atomic(self.staging / MANIFEST, manifest)
+        replace_folder(self.staging, self.final)
+        self.manifest = manifest
+        return manifest
+
+
+def _shard_intact(path: Path, entry: dict) -> bool:
+    try:
+        return path.stat().st_size == entry["bytes"]
+    except FileNotFoundError:
+        return False
+
+
+def replace_folder(src: Path, dst: Path) -> None:
+    """Move a finished folder into place, replacing an older version of it."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def iter_shard_tables(folder: Path, index: int, columns: list[str] | None = None,
+                      batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
+    """Stream one shard of a published artifact, a row group's worth at a time."""
+    pf = pq.ParquetFile(folder / shard_name(index))
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        yield pa.Table.from_batches([batch])
+
+
+def require_artifact(folder: Path, what: str, hint: str) -> dict:
+    """The manifest of an artifact a stage needs, or an error saying how to make it."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise TwikiError(f"no {what} at {folder}: {hint}")
+    return manifest
+
+
+def sum_counts(reports: Iterable[dict]) -> dict:
+    """Add up per-task count dictionaries (nested dicts are added key by key)."""
+    out: dict = {}
+    for r in reports:
+        for k, v in r.items():
+            if isinstance(v, dict):
+                out[k] = sum_counts([out.get(k, {}), v])
+            elif isinstance(v, list):
+                out[k] = out.get(k, []) + v
+            else:
+                out[k] = out.get(k, 0) + v
+    return out

@@ -1,0 +1,76 @@
+"""Executors run a stage's tasks (one per input chunk or output shard) and nothing else.
+
+A stage hands an executor a top-level function and a list of picklable tasks; the executor
+returns the results in task order. It never knows what a task does, so a cluster executor
+(Ray) can implement the same interface without touching any stage (DESIGN.md rule 6).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from typing import Callable, Sequence, TypeVar
+
+from .errors import ConfigError
+from .progress import Progress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(ABC):
+    """Runs `fn(task)` for every task; results come back in task order."""
+
+    workers: int = 1
+
+    @abstractmethod
+    def run(self, fn: Callable[[T], R], tasks: Sequence[T], *, desc: str,
+            weights: Sequence[float] | None = None, unit: str = "task") -> list[R]:
+        """`weights` (e.g. bytes per task) drive the progress rate and ETA."""
+
+
+class LocalExecutor(Executor):
+    """A local process pool. workers=1 runs in this process (easy to debug and profile)."""
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1, not {workers}")
+        self.workers = workers
+
+    def run(self, fn, tasks, *, desc, weights=None, unit="task"):
+        weights = list(weights) if weights is not None else [1.0] * len(tasks)
+        results: list = [None] * len(tasks)
+        with Progress(desc, total=sum(weights), unit=unit) as bar:
+            if self.workers == 1 or len(tasks) <= 1:
+                for i, task in enumerate(tasks):
+                    results[i] = fn(task)
+                    bar.update(weights[i])
+                return results
+            # forkserver: children start from a clean process, not a fork of one that may
+            # hold pyarrow's threads (forking those can deadlock).
+            ctx = mp.get_context("forkserver" if sys.platform != "win32" else "spawn")
+            with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)),
+                                     mp_context=ctx) as pool:
+                futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        i = futures[fut]
+                        exc = fut.exception()
+                        if exc is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise exc
+                        results[i] = fut.result()
+                        bar.update(weights[i])
+        return results
+
+
+def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:
+    """The executor named on the command line (`--executor`)."""
+    if name == "local":
+        return LocalExecutor(workers)
+    raise ConfigError(f"unknown executor {name!r}; available: local")

@@ -1,0 +1,492 @@
+"""extract: a month's pages-articles-multistream dump -> the month's snapshot of articles.
+
+Reads data/raw/<wiki>/<YYYYMMDD>/ (the download stage's verified files) and writes
+data/snapshots/<wiki>/<YYYY-MM>/: one row per article (namespace 0, no redirects) with its
+clean text as paragraphs and their section path, partitioned by a hash of page_id.
+
+Two phases, both run by the executor: *map* decompresses one chunk of consecutive bz2
+streams (the multistream index tells where they start) and cleans its pages into a work
+file grouped by output shard; *reduce* gathers one output shard from every chunk, in page_id
+order. Both resume per task; the work files go once the snapshot is published.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from xml.parsers import expat
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .artifacts import ArtifactBuild, ShardWriter, shard_of, sum_counts, PARQUET_OPTIONS
+from .download import find_downloaded, multistream_parts
+from .errors import ConfigError, InputError, TwikiError
+from .executors import Executor, LocalExecutor
+from .paths import DataRoot, parse_month
+from .wikitext import clean_wikitext
+
+log = logging.getLogger("twiki")
+
+# Bump when the cleaning or the row layout changes: snapshots made before are rebuilt.
+STAGE_VERSION = 1
+
+SCHEMA = pa.schema([
+    pa.field("page_id", pa.int64(), nullable=False),
+    pa.field("title", pa.string(), nullable=False),
+    pa.field("revid", pa.int64(), nullable=False),
+    pa.field("timestamp", pa.timestamp("s", tz="UTC"), nullable=False),
+    pa.field("sha1", pa.string()),
+    pa.field("paragraphs", pa.list_(pa.struct([
+        pa.field("section", pa.list_(pa.string())),
+        pa.field("text", pa.string()),
+    ]))),
+])
+
+# Failed pages listed by id in the report; beyond this only the count grows (a broken dump
+# should not make a manifest of gigabytes).
+MAX_LISTED_FAILURES = 1000
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What decides the snapshot's content (all of it is part of the artifact key)."""
+
+    shards: int = 64
+    """Output shards. Fixed per data root: month A and B are joined shard by shard, so every
+    month must use the same count (64: ~100k articles a shard for full enwiki)."""
+    namespaces: tuple[int, ...] = (0,)
+    """MediaWiki namespaces kept; 0 is the article namespace."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shards <= 100_000:
+            raise ConfigError(f"shards must be between 1 and 100000, not {self.shards}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the work is done; never changes the output."""
+
+    chunk_mb: float = 16.0
+    """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory."""
+    keep_work: bool = False
+    """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    path: str
+    start: int
+    length: int
+    streams: int | None  # None: a plain (non-multistream) file, read to its end
+
+
+@dataclass(frozen=True)
+class MapTask:
+    chunk: Chunk
+    out: str
+    shards: int
+    namespaces: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    shard: int
+    chunk_files: tuple[str, ...]
+    out: str
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    state: str  # "current" (no-op), "built" or "repaired"
+    manifest: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# Planning: split the dump parts into chunks of whole bz2 streams using the index.
+
+def read_index_offsets(index_path: Path) -> list[int]:
+    """Sorted distinct stream offsets from a multistream index (`offset:page_id:title`)."""
+    offsets: set[int] = set()
+    try:
+        with bz2.open(index_path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                head, sep, _ = line.partition(":")
+                if not sep or not head.isdigit():
+                    raise InputError(f"{index_path.name}: line {lineno} is not "
+                                     f"'offset:page_id:title': {line[:80]!r}")
+                offsets.add(int(head))
+    except (OSError, EOFError) as e:
+        raise InputError(f"{index_path.name}: unreadable multistream index ({e}); "
+                         f"delete it and download the month again") from None
+    return sorted(offsets)
+
+
+def plan_chunks(raw: Path, parts: list[tuple[str, str | None]], chunk_bytes: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for xml_name, index_name in parts:
+        path = raw / xml_name
+        size = path.stat().st_size
+        if index_name is None:
+            chunks.append(Chunk(len(chunks), str(path), 0, size, None))
+            continue
+        offsets = read_index_offsets(raw / index_name)
+        if offsets and offsets[-1] >= size:
+            raise InputError(f"{index_name} points past the end of {xml_name} "
+                             f"(offset {offsets[-1]}, file is {size} bytes): the file is "
+                             f"truncated; delete it and download the month again")
+        # Streams run from one offset to the next; the last page stream is followed by the
+        # footer stream (`</mediawiki>`), so it is bounded by the file size and read by count.
+        bounds = offsets + [size]
+        i = 0
+        while i < len(offsets):
+            j = i + 1
+            while j < len(offsets) and bounds[j] - bounds[i] < chunk_bytes:
+                j += 1
+            chunks.append(Chunk(len(chunks), str(path), bounds[i], bounds[j] - bounds[i], j - i))
+            i = j
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------
+# Map: one chunk of bz2 streams -> pages -> rows grouped by output shard.
+
+def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
+                      read_size: int = 1 << 20):
+    """Yield the decompressed bytes of `streams` consecutive bz2 streams starting at `start`
+    (all streams to the end of the file when None). Errors name the file and byte offset."""
+    done = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = length
+        dec = bz2.BZ2Decompressor()
+        stream_start = start
+        fed = 0
+        while remaining > 0:
+            data = f.read(min(read_size, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            while data:
+                fed += len(data)
+                try:
+                    out = dec.decompress(data)
+                except OSError as e:
+                    raise InputError(f"{path.name}: corrupt bz2 data in the stream starting "
+                                     f"at byte {stream_start} ({e}); delete the file and "
+                                     f"download the month again") from None
+                if out:
+                    yield out
+                if not dec.eof:
+                    break
+                data = dec.unused_data
+                stream_start += fed - len(data)
+                fed = 0
+                done += 1
+                if streams is not None and done == streams:
+                    return
+                dec = bz2.BZ2Decompressor()
+        if fed or (streams is not None and done < streams) or done == 0:
+            raise InputError(f"{path.name}: truncated bz2 data: the stream starting at byte "
+                             f"{stream_start} ends early; delete the file and download the "
+                             f"month again")
+
+
+class _PageParser:
+    """Streams `<page>` elements out of dump XML with expat, refusing any DTD.
+
+    Multistream chunks are sequences of `<page>` elements without their root, so they are
+    parsed inside a synthetic root element. A document type declaration (and so any entity
+    definition) is refused outright: dumps never have one, and an XML bomb needs one.
+    """
+
+    FIELDS = {("page", "title"), ("page", "ns"), ("page", "id"), ("page", "redirect"),
+              ("revision", "id"), ("revision", "timestamp"), ("revision", "sha1"),
+              ("revision", "text"), ("revision", "model")}
+
+    def __init__(self, on_page, where: str):
+        self.on_page = on_page
+        self.where = where
+        p = expat.ParserCreate()
+        p.buffer_text = True
+        p.buffer_size = 1 << 16
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._chars
+        p.StartDoctypeDeclHandler = self._refuse_dtd
+        p.EntityDeclHandler = self._refuse_entity
+        self.parser = p
+        self.stack: list[str] = []
+        self.page: dict | None = None
+        self.buf: list[str] | None = None
+        p.Parse(b"<twiki-chunk>", False)
+
+    def _refuse_dtd(self, *args):
+        raise InputError(f"{self.where}: the XML has a document type declaration; dumps never "
+                         f"do, and entity expansion is refused (possible XML bomb)")
+
+    def _refuse_entity(self, *args):
+        raise InputError(f"{self.where}: the XML declares an entity; refused (possible XML bomb)")
+
+    def _start(self, name, attrs):
+        parent = self.stack[-1] if self.stack else ""
+        self.stack.append(name)
+        if name == "page":
+            self.page = {}
+        elif self.page is not None and (parent, name) in self.FIELDS:
+            if name == "redirect":
+                self.page["redirect"] = True
+            elif name == "text" and attrs.get("deleted"):
+                self.page["text_deleted"] = True
+            else:
+                self.buf = []
+
+    def _chars(self, data):
+        if self.buf is not None:
+            self.buf.append(data)
+
+    def _end(self, name):
+        self.stack.pop()
+        if self.buf is not None:
+            parent = self.stack[-1] if self.stack else ""
+            key = f"rev_{name}" if parent == "revision" else name
+            self.page.setdefault(key, "".join(self.buf))
+            self.buf = None
+        if name == "page":
+            page, self.page = self.page, None
+            self.on_page(page)
+
+    def feed(self, data: bytes, offset_hint: str = "") -> None:
+        try:
+            self.parser.Parse(data, False)
+        except expat.ExpatError as e:
+            raise InputError(f"{self.where}: malformed XML ({expat.errors.messages[e.code]}) "
+                             f"at line {e.lineno}, column {e.offset} of the decompressed "
+                             f"text{offset_hint}") from None
+
+    def close(self) -> None:
+        if self.page is not None or len(self.stack) > 1:
+            raise InputError(f"{self.where}: the XML ends inside an element "
+                             f"(<{self.stack[-1]}>): truncated or malformed dump")
+        self.feed(b"</twiki-chunk>")
+
+
+def parse_timestamp(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+class _ChunkRows:
+    """Collects one chunk's articles and its counts."""
+
+    def __init__(self, namespaces: tuple[int, ...]):
+        self.namespaces = set(namespaces)
+        self.cols: dict[str, list] = {f.name: [] for f in SCHEMA}
+        self.counts = {"pages": 0, "articles": 0, "redirects": 0, "other_namespaces": 0,
+                       "failed": 0, "wikitext_bytes": 0, "paragraphs": 0, "clean_chars": 0}
+        self.failures: list[dict] = []
+
+    def fail(self, page: dict, reason: str) -> None:
+        self.counts["failed"] += 1
+        if len(self.failures) < MAX_LISTED_FAILURES:
+            self.failures.append({"page_id": page.get("id"), "title": page.get("title"),
+                                  "reason": reason})
+
+    def add(self, page: dict) -> None:
+        self.counts["pages"] += 1
+        try:
+            ns = int(page.get("ns", "0"))
+        except ValueError:
+            return self.fail(page, f"bad namespace {page.get('ns')!r}")
+        if ns not in self.namespaces:
+            self.counts["other_namespaces"] += 1
+            return
+        if page.get("redirect"):
+            self.counts["redirects"] += 1
+            return
+        if page.get("text_deleted") or "rev_text" not in page:
+            return self.fail(page, "revision has no text")
+        if page.get("rev_model", "wikitext") != "wikitext":
+            return self.fail(page, f"content model {page['rev_model']!r} is not wikitext")
+        try:
+            page_id, revid = int(page["id"]), int(page["rev_id"])
+            ts = parse_timestamp(page["rev_timestamp"])
+        except (KeyError, ValueError) as e:
+            return self.fail(page, f"missing or bad page/revision field ({e})")
+        text = page["rev_text"]
+        try:
+            paragraphs = clean_wikitext(text, page.get("title", ""))
+        except Exception as e:  # one bad page never kills the run (DESIGN.md rule 8)
+            return self.fail(page, f"wikitext cleaning failed: {type(e).__name__}: {e}")
+        self.counts["articles"] += 1
+        self.counts["wikitext_bytes"] += len(text.encode("utf-8"))
+        self.counts["paragraphs"] += len(paragraphs)
+        self.counts["clean_chars"] += sum(len(t) for _, t in paragraphs)
+        c = self.cols
+        c["page_id"].append(page_id)
+        c["title"].append(page.get("title", ""))
+        c["revid"].append(revid)
+        c["timestamp"].append(ts)
+        c["sha1"].append(page.get("rev_sha1"))
+        c["paragraphs"].append([{"section": list(s), "text": t} for s, t in paragraphs])
+
+
+def extract_chunk(task: MapTask) -> dict:
+    """Map task: clean one chunk's pages into a work file, rows grouped by output shard.
+
+    The file's metadata maps each shard to its row group and page_id range; the file
+    existing means the task is done (it is renamed into place complete)."""
+    out = Path(task.out)
+    if out.exists():
+        return json.loads(pq.read_schema(out).metadata[b"twiki.report"])
+    chunk = task.chunk
+    path = Path(chunk.path)
+    where = f"{path.name} (chunk at byte {chunk.start})"
+    rows = _ChunkRows(task.namespaces)
+    parser = _PageParser(rows.add, where)
+    t0 = time.perf_counter()
+    for data in iter_decompressed(path, chunk.start, chunk.length, chunk.streams):
+        parser.feed(data)
+    parser.close()
+
+    table = pa.table(rows.cols, schema=SCHEMA)
+    shard_ids = [shard_of(pid, task.shards) for pid in rows.cols["page_id"]]
+    order = sorted(range(table.num_rows), key=lambda i: (shard_ids[i], rows.cols["page_id"][i]))
+    table = table.take(pa.array(order, type=pa.int64()))
+    groups: dict[int, list] = {}
+    for pos, i in enumerate(order):
+        s, pid = shard_ids[i], rows.cols["page_id"][i]
+        g = groups.setdefault(s, [pos, pos, pid, pid])
+        g[1], g[3] = pos, pid
+    shard_map = {}
+    for rg, (s, (first, last, lo, hi)) in enumerate(sorted(groups.items())):
+        shard_map[str(s)] = {"row_group": rg, "rows": last - first + 1, "min": lo, "max": hi}
+    report = {"counts": rows.counts, "failures": rows.failures,
+              "seconds": round(time.perf_counter() - t0, 3)}
+    meta = {b"twiki.shards": json.dumps(shard_map).encode(),
+            b"twiki.report": json.dumps(report).encode()}
+    tmp = out.with_name(f".{out.name}.tmp")
+    with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta), **PARQUET_OPTIONS) as w:
+        for s, info in sorted(shard_map.items(), key=lambda kv: kv[1]["row_group"]):
+            first = groups[int(s)][0]
+            w.write_table(table.slice(first, info["rows"]).replace_schema_metadata(meta),
+                          row_group_size=info["rows"])
+    tmp.replace(out)
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# Reduce: one output shard from every chunk, in page_id order.
+
+def reduce_shard(task: ReduceTask) -> dict:
+    out = Path(task.out)
+    pieces = []  # (min, max, chunk order, file, row group)
+    for order, name in enumerate(task.chunk_files):
+        meta = pq.read_schema(name).metadata
+        info = json.loads(meta[b"twiki.shards"]).get(str(task.shard))
+        if info:
+            pieces.append((info["min"], info["max"], order, name, info["row_group"]))
+    pieces.sort()
+    duplicates = 0
+    with ShardWriter(out, SCHEMA) as writer:
+        i = 0
+        while i < len(pieces):
+            # Dumps list pages in page_id order, so pieces are disjoint and simply follow each
+            # other; overlapping ones (an unusual dump) are merged by sorting just them.
+            j, hi = i + 1, pieces[i][1]
+            while j < len(pieces) and pieces[j][0] <= hi:
+                hi = max(hi, pieces[j][1])
+                j += 1
+            tables = [pq.ParquetFile(p[3]).read_row_group(p[4]).replace_schema_metadata(None)
+                      for p in pieces[i:j]]
+            table = tables[0] if len(tables) == 1 else _merge_sorted(tables)
+            duplicates += sum(t.num_rows for t in tables) - table.num_rows
+            writer.write(table)
+            i = j
+    return {"shard": task.shard, "rows": writer.rows, "duplicate_pages": duplicates}
+
+
+def _merge_sorted(tables: list[pa.Table]) -> pa.Table:
+    """Sort overlapping pieces by page_id; a page listed twice keeps its newest revision."""
+    t = pa.concat_tables(tables)
+    t = t.take(pa.compute.sort_indices(t, [("page_id", "ascending"), ("revid", "descending")]))
+    ids = t.column("page_id").to_pylist()
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    return t.take(pa.array(keep, type=pa.int64()))
+
+
+# ---------------------------------------------------------------------------------------
+# The stage.
+
+def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | None = None,
+                  executor: Executor | None = None, config: ExtractConfig = ExtractConfig(),
+                  options: RunOptions = RunOptions()) -> ExtractResult:
+    """Build (or confirm, or repair) the snapshot of `month` from its downloaded dump."""
+    parse_month(month)
+    data_root = data_root or DataRoot.default()
+    executor = executor or LocalExecutor(1)
+    raw = find_downloaded(data_root, wiki, month)
+    if raw is None:
+        raise TwikiError(f"no downloaded {wiki} dump for {month} under {data_root.raw_wiki(wiki)}: "
+                         f"run `twiki download --month {month}` first")
+    raw_manifest = json.loads((raw / "_manifest.json").read_text())
+    parts = multistream_parts(raw_manifest)
+    if not parts:
+        raise InputError(f"{raw}: the download has no pages-articles-multistream file")
+    by_name = {f["name"]: f for f in raw_manifest["files"]}
+    inputs = {"wiki": wiki, "run": raw_manifest["run"], "files": [
+        {k: by_name[n].get(k) for k in ("name", "size", "sha1", "md5")}
+        for pair in parts for n in pair if n]}
+    cfg = {"wiki": wiki, "month": month, **asdict(config)}
+    build = ArtifactBuild(data_root.snapshot(wiki, month), stage="extract",
+                          stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
+                          shards=config.shards, schema=SCHEMA)
+    if build.state == "current":
+        log.info("snapshot %s %s is up to date (%d articles): nothing to do",
+                 wiki, month, build.manifest["rows"])
+        return ExtractResult(build.final, "current", build.manifest)
+    if build.state == "repair":
+        log.info("snapshot %s %s: rebuilding missing or damaged shards %s",
+                 wiki, month, build.missing)
+
+    t0 = time.perf_counter()
+    work = data_root.work("extract", wiki, month, build.key[:16])
+    work.mkdir(parents=True, exist_ok=True)
+    chunks = plan_chunks(raw, parts, int(options.chunk_mb * 1e6))
+    map_tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.parquet"), config.shards,
+                         tuple(config.namespaces)) for c in chunks]
+    map_reports = executor.run(extract_chunk, map_tasks, desc=f"extract {wiki} {month}",
+                               weights=[c.length for c in chunks], unit="B")
+    t_map = time.perf_counter() - t0
+    chunk_files = tuple(t.out for t in map_tasks)
+    reduce_tasks = [ReduceTask(s, chunk_files, str(build.shard_path(s)))
+                    for s in build.pending_shards()]
+    reduce_reports = executor.run(reduce_shard, reduce_tasks, desc=f"write {wiki} {month}",
+                                  unit="shard")
+    t_total = time.perf_counter() - t0
+
+    counts = sum_counts(r["counts"] for r in map_reports)
+    counts["duplicate_pages"] = sum(r["duplicate_pages"] for r in reduce_reports)
+    failures = [f for r in map_reports for f in r["failures"]][:MAX_LISTED_FAILURES]
+    cpu_seconds = sum(r["seconds"] for r in map_reports)
+    report = {"counts": counts, "failed_pages": failures, "chunks": len(chunks),
+              "wikitext_mb_per_cpu_second": round(counts["wikitext_bytes"] / 1e6 / cpu_seconds, 3)
+              if cpu_seconds else None}
+    timings = {"map_s": round(t_map, 3), "reduce_s": round(t_total - t_map, 3),
+               "total_s": round(t_total, 3), "workers": executor.workers}
+    state = "repaired" if build.state == "repair" else "built"
+    manifest = build.publish(report=report, timings=timings)
+    if not options.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("snapshot %s %s %s: %d articles (%d pages read, %d redirects, %d other "
+             "namespaces, %d failed) in %d shards, %.1fs", wiki, month, state,
+             counts["articles"], counts["pages"], counts["redirects"],
+             counts["other_namespaces"], counts["failed"], config.shards, t_total)
+    return ExtractResult(build.final, state, manifest)

@@ -1,0 +1,94 @@
+"""Where every artifact lives under the data root, and the checks on names that reach it.
+
+One place for the layout of data/ (see data/README.md); stages ask a DataRoot for paths and
+never build them by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import ConfigError, UnsafePathError
+
+MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+RUN_DATE_RE = re.compile(r"^\d{8}$")
+WIKI_RE = re.compile(r"^[a-z][a-z0-9_]*wiki[a-z]*$")
+
+
+def parse_month(month: str) -> str:
+    """Validate a month written YYYY-MM and return it; anything else is a ConfigError."""
+    if not isinstance(month, str) or not MONTH_RE.match(month):
+        raise ConfigError(f"month {month!r} is not of the form YYYY-MM (for example 2022-01)")
+    return month
+
+
+def previous_month(month: str) -> str:
+    year, mon = map(int, parse_month(month).split("-"))
+    year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
+    return f"{year:04d}-{mon:02d}"
+
+
+def check_wiki(wiki: str) -> str:
+    if not WIKI_RE.match(wiki or ""):
+        raise ConfigError(f"wiki {wiki!r} is not a wiki database name such as 'enwiki'")
+    return wiki
+
+
+def safe_join(base: Path, name: str) -> Path:
+    """Join a file name taken from remote metadata to `base`, refusing anything that escapes it.
+
+    Only a plain relative name made of ordinary path parts is accepted: no absolute path, no
+    drive, no `..`, no backslash tricks, no NUL.
+    """
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafePathError(f"refusing file name {name!r} from dump metadata: not a plain name")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or ":" in pure.parts[0]:
+        raise UnsafePathError(
+            f"refusing file name {name!r} from dump metadata: it would land outside {base}"
+        )
+    target = (base / pure).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise UnsafePathError(
+            f"refusing file name {name!r} from dump metadata: it resolves outside {base}"
+        )
+    return base / pure
+
+
+def default_root() -> Path:
+    """The data root: $TWIKI_DATA if set, else ./data."""
+    return Path(os.environ.get("TWIKI_DATA", "data"))
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """The artifact root (data/ by default). Every stage's output folder comes from here."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> "DataRoot":
+        return cls(default_root())
+
+    def raw(self, wiki: str, run_date: str) -> Path:
+        """Downloaded dump files of one run: data/raw/<wiki>/<YYYYMMDD>/."""
+        if not RUN_DATE_RE.match(run_date):
+            raise ConfigError(f"dump run date {run_date!r} is not YYYYMMDD")
+        return self.root / "raw" / check_wiki(wiki) / run_date
+
+    def raw_wiki(self, wiki: str) -> Path:
+        return self.root / "raw" / check_wiki(wiki)
+
+    def snapshot(self, wiki: str, month: str) -> Path:
+        """One month of clean articles: data/snapshots/<wiki>/<YYYY-MM>/."""
+        return self.root / "snapshots" / check_wiki(wiki) / parse_month(month)
+
+    def work(self, *parts: str) -> Path:
+        """Intermediate files kept for resume and repair: data/work/..."""
+        return self.root.joinpath("work", *parts)
+
+    def bench(self) -> Path:
+        return self.root / "bench"

@@ -1,0 +1,371 @@
+"""Wikitext cleaning for the extract stage: one article's raw wikitext -> clean paragraphs, each
+with its section path. Reads and writes no artifact; `twiki.extract` calls it once per page.
+
+Speed is the point of its shape. A regex pre-pass (C-speed scanning, Python only once per
+brace/table/link *token*) removes what is costly to parse and never training text: comments,
+refs and other hidden tags, templates, tables, files and categories. What is left is mostly
+prose, cleaned with a few guarded substitutions per paragraph. mwparserfromhell is used where it
+pays: on the rare paragraph that the fast path cannot clean without leftover markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import mwparserfromhell
+
+__all__ = ["DROPPED_SECTIONS", "clean_wikitext"]
+
+Section = tuple[str, ...]
+
+# Sections whose text is apparatus, not prose about the subject (compared lowercased). They
+# are dropped with their subsections; they are almost always trailing.
+DROPPED_SECTIONS = frozenset(
+    {
+        "references", "external links", "see also", "further reading", "notes", "bibliography",
+        "sources", "footnotes", "citations", "notes and references", "references and notes",
+        "works cited", "literature",
+        # dewiki equivalents: the sample data has a few German articles.
+        "einzelnachweise", "weblinks", "literatur", "siehe auch", "anmerkungen", "quellen",
+    }
+)
+
+# Namespace prefixes of links that render as media or page metadata, not as text: files and
+# categories in English plus the local names of the larger Wikipedias (a dump of another wiki
+# keeps its own names; the English ones always work there too).
+DROPPED_LINK_NAMESPACES = (
+    "file", "image", "media", "category",
+    "datei", "bild", "kategorie",  # de
+    "fichier", "catégorie",  # fr
+    "archivo", "imagen", "categoría",  # es
+    "immagine", "categoria",  # it, pt
+    "bestand", "categorie",  # nl
+    "arquivo", "imagem",  # pt
+    "fil", "bild", "kategori",  # sv, da, no
+    "lêer", "kategorie",  # af
+    "plik", "kategoria",  # pl
+    "файл", "изображение", "категория",  # ru
+)
+
+# Tags whose content is never prose: it is dropped with the tag. (`<code>` stays inline text:
+# it is usually a word in a sentence.)
+DROPPED_CONTENT_TAGS = (
+    "ref", "references", "math", "chem", "ce", "gallery", "syntaxhighlight", "source", "pre",
+    "score", "timeline", "imagemap", "graph", "mapframe", "maplink", "templatedata", "hiero",
+    "inputbox", "categorytree", "includeonly", "table", "noinclude", "charinsert", "indicator",
+)
+
+# Inline/HTML tags removed with their content kept. Only these are treated as tags when they
+# open: prose such as "x<y and y>z" must survive. Any closing tag `</name>` is removed.
+KEPT_CONTENT_TAGS = (
+    "abbr", "b", "bdi", "bdo", "big", "blockquote", "br", "caption", "center", "cite", "code",
+    "data", "dd", "del", "dfn", "div", "dl", "dt", "em", "font", "h1", "h2", "h3", "h4", "h5",
+    "h6", "hr", "i", "ins", "kbd", "li", "mark", "nowiki", "ol", "onlyinclude", "p", "poem",
+    "q", "rb", "rp", "rt", "rtc", "ruby", "s", "samp", "section", "small", "span", "strike",
+    "strong", "sub", "sup", "td", "th", "time", "tr", "tt", "u", "ul", "var", "wbr", "audio",
+    "video", "canvas", "translate", "languages",
+)
+
+# A page with more unclosed `{{` / `{|` than this is treated as unparseable: each unclosed
+# opener costs a rescan of the rest of the page, and no real article has that many.
+MAX_UNCLOSED = 500
+
+# ---------------------------------------------------------------------------------------------
+# Block pre-pass: whole-page regexes.
+
+_PARA_END = re.compile(r"\n[ \t]*\n")
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_COMMENT_OPEN = re.compile(r"<!--")
+_NOWIKI = re.compile(r"<nowiki\s*>(.*?)</nowiki\s*>", re.S | re.I)
+_NOWIKI_SELF = re.compile(r"<nowiki\s*/>", re.I)
+_DROP_NAMES = "|".join(DROPPED_CONTENT_TAGS)
+_DROP_SELF = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?/>", re.I)
+# Paired hidden tag: its content may not contain another opener of the same tag, so an unclosed
+# `<ref>` cannot swallow the text up to the next ref's `</ref>`.
+_DROP_PAIRED = re.compile(
+    rf"<({_DROP_NAMES})(?:\s[^<>]*)?>[^<]*(?:<(?!/?\1[\s>/])[^<]*)*</\1\s*>", re.I
+)
+_DROP_OPEN = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?>", re.I)
+_DROP_CLOSE = re.compile(rf"</(?:{_DROP_NAMES})\s*>", re.I)
+_BRACES = re.compile(r"\{\{+|\}\}+")
+_TABLE_TOKENS = re.compile(r"^[ \t:]*(\{\||\|\})", re.M)
+_NS = "|".join(re.escape(n) for n in DROPPED_LINK_NAMESPACES)
+_DROPPED_LINK_OPEN = re.compile(rf"\[\[[ \t]*(?:{_NS})[ \t]*:", re.I)
+_LINK_TOKENS = re.compile(r"\[\[|\]\]")
+# Interlanguage links (`[[de:Foo]]`): a lowercase language code, hidden by MediaWiki.
+_INTERLANGUAGE = re.compile(r"\[\[[a-z]{2,3}(?:-[a-z]+)*:[^\[\]\n]*\]\]")
+
+# ---------------------------------------------------------------------------------------------
+# Lines and paragraphs.
+
+_HEADING = re.compile(r"(=+)(.+?)(=+)[ \t]*")
+_LIST_MARKERS = "*#:;"
+_TABLE_RESIDUE_LINE = re.compile(r"[ \t]*(?:\||!.*!!|!\s*(?:scope|style|class|colspan|rowspan)\b)")
+_RULE_LINE = re.compile(r"-{4,}[ \t]*")
+
+# ---------------------------------------------------------------------------------------------
+# Inline cleaning, per paragraph.
+
+_LINK_PIPED = re.compile(r"\[\[[^\[\]|\n]*\|((?:[^\[\]\n]|\[(?!\[)|\](?!\]))+)\]\]")
+# `[[Paris, Texas|]]` shows "Paris"; `[[Help:Foo (bar)|]]` shows "Foo".
+_LINK_PIPE_TRICK = re.compile(r"\[\[:?(?:[^\[\]|\n:]*:)?([^\[\]|\n(,]*?)[ \t]*(?:\([^\[\]|\n]*\)|,[^\[\]|\n]*)?\|\]\]")
+_LINK_PLAIN = re.compile(r"\[\[:?([^\[\]|\n]+)\]\]")
+_EXT_LINK = re.compile(
+    r"\[(?:(?:https?|ftp|ftps|irc|ircs|gopher|nntp|worldwind|svn|git|mms):)?//[^\s\[\]<>]*"
+    r"(?:[ \t]+([^\]\n]*))?\]|\[(?:mailto|news|urn|tel):[^\s\[\]<>]*(?:[ \t]+([^\]\n]*))?\]",
+    re.I,
+)
+_BR = re.compile(r"<br\s*/?>|</br\s*>", re.I)
+_KEPT_NAMES = "|".join(KEPT_CONTENT_TAGS)
+_TAG = re.compile(rf"<(?:{_KEPT_NAMES})(?:\s[^<>]*)?/?>|</[A-Za-z][A-Za-z0-9]*\s*>", re.I)
+_BOLD_ITALIC = re.compile(r"'''''|'''|''")
+_MAGIC_WORD = re.compile(r"__[A-Z]+__")
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w")
+# Markup that must never reach the output. A paragraph showing any of it after the fast path
+# goes through mwparserfromhell; what survives even that is scrubbed.
+_RESIDUE = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||<!--|</|<[A-Za-z][^<>]*>|'''|&[A-Za-z]+;")
+_SCRUB = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||<!--|-->|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|'{2,}")
+
+
+def clean_wikitext(text: str, title: str = "") -> list[tuple[Section, str]]:
+    """Return [(section_path, paragraph_text), ...] in document order.
+
+    section_path is the tuple of cleaned heading titles above the paragraph (() for the lead).
+    Raises ValueError (naming `title`) for a page that cannot be cleaned; callers skip it.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"page {title!r}: wikitext is {type(text).__name__}, not str")
+    try:
+        body = _drop_blocks(text.replace("\r\n", "\n").replace("\r", "\n"), title)
+        return _paragraphs(body)
+    except (RecursionError, mwparserfromhell.parser.ParserError) as exc:
+        raise ValueError(f"page {title!r}: unparseable wikitext ({exc.__class__.__name__})") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Block pre-pass
+
+
+def _drop_blocks(s: str, title: str) -> str:
+    """Remove comments, hidden tags, templates, tables, files, categories, interlanguage links."""
+    if "<!--" in s:
+        s = _COMMENT.sub("", s)
+        if "<!--" in s:  # unclosed: MediaWiki hides the rest of the page; we hide its paragraph
+            s = _cut_unclosed(s, _COMMENT_OPEN)
+    if "<" in s:
+        s = _NOWIKI_SELF.sub("", s)
+        # nowiki text is literal: escape it so that no later pass reads it as markup; the
+        # final entity decoding restores the characters.
+        s = _NOWIKI.sub(_escape_nowiki, s)
+        s = _DROP_SELF.sub("", s)
+        s = _DROP_PAIRED.sub("", s)
+        if _DROP_OPEN.search(s):
+            s = _cut_unclosed(s, _DROP_OPEN)
+        s = _DROP_CLOSE.sub("", s)
+    if "{{" in s or "}}" in s:
+        s = _drop_templates(s, title)
+    if "{|" in s:
+        s = _drop_tables(s, title)
+    if "[[" in s:
+        s = _drop_links(s)
+        s = _INTERLANGUAGE.sub("", s)
+    return s
+
+
+def _escape_nowiki(m: re.Match) -> str:
+    return "".join(f"&#{ord(c)};" if c in "[]{}<>|'=*#:;!&_" else c for c in m.group(1))
+
+
+def _cut_unclosed(s: str, opener: re.Pattern) -> str:
+    """Drop every match of `opener` through the end of its paragraph."""
+    out, pos = [], 0
+    for _ in range(MAX_UNCLOSED):
+        m = opener.search(s, pos)
+        if m is None:
+            break
+        out.append(s[pos : m.start()])
+        pos = _paragraph_end(s, m.end())
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _paragraph_end(s: str, pos: int) -> int:
+    """Start of the blank line that ends the paragraph holding `pos` (or the end of `s`)."""
+    m = _PARA_END.search(s, pos)
+    return m.start() if m else len(s)
+
+
+def _drop_templates(s: str, title: str) -> str:
+    """Remove `{{...}}` (templates, parser functions, parameters), nested, brace runs counted.
+
+    A template that is never closed is dropped through the end of the paragraph it opens in,
+    and the scan resumes after it. Stray `}}` are dropped.
+    """
+    out: list[str] = []
+    pos = 0  # start of the text not yet scanned
+    for _ in range(MAX_UNCLOSED):
+        depth, keep_from, opened_at = 0, pos, -1
+        for m in _BRACES.finditer(s, pos):
+            run = m.end() - m.start()
+            if s[m.start()] == "{":
+                if depth == 0:
+                    out.append(s[keep_from : m.start()])
+                    opened_at = m.start()
+                depth += run
+            elif depth == 0:  # stray closer
+                out.append(s[keep_from : m.start()])
+                keep_from = m.end()
+            else:
+                depth -= run
+                if depth <= 0:
+                    depth, keep_from = 0, m.end()
+        if depth == 0:
+            out.append(s[keep_from:])
+            return "".join(out)
+        pos = _paragraph_end(s, opened_at + 2)
+        # Text between the unclosed opener and its paragraph end is dropped; restart there.
+    raise ValueError(f"page {title!r}: more than {MAX_UNCLOSED} unclosed templates")
+
+
+def _drop_tables(s: str, title: str) -> str:
+    """Remove `{| ... |}` tables (nested); an unclosed table is dropped to its paragraph end."""
+    out: list[str] = []
+    pos = 0
+    for _ in range(MAX_UNCLOSED):
+        depth, keep_from, opened_at = 0, pos, -1
+        for m in _TABLE_TOKENS.finditer(s, pos):
+            if m.group(1) == "{|":
+                if depth == 0:
+                    out.append(s[keep_from : m.start()])
+                    opened_at = m.start()
+                depth += 1
+            elif depth:
+                depth -= 1
+                if depth == 0:
+                    keep_from = m.end()
+        if depth == 0:
+            out.append(s[keep_from:])
+            return "".join(out)
+        pos = _paragraph_end(s, opened_at + 2)
+    raise ValueError(f"page {title!r}: more than {MAX_UNCLOSED} unclosed tables")
+
+
+def _drop_links(s: str) -> str:
+    """Remove file/image/category links, whose captions may hold nested links.
+
+    An unclosed one is dropped to the end of its paragraph (MediaWiki links never span one).
+    """
+    out: list[str] = []
+    pos = 0
+    while True:
+        m = _DROPPED_LINK_OPEN.search(s, pos)
+        if m is None:
+            break
+        out.append(s[pos : m.start()])
+        end = _paragraph_end(s, m.end())
+        depth, pos = 1, end
+        for t in _LINK_TOKENS.finditer(s, m.end(), end):
+            depth += 1 if t.group() == "[[" else -1
+            if depth == 0:
+                pos = t.end()
+                break
+    out.append(s[pos:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lines -> paragraphs
+
+
+def _paragraphs(body: str) -> list[tuple[Section, str]]:
+    result: list[tuple[Section, str]] = []
+    headings: list[tuple[int, str]] = []  # (level, title) of the open sections
+    path: Section = ()
+    dropped_level = 0  # level of the dropped section we are in, 0 when none
+    lines: list[str] = []  # lines of the paragraph being collected
+
+    def flush() -> None:
+        if lines:
+            if not dropped_level:
+                _emit(result, path, " ".join(lines))
+            lines.clear()
+
+    for line in body.split("\n"):
+        stripped = line.strip()
+        if not stripped:
+            flush()
+            continue
+        h = _HEADING.fullmatch(stripped) if stripped[0] == "=" else None
+        if h:
+            flush()
+            level = min(len(h.group(1)), len(h.group(3)), 6)
+            # Unbalanced `==` runs keep their extra `=` as title text, as MediaWiki does.
+            name = "=" * (len(h.group(1)) - level) + h.group(2) + "=" * (len(h.group(3)) - level)
+            name = _clean_inline(name)
+            while headings and headings[-1][0] >= level:
+                headings.pop()
+            headings.append((level, name))
+            path = tuple(t for _, t in headings)
+            if dropped_level and level <= dropped_level:
+                dropped_level = 0
+            if not dropped_level and name.lower() in DROPPED_SECTIONS:
+                dropped_level = level
+            continue
+        first = stripped[0]
+        if first in _LIST_MARKERS:
+            flush()
+            lines.append(stripped.lstrip(_LIST_MARKERS))
+            flush()
+        elif first in "|!" and _TABLE_RESIDUE_LINE.match(line):
+            flush()  # a row of a table opened by a template: not prose
+        elif first == "-" and _RULE_LINE.fullmatch(stripped):
+            flush()
+        else:
+            lines.append(stripped)
+    flush()
+    return result
+
+
+def _emit(result: list[tuple[Section, str]], path: Section, raw: str) -> None:
+    text = _clean_inline(raw)
+    if _RESIDUE.search(text):
+        text = _clean_inline(_strip_with_parser(raw))
+        if _RESIDUE.search(text):
+            text = _SPACE.sub(" ", _SCRUB.sub("", text)).strip()
+    if text and _WORD.search(text):
+        result.append((path, text))
+
+
+def _strip_with_parser(raw: str) -> str:
+    """mwparserfromhell's reading of a paragraph the fast path could not clean."""
+    return mwparserfromhell.parse(raw).strip_code(normalize=True, collapse=True, keep_template_params=False)
+
+
+def _clean_inline(p: str) -> str:
+    """Links to their text, tags and quotes removed, entities decoded, whitespace normalized."""
+    if "[" in p:
+        if "[[" in p:
+            for _ in range(3):  # a label holding a link (invalid but seen) needs a second pass
+                p = _LINK_PIPED.sub(r"\1", p)
+                if "|]]" in p:
+                    p = _LINK_PIPE_TRICK.sub(r"\1", p)
+                p = _LINK_PLAIN.sub(r"\1", p)
+                if "[[" not in p:
+                    break
+        p = _EXT_LINK.sub(_ext_label, p)
+    if "<" in p:
+        p = _BR.sub(" ", p)
+        p = _TAG.sub("", p)
+    if "''" in p:
+        p = _BOLD_ITALIC.sub("", p)
+    if "__" in p:
+        p = _MAGIC_WORD.sub("", p)
+    if "&" in p:
+        p = html.unescape(p)
+    return _SPACE.sub(" ", p).strip()
+
+
+def _ext_label(m: re.Match) -> str:
+    return m.group(1) or m.group(2) or ""
