@@ -75,7 +75,8 @@ MAX_UNCLOSED = 500
 # Block pre-pass: whole-page regexes.
 
 _PARA_END = re.compile(r"\n[ \t]*\n")
-_COMMENT = re.compile(r"<!--.*?-->", re.S)
+# A comment alone on its line goes with its newline: it must not split a paragraph.
+_COMMENT = re.compile(r"^[ \t]*<!--.*?-->[ \t]*\n|<!--.*?-->", re.S | re.M)
 _COMMENT_OPEN = re.compile(r"<!--")
 _NOWIKI = re.compile(r"<nowiki\s*>(.*?)</nowiki\s*>", re.S | re.I)
 _NOWIKI_SELF = re.compile(r"<nowiki\s*/>", re.I)
@@ -89,7 +90,9 @@ _DROP_PAIRED = re.compile(
 _DROP_OPEN = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?>", re.I)
 _DROP_CLOSE = re.compile(rf"</(?:{_DROP_NAMES})\s*>", re.I)
 _BRACES = re.compile(r"\{\{+|\}\}+")
-_TABLE_TOKENS = re.compile(r"^[ \t:]*(\{\||\|\})", re.M)
+# Table delimiters are taken anywhere, not only at a line start: some pages arrive with their
+# newlines flattened to spaces, and with templates already gone `{|` / `|}` occur in no prose.
+_TABLE_TOKENS = re.compile(r"\{\||\|\}")
 _NS = "|".join(re.escape(n) for n in DROPPED_LINK_NAMESPACES)
 _DROPPED_LINK_OPEN = re.compile(rf"\[\[[ \t]*(?:{_NS})[ \t]*:", re.I)
 _LINK_TOKENS = re.compile(r"\[\[|\]\]")
@@ -121,6 +124,10 @@ _KEPT_NAMES = "|".join(KEPT_CONTENT_TAGS)
 _TAG = re.compile(rf"<(?:{_KEPT_NAMES})(?:\s[^<>]*)?/?>|</[A-Za-z][A-Za-z0-9]*\s*>", re.I)
 _BOLD_ITALIC = re.compile(r"'''''|'''|''")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
+# What dropped templates leave in brackets: "Kristeva (; ; born 1941)", "Serper () (born".
+_EMPTY_BRACKETS = re.compile(r"[ \t]*(?:\([\s,;:]*\)|\[[\s,;:]*\])")
+_BRACKET_LEAD_PUNCT = re.compile(r"\((?:\s*[,;:])+\s*")
+_BRACKET_TAIL_PUNCT = re.compile(r"(?:\s*[,;:])+\s*\)")
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w")
 # Markup that must never reach the output. A paragraph showing any of it after the fast path
@@ -220,13 +227,22 @@ def _drop_templates(s: str, title: str) -> str:
             else:
                 depth -= run
                 if depth <= 0:
-                    depth, keep_from = 0, m.end()
+                    depth, keep_from = 0, _after_block(s, opened_at, m.end())
         if depth == 0:
             out.append(s[keep_from:])
             return "".join(out)
         pos = _paragraph_end(s, opened_at + 2)
         # Text between the unclosed opener and its paragraph end is dropped; restart there.
     raise ValueError(f"page {title!r}: more than {MAX_UNCLOSED} unclosed templates")
+
+
+def _after_block(s: str, start: int, end: int) -> int:
+    """Where kept text resumes after removing s[start:end]: past its newline when the construct
+    filled whole lines, so that removing it does not leave a blank line that splits a paragraph
+    (or cuts a file caption in two)."""
+    if end < len(s) and s[end] == "\n" and (start == 0 or s[start - 1] == "\n"):
+        return end + 1
+    return end
 
 
 def _drop_tables(s: str, title: str) -> str:
@@ -236,7 +252,7 @@ def _drop_tables(s: str, title: str) -> str:
     for _ in range(MAX_UNCLOSED):
         depth, keep_from, opened_at = 0, pos, -1
         for m in _TABLE_TOKENS.finditer(s, pos):
-            if m.group(1) == "{|":
+            if m.group() == "{|":
                 if depth == 0:
                     out.append(s[keep_from : m.start()])
                     opened_at = m.start()
@@ -244,7 +260,7 @@ def _drop_tables(s: str, title: str) -> str:
             elif depth:
                 depth -= 1
                 if depth == 0:
-                    keep_from = m.end()
+                    keep_from = _after_block(s, opened_at, m.end())
         if depth == 0:
             out.append(s[keep_from:])
             return "".join(out)
@@ -364,6 +380,10 @@ def _clean_inline(p: str) -> str:
         p = _MAGIC_WORD.sub("", p)
     if "&" in p:
         p = html.unescape(p)
+    if "(" in p or "[" in p:
+        p = _EMPTY_BRACKETS.sub("", p)
+        p = _BRACKET_LEAD_PUNCT.sub("(", p)
+        p = _BRACKET_TAIL_PUNCT.sub(")", p)
     return _SPACE.sub(" ", p).strip()
 
 
