@@ -1,8 +1,9 @@
 """Throughput of `twiki.wikitext.clean_wikitext` against the naive mwparserfromhell baseline
 (`parse(text).strip_code()` per page), single process, on the same pages.
 
-Run: `.venv/bin/python pipelines/bench_wikitext.py` (reads the real sample data in
-/work/shared/data/wikimedia: the 34 raw-wikitext articles and the articles of the enwiki bz2).
+Run from the repo root: `.venv/bin/python -m pipelines.bench_wikitext [REPEAT]` (reads the real
+sample data in /work/shared/data/wikimedia: the 34 raw-wikitext articles and the articles of the
+enwiki bz2; prints one JSON line).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import mwparserfromhell
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from twiki.wikitext import clean_wikitext  # noqa: E402
+from twiki.wikitext import clean_wikitext
 
 SAMPLE = Path("/work/shared/data/wikimedia")
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -40,7 +40,7 @@ def bench_clean(texts: list[str], repeat: int = 1) -> dict:
     twiki_s = _best_seconds(clean_wikitext, texts, repeat)
     naive_s = _best_seconds(lambda t: mwparserfromhell.parse(t).strip_code(), texts, repeat)
     return {
-        "input_mb": round(input_mb, 3),
+        "input_mb": round(input_mb, 6),
         "twiki_mb_s": round(input_mb / twiki_s, 2),
         "naive_mb_s": round(input_mb / naive_s, 2),
         "speedup": round(naive_s / twiki_s, 2),

@@ -15,6 +15,7 @@ import bz2
 import hashlib
 import json
 import re
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,7 @@ SOURCE = Path(
     "/work/shared/data/wikimedia/enwiki/"
     "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 )
-OUT = Path("data/sample/mirror")
+OUT = Path(__file__).resolve().parents[1] / "data" / "sample" / "mirror"
 WIKI = "enwiki"
 # The source's newest revision is from 2016-05-01: it is a page of the May 2016 dump.
 RUN_DATE = "20160501"
@@ -61,7 +62,7 @@ def split_dump(xml: bytes) -> tuple[bytes, list[bytes], bytes]:
         raise ValueError("no <page> elements in the source document")
     end = xml.rindex(b"  </page>\n") + len(b"  </page>\n")
     bounds = starts + [end]
-    pages = [xml[a:b] for a, b in zip(bounds, bounds[1:])]
+    pages = [xml[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     return xml[: starts[0]], pages, xml[end:]
 
 
@@ -101,7 +102,9 @@ def build_run(mirror: Path, header: bytes, pages: list[bytes], *, wiki: str = WI
               jobs: dict[str, tuple[str, str]] = JOB_UPDATED) -> Path:
     """Write one dump run `<mirror>/<wiki>/<run_date>/` in the real layout; returns the folder."""
     run = mirror / wiki / run_date
-    run.mkdir(parents=True, exist_ok=True)
+    if run.exists():  # no file of an earlier layout may survive a rebuild
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
     per_part = -(-len(pages) // parts)
     files: dict[str, bytes] = {}
     for n in range(parts):

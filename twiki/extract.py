@@ -5,9 +5,12 @@ data/snapshots/<wiki>/<YYYY-MM>/: one row per article (namespace 0, no redirects
 clean text as paragraphs and their section path, partitioned by a hash of page_id.
 
 Two phases, both run by the executor: *map* decompresses one chunk of consecutive bz2
-streams (the multistream index tells where they start) and cleans its pages into a work
-file grouped by output shard; *reduce* gathers one output shard from every chunk, in page_id
-order. Both resume per task; the work files go once the snapshot is published.
+streams (the multistream index tells where they start) and writes its articles' wikitext to a
+work file grouped by output shard; *reduce* gathers one output shard from every chunk in
+page_id order and cleans the wikitext. Cleaning in the reduce is what makes snapshots
+incremental: shard k of last month's snapshot is merge-joined alongside, and a page whose
+revision sha1 is unchanged reuses last month's clean text instead of being parsed again. Both
+phases resume per task; the work files go once the snapshot is published.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 from xml.parsers import expat
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import ArtifactBuild, ShardWriter, shard_of, sum_counts, PARQUET_OPTIONS
+from .artifacts import (PARQUET_OPTIONS, ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
+                        read_manifest, shard_name, shard_of, sum_counts)
 from .download import find_downloaded, multistream_parts
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -48,6 +53,10 @@ SCHEMA = pa.schema([
         pa.field("text", pa.string()),
     ]))),
 ])
+
+# Map-phase work files: the articles' metadata and raw wikitext, grouped by output shard.
+WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
+                        + [pa.field("wikitext", pa.string())])
 
 # Failed pages listed by id in the report; beyond this only the count grows (a broken dump
 # should not make a manifest of gigabytes).
@@ -77,6 +86,9 @@ class RunOptions:
     """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
+    incremental: bool = True
+    """Reuse the clean text of the latest earlier snapshot for pages whose revision sha1 is
+    unchanged (same output as a cold extract, a fraction of the work)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class ReduceTask:
     shard: int
     chunk_files: tuple[str, ...]
     out: str
+    previous: str | None = None  # last month's shard file with the same layout, if any
 
 
 @dataclass
@@ -284,13 +297,13 @@ def parse_timestamp(ts: str) -> datetime:
 
 
 class _ChunkRows:
-    """Collects one chunk's articles and its counts."""
+    """Collects one chunk's articles (metadata + raw wikitext) and its counts."""
 
     def __init__(self, namespaces: tuple[int, ...]):
         self.namespaces = set(namespaces)
-        self.cols: dict[str, list] = {f.name: [] for f in SCHEMA}
-        self.counts = {"pages": 0, "articles": 0, "redirects": 0, "other_namespaces": 0,
-                       "failed": 0, "wikitext_bytes": 0, "paragraphs": 0, "clean_chars": 0}
+        self.cols: dict[str, list] = {f.name: [] for f in WORK_SCHEMA}
+        self.counts = {"pages": 0, "redirects": 0, "other_namespaces": 0, "failed": 0,
+                       "wikitext_bytes": 0}
         self.failures: list[dict] = []
 
     def fail(self, page: dict, reason: str) -> None:
@@ -321,25 +334,18 @@ class _ChunkRows:
         except (KeyError, ValueError) as e:
             return self.fail(page, f"missing or bad page/revision field ({e})")
         text = page["rev_text"]
-        try:
-            paragraphs = clean_wikitext(text, page.get("title", ""))
-        except Exception as e:  # one bad page never kills the run (DESIGN.md rule 8)
-            return self.fail(page, f"wikitext cleaning failed: {type(e).__name__}: {e}")
-        self.counts["articles"] += 1
         self.counts["wikitext_bytes"] += len(text.encode("utf-8"))
-        self.counts["paragraphs"] += len(paragraphs)
-        self.counts["clean_chars"] += sum(len(t) for _, t in paragraphs)
         c = self.cols
         c["page_id"].append(page_id)
         c["title"].append(page.get("title", ""))
         c["revid"].append(revid)
         c["timestamp"].append(ts)
         c["sha1"].append(page.get("rev_sha1"))
-        c["paragraphs"].append([{"section": list(s), "text": t} for s, t in paragraphs])
+        c["wikitext"].append(text)
 
 
 def extract_chunk(task: MapTask) -> dict:
-    """Map task: clean one chunk's pages into a work file, rows grouped by output shard.
+    """Map task: one chunk's articles into a work file, rows grouped by output shard.
 
     The file's metadata maps each shard to its row group and page_id range; the file
     existing means the task is done (it is renamed into place complete)."""
@@ -348,44 +354,103 @@ def extract_chunk(task: MapTask) -> dict:
         return json.loads(pq.read_schema(out).metadata[b"twiki.report"])
     chunk = task.chunk
     path = Path(chunk.path)
-    where = f"{path.name} (chunk at byte {chunk.start})"
     rows = _ChunkRows(task.namespaces)
-    parser = _PageParser(rows.add, where)
+    parser = _PageParser(rows.add, f"{path.name} (chunk at byte {chunk.start})")
     t0 = time.perf_counter()
     for data in iter_decompressed(path, chunk.start, chunk.length, chunk.streams):
         parser.feed(data)
     parser.close()
 
-    table = pa.table(rows.cols, schema=SCHEMA)
-    shard_ids = [shard_of(pid, task.shards) for pid in rows.cols["page_id"]]
-    order = sorted(range(table.num_rows), key=lambda i: (shard_ids[i], rows.cols["page_id"][i]))
-    table = table.take(pa.array(order, type=pa.int64()))
+    ids = rows.cols["page_id"]
+    shard_ids = [shard_of(pid, task.shards) for pid in ids]
+    order = sorted(range(len(ids)), key=lambda i: (shard_ids[i], ids[i]))
+    table = pa.table(rows.cols, schema=WORK_SCHEMA).take(pa.array(order, type=pa.int64()))
     groups: dict[int, list] = {}
     for pos, i in enumerate(order):
-        s, pid = shard_ids[i], rows.cols["page_id"][i]
-        g = groups.setdefault(s, [pos, pos, pid, pid])
-        g[1], g[3] = pos, pid
-    shard_map = {}
-    for rg, (s, (first, last, lo, hi)) in enumerate(sorted(groups.items())):
-        shard_map[str(s)] = {"row_group": rg, "rows": last - first + 1, "min": lo, "max": hi}
+        g = groups.setdefault(shard_ids[i], [pos, 0, ids[i], ids[i]])
+        g[1] += 1
+        g[3] = ids[i]
+    shard_map = {str(s): {"row_group": rg, "first": first, "rows": n, "min": lo, "max": hi}
+                 for rg, (s, (first, n, lo, hi)) in enumerate(sorted(groups.items()))}
     report = {"counts": rows.counts, "failures": rows.failures,
               "seconds": round(time.perf_counter() - t0, 3)}
     meta = {b"twiki.shards": json.dumps(shard_map).encode(),
             b"twiki.report": json.dumps(report).encode()}
     tmp = out.with_name(f".{out.name}.tmp")
-    with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta), **PARQUET_OPTIONS) as w:
-        for s, info in sorted(shard_map.items(), key=lambda kv: kv[1]["row_group"]):
-            first = groups[int(s)][0]
-            w.write_table(table.slice(first, info["rows"]).replace_schema_metadata(meta),
-                          row_group_size=info["rows"])
+    schema = WORK_SCHEMA.with_metadata(meta)
+    with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
+        for info in shard_map.values():  # one row group per output shard
+            w.write_table(table.slice(info["first"], info["rows"]).replace_schema_metadata(meta),
+                          row_group_size=max(info["rows"], 1))
     tmp.replace(out)
     return report
 
 
 # ---------------------------------------------------------------------------------------
-# Reduce: one output shard from every chunk, in page_id order.
+# Reduce: one output shard from every chunk, in page_id order, cleaned.
+
+class _PreviousShard:
+    """Last month's shard, read forward in page_id order alongside this month's rows."""
+
+    def __init__(self, path: str | None):
+        self._batches = (pq.ParquetFile(path).iter_batches(
+            batch_size=ROW_GROUP_ROWS, columns=["page_id", "sha1", "paragraphs"])
+            if path else iter(()))
+        self._ids: list[int] = []
+        self._pos = 0
+        self._batch = None
+
+    def lookup(self, page_id: int, sha1: str | None):
+        """Last month's paragraphs of this page if its revision sha1 is unchanged."""
+        while True:
+            while self._pos < len(self._ids) and self._ids[self._pos] < page_id:
+                self._pos += 1
+            if self._pos < len(self._ids):
+                break
+            batch = next(self._batches, None)
+            if batch is None:
+                return None
+            self._batch, self._ids, self._pos = batch, batch.column(0).to_pylist(), 0
+        if self._ids[self._pos] != page_id or not sha1:
+            return None
+        if self._batch.column(1)[self._pos].as_py() != sha1:
+            return None
+        return self._batch.column(2)[self._pos].as_py()
+
+
+def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
+                failures: list) -> pa.Table:
+    cols = table.to_pydict()
+    keep, paragraphs = [], []
+    for i, text in enumerate(cols["wikitext"]):
+        pid = cols["page_id"][i]
+        reused = previous.lookup(pid, cols["sha1"][i])
+        if reused is not None:
+            counts["reused"] += 1
+            paras = reused
+        else:
+            try:
+                paras = [{"section": list(sec), "text": t}
+                         for sec, t in clean_wikitext(text, cols["title"][i])]
+            except Exception as e:  # one bad page never kills the run (DESIGN.md rule 8)
+                counts["failed"] += 1
+                if len(failures) < MAX_LISTED_FAILURES:
+                    failures.append({"page_id": pid, "title": cols["title"][i],
+                                     "reason": f"wikitext cleaning failed: "
+                                               f"{type(e).__name__}: {e}"})
+                continue
+            counts["cleaned"] += 1
+        keep.append(i)
+        paragraphs.append(paras)
+        counts["paragraphs"] += len(paras)
+        counts["clean_chars"] += sum(len(p["text"]) for p in paras)
+    out = table.drop_columns(["wikitext"]).take(pa.array(keep, type=pa.int64()))
+    return out.append_column(SCHEMA.field("paragraphs"),
+                             pa.array(paragraphs, type=SCHEMA.field("paragraphs").type))
+
 
 def reduce_shard(task: ReduceTask) -> dict:
+    t0 = time.perf_counter()
     out = Path(task.out)
     pieces = []  # (min, max, chunk order, file, row group)
     for order, name in enumerate(task.chunk_files):
@@ -394,7 +459,10 @@ def reduce_shard(task: ReduceTask) -> dict:
         if info:
             pieces.append((info["min"], info["max"], order, name, info["row_group"]))
     pieces.sort()
-    duplicates = 0
+    counts = {"articles": 0, "cleaned": 0, "reused": 0, "failed": 0, "paragraphs": 0,
+              "clean_chars": 0, "duplicate_pages": 0}
+    failures: list[dict] = []
+    previous = _PreviousShard(task.previous)
     with ShardWriter(out, SCHEMA) as writer:
         i = 0
         while i < len(pieces):
@@ -407,16 +475,20 @@ def reduce_shard(task: ReduceTask) -> dict:
             tables = [pq.ParquetFile(p[3]).read_row_group(p[4]).replace_schema_metadata(None)
                       for p in pieces[i:j]]
             table = tables[0] if len(tables) == 1 else _merge_sorted(tables)
-            duplicates += sum(t.num_rows for t in tables) - table.num_rows
-            writer.write(table)
+            counts["duplicate_pages"] += sum(t.num_rows for t in tables) - table.num_rows
+            for start in range(0, table.num_rows, ROW_GROUP_ROWS):
+                writer.write(_clean_rows(table.slice(start, ROW_GROUP_ROWS), previous,
+                                         counts, failures))
             i = j
-    return {"shard": task.shard, "rows": writer.rows, "duplicate_pages": duplicates}
+    counts["articles"] = writer.rows
+    return {"shard": task.shard, "counts": counts, "failures": failures,
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _merge_sorted(tables: list[pa.Table]) -> pa.Table:
     """Sort overlapping pieces by page_id; a page listed twice keeps its newest revision."""
     t = pa.concat_tables(tables)
-    t = t.take(pa.compute.sort_indices(t, [("page_id", "ascending"), ("revid", "descending")]))
+    t = t.take(pc.sort_indices(t, [("page_id", "ascending"), ("revid", "descending")]))
     ids = t.column("page_id").to_pylist()
     keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
     return t.take(pa.array(keep, type=pa.int64()))
@@ -424,6 +496,22 @@ def _merge_sorted(tables: list[pa.Table]) -> pa.Table:
 
 # ---------------------------------------------------------------------------------------
 # The stage.
+
+def find_previous_snapshot(data_root: DataRoot, wiki: str, month: str,
+                           config: dict) -> Path | None:
+    """The latest snapshot of an earlier month made by this stage version with the same
+    layout, whose clean text can be reused; None when there is none."""
+    base = data_root.snapshot(wiki, month).parent
+    earlier = sorted((p for p in base.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]")
+                      if p.name < month), reverse=True) if base.exists() else []
+    for folder in earlier:
+        m = read_manifest(folder)
+        if (m and m.get("stage") == "extract" and m.get("stage_version") == STAGE_VERSION
+                and {k: v for k, v in m["config"].items() if k != "month"}
+                == {k: v for k, v in config.items() if k != "month"}):
+            return folder
+    return None
+
 
 def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | None = None,
                   executor: Executor | None = None, config: ExtractConfig = ExtractConfig(),
@@ -444,7 +532,8 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     inputs = {"wiki": wiki, "run": raw_manifest["run"], "files": [
         {k: by_name[n].get(k) for k in ("name", "size", "sha1", "md5")}
         for pair in parts for n in pair if n]}
-    cfg = {"wiki": wiki, "month": month, **asdict(config)}
+    # Through JSON, so that it compares equal to a config read back from a manifest.
+    cfg = json.loads(json.dumps({"wiki": wiki, "month": month, **asdict(config)}))
     build = ArtifactBuild(data_root.snapshot(wiki, month), stage="extract",
                           stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
                           shards=config.shards, schema=SCHEMA)
@@ -466,27 +555,32 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
                                weights=[c.length for c in chunks], unit="B")
     t_map = time.perf_counter() - t0
     chunk_files = tuple(t.out for t in map_tasks)
-    reduce_tasks = [ReduceTask(s, chunk_files, str(build.shard_path(s)))
+    previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
+    reduce_tasks = [ReduceTask(s, chunk_files, str(build.shard_path(s)),
+                               str(previous / shard_name(s)) if previous else None)
                     for s in build.pending_shards()]
-    reduce_reports = executor.run(reduce_shard, reduce_tasks, desc=f"write {wiki} {month}",
+    reduce_reports = executor.run(reduce_shard, reduce_tasks, desc=f"clean {wiki} {month}",
                                   unit="shard")
     t_total = time.perf_counter() - t0
 
-    counts = sum_counts(r["counts"] for r in map_reports)
-    counts["duplicate_pages"] = sum(r["duplicate_pages"] for r in reduce_reports)
-    failures = [f for r in map_reports for f in r["failures"]][:MAX_LISTED_FAILURES]
-    cpu_seconds = sum(r["seconds"] for r in map_reports)
-    report = {"counts": counts, "failed_pages": failures, "chunks": len(chunks),
-              "wikitext_mb_per_cpu_second": round(counts["wikitext_bytes"] / 1e6 / cpu_seconds, 3)
-              if cpu_seconds else None}
+    counts = sum_counts([r["counts"] for r in map_reports + reduce_reports])
+    failures = [f for r in map_reports + reduce_reports for f in r["failures"]]
+    cpu_seconds = sum(r["seconds"] for r in map_reports + reduce_reports)
+    report = {"counts": counts, "failed_pages": failures[:MAX_LISTED_FAILURES],
+              "chunks": len(chunks), "reused_from": previous.name if previous else None,
+              "wikitext_mb_per_cpu_second":
+                  round(counts["wikitext_bytes"] / 1e6 / cpu_seconds, 3) if cpu_seconds else None}
     timings = {"map_s": round(t_map, 3), "reduce_s": round(t_total - t_map, 3),
-               "total_s": round(t_total, 3), "workers": executor.workers}
+               "total_s": round(t_total, 3), "cpu_s": round(cpu_seconds, 3),
+               "workers": executor.workers}
     state = "repaired" if build.state == "repair" else "built"
     manifest = build.publish(report=report, timings=timings)
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     log.info("snapshot %s %s %s: %d articles (%d pages read, %d redirects, %d other "
-             "namespaces, %d failed) in %d shards, %.1fs", wiki, month, state,
-             counts["articles"], counts["pages"], counts["redirects"],
-             counts["other_namespaces"], counts["failed"], config.shards, t_total)
+             "namespaces, %d failed; %d cleaned, %d reused from %s) in %d shards, %.1fs",
+             wiki, month, state, counts["articles"], counts["pages"], counts["redirects"],
+             counts["other_namespaces"], counts["failed"], counts["cleaned"],
+             counts["reused"], previous.name if previous else "no earlier month",
+             config.shards, t_total)
     return ExtractResult(build.final, state, manifest)

@@ -36,14 +36,14 @@ DROPPED_SECTIONS = frozenset(
 # keeps its own names; the English ones always work there too).
 DROPPED_LINK_NAMESPACES = (
     "file", "image", "media", "category",
-    "datei", "bild", "kategorie",  # de
+    "datei", "bild", "kategorie",  # de (Bild, Kategorie also sv/af)
     "fichier", "catégorie",  # fr
     "archivo", "imagen", "categoría",  # es
     "immagine", "categoria",  # it, pt
-    "bestand", "categorie",  # nl
     "arquivo", "imagem",  # pt
-    "fil", "bild", "kategori",  # sv, da, no
-    "lêer", "kategorie",  # af
+    "bestand", "categorie",  # nl
+    "fil", "kategori",  # sv, da, no
+    "lêer",  # af
     "plik", "kategoria",  # pl
     "файл", "изображение", "категория",  # ru
 )
@@ -54,6 +54,7 @@ DROPPED_CONTENT_TAGS = (
     "ref", "references", "math", "chem", "ce", "gallery", "syntaxhighlight", "source", "pre",
     "score", "timeline", "imagemap", "graph", "mapframe", "maplink", "templatedata", "hiero",
     "inputbox", "categorytree", "includeonly", "table", "noinclude", "charinsert", "indicator",
+    "templatestyles",
 )
 
 # Inline/HTML tags removed with their content kept. Only these are treated as tags when they
@@ -68,26 +69,31 @@ KEPT_CONTENT_TAGS = (
 )
 
 # A page with more unclosed `{{` / `{|` than this is treated as unparseable: each unclosed
-# opener costs a rescan of the rest of the page, and no real article has that many.
-MAX_UNCLOSED = 500
+# opener costs a rescan of the rest of the page (so this bounds the work on a hostile page),
+# and the sample articles have at most a handful.
+MAX_UNCLOSED = 100
 
 # ---------------------------------------------------------------------------------------------
 # Block pre-pass: whole-page regexes.
 
-_PARA_END = re.compile(r"\n[ \t]*\n")
-# A comment alone on its line goes with its newline: it must not split a paragraph.
-_COMMENT = re.compile(r"^[ \t]*<!--.*?-->[ \t]*\n|<!--.*?-->", re.S | re.M)
+# Where an unclosed construct stops swallowing text: a blank line or a heading line.
+_PARA_END = re.compile(r"\n[ \t]*\n|\n(?==)")
 _COMMENT_OPEN = re.compile(r"<!--")
-_NOWIKI = re.compile(r"<nowiki\s*>(.*?)</nowiki\s*>", re.S | re.I)
+# nowiki content may not hold another nowiki tag: an unclosed one cannot make the regex rescan
+# the rest of the page for every later opener (quadratic on hostile pages).
+_NOWIKI = re.compile(r"<nowiki\s*>([^<]*(?:<(?!/?nowiki\b)[^<]*)*)</nowiki\s*>", re.I)
 _NOWIKI_SELF = re.compile(r"<nowiki\s*/>", re.I)
 _DROP_NAMES = "|".join(DROPPED_CONTENT_TAGS)
-_DROP_SELF = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?/>", re.I)
+_DROP_SELF = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?/\s*>", re.I)
 # Paired hidden tag: its content may not contain another opener of the same tag, so an unclosed
 # `<ref>` cannot swallow the text up to the next ref's `</ref>`.
 _DROP_PAIRED = re.compile(
     rf"<({_DROP_NAMES})(?:\s[^<>]*)?>[^<]*(?:<(?!/?\1[\s>/])[^<]*)*</\1\s*>", re.I
 )
-_DROP_OPEN = re.compile(rf"<(?:{_DROP_NAMES})(?:\s[^<>]*)?>", re.I)
+# Once closed pairs and self-closers are gone, any opener left (even one cut off before its
+# `>`) is unclosed: it is dropped through the end of its paragraph. A bare `<ref` counts too:
+# no prose writes it, and it is the one tag name a reader of the output would spot.
+_DROP_OPEN = re.compile(rf"<(?:{_DROP_NAMES})(?=[\s/>]|\Z)|<ref", re.I)
 _DROP_CLOSE = re.compile(rf"</(?:{_DROP_NAMES})\s*>", re.I)
 _BRACES = re.compile(r"\{\{+|\}\}+")
 # Table delimiters are taken anywhere, not only at a line start: some pages arrive with their
@@ -112,7 +118,9 @@ _RULE_LINE = re.compile(r"-{4,}[ \t]*")
 
 _LINK_PIPED = re.compile(r"\[\[[^\[\]|\n]*\|((?:[^\[\]\n]|\[(?!\[)|\](?!\]))+)\]\]")
 # `[[Paris, Texas|]]` shows "Paris"; `[[Help:Foo (bar)|]]` shows "Foo".
-_LINK_PIPE_TRICK = re.compile(r"\[\[:?(?:[^\[\]|\n:]*:)?([^\[\]|\n(,]*?)[ \t]*(?:\([^\[\]|\n]*\)|,[^\[\]|\n]*)?\|\]\]")
+_LINK_PIPE_TRICK = re.compile(
+    r"\[\[:?(?:[^\[\]|\n:]*:)?([^\[\]|\n(,]*?)[ \t]*(?:\([^\[\]|\n]*\)|,[^\[\]|\n]*)?\|\]\]"
+)
 _LINK_PLAIN = re.compile(r"\[\[:?([^\[\]|\n]+)\]\]")
 _EXT_LINK = re.compile(
     r"\[(?:(?:https?|ftp|ftps|irc|ircs|gopher|nntp|worldwind|svn|git|mms):)?//[^\s\[\]<>]*"
@@ -125,15 +133,25 @@ _TAG = re.compile(rf"<(?:{_KEPT_NAMES})(?:\s[^<>]*)?/?>|</[A-Za-z][A-Za-z0-9]*\s
 _BOLD_ITALIC = re.compile(r"'''''|'''|''")
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 # What dropped templates leave in brackets: "Kristeva (; ; born 1941)", "Serper () (born".
-_EMPTY_BRACKETS = re.compile(r"[ \t]*(?:\([\s,;:]*\)|\[[\s,;:]*\])")
+# (Each pattern starts with a literal or a class: a leading `\s*` would be tried at every
+# position and cost more than all the link patterns together.)
+_BRACKET_JUNK = re.compile(r"\([\s,;:]*[,;:)]|[,;:]\s*\)|\[[\s,;:]*\]")
+_EMPTY_BRACKETS = re.compile(r"\([\s,;:]*\)|\[[\s,;:]*\]")
 _BRACKET_LEAD_PUNCT = re.compile(r"\((?:\s*[,;:])+\s*")
-_BRACKET_TAIL_PUNCT = re.compile(r"(?:\s*[,;:])+\s*\)")
-_SPACE = re.compile(r"\s+")
+_BRACKET_TAIL_PUNCT = re.compile(r"[,;:][\s,;:]*\)")
 _WORD = re.compile(r"\w")
 # Markup that must never reach the output. A paragraph showing any of it after the fast path
-# goes through mwparserfromhell; what survives even that is scrubbed.
-_RESIDUE = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||<!--|</|<[A-Za-z][^<>]*>|'''|&[A-Za-z]+;")
-_SCRUB = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||<!--|-->|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|'{2,}")
+# goes through mwparserfromhell; what survives even that is scrubbed. A `<` before anything
+# but a known tag name is prose ("x<y"), as MediaWiki shows it.
+_RESIDUE = re.compile(
+    r"\[\[|\]\]|\{\{|\}\}|\{\||\|[-}]|<!--|</|'''|&[A-Za-z]+;"
+    rf"|<(?:{_KEPT_NAMES}|{_DROP_NAMES})\b",
+    re.I,
+)
+_SCRUB = re.compile(
+    r"\[\[|\]\]|\{\{|\}\}|\{\||\|[-}]|<!--|-->|'{2,}"
+    r"|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|</[A-Za-z]*"
+)
 
 
 def clean_wikitext(text: str, title: str = "") -> list[tuple[Section, str]]:
@@ -148,7 +166,8 @@ def clean_wikitext(text: str, title: str = "") -> list[tuple[Section, str]]:
         body = _drop_blocks(text.replace("\r\n", "\n").replace("\r", "\n"), title)
         return _paragraphs(body)
     except (RecursionError, mwparserfromhell.parser.ParserError) as exc:
-        raise ValueError(f"page {title!r}: unparseable wikitext ({exc.__class__.__name__})") from exc
+        reason = f"unparseable wikitext ({exc.__class__.__name__})"
+        raise ValueError(f"page {title!r}: {reason}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,9 +177,7 @@ def clean_wikitext(text: str, title: str = "") -> list[tuple[Section, str]]:
 def _drop_blocks(s: str, title: str) -> str:
     """Remove comments, hidden tags, templates, tables, files, categories, interlanguage links."""
     if "<!--" in s:
-        s = _COMMENT.sub("", s)
-        if "<!--" in s:  # unclosed: MediaWiki hides the rest of the page; we hide its paragraph
-            s = _cut_unclosed(s, _COMMENT_OPEN)
+        s = _drop_comments(s)
     if "<" in s:
         s = _NOWIKI_SELF.sub("", s)
         # nowiki text is literal: escape it so that no later pass reads it as markup; the
@@ -181,17 +198,44 @@ def _drop_blocks(s: str, title: str) -> str:
     return s
 
 
+def _drop_comments(s: str) -> str:
+    """Remove `<!-- ... -->`. A comment alone on its line goes with its newline, so that it does
+    not split a paragraph. An unclosed one (MediaWiki hides the rest of the page) is dropped to
+    the end of its paragraph, and so is every later opener (none of them can close either).
+
+    str.find, not a lazy regex: `<!--.*?-->` rescans to the page end for each unclosed opener.
+    """
+    out, pos = [], 0
+    while (start := s.find("<!--", pos)) >= 0:
+        end = s.find("-->", start + 4)
+        if end < 0:
+            out.append(s[pos:start])
+            return "".join(out) + _cut_unclosed(s[start:], _COMMENT_OPEN)
+        end += 3
+        line_start = start
+        while line_start and s[line_start - 1] in " \t":
+            line_start -= 1
+        if line_start == 0 or s[line_start - 1] == "\n":  # only blanks before it on its line
+            rest = end
+            while rest < len(s) and s[rest] in " \t":
+                rest += 1
+            if rest < len(s) and s[rest] == "\n":
+                end = rest + 1
+        out.append(s[pos:start])
+        pos = end
+    out.append(s[pos:])
+    return "".join(out)
+
+
 def _escape_nowiki(m: re.Match) -> str:
-    return "".join(f"&#{ord(c)};" if c in "[]{}<>|'=*#:;!&_" else c for c in m.group(1))
+    """nowiki text as character references for the characters later passes read as markup."""
+    return "".join(f"&#{ord(c)};" if c in "[]{}<>|'=*#:;!_" else c for c in m.group(1))
 
 
 def _cut_unclosed(s: str, opener: re.Pattern) -> str:
     """Drop every match of `opener` through the end of its paragraph."""
     out, pos = [], 0
-    for _ in range(MAX_UNCLOSED):
-        m = opener.search(s, pos)
-        if m is None:
-            break
+    while (m := opener.search(s, pos)) is not None:
         out.append(s[pos : m.start()])
         pos = _paragraph_end(s, m.end())
     out.append(s[pos:])
@@ -199,7 +243,7 @@ def _cut_unclosed(s: str, opener: re.Pattern) -> str:
 
 
 def _paragraph_end(s: str, pos: int) -> int:
-    """Start of the blank line that ends the paragraph holding `pos` (or the end of `s`)."""
+    """Start of the blank or heading line that ends the paragraph holding `pos` (or len(s))."""
     m = _PARA_END.search(s, pos)
     return m.start() if m else len(s)
 
@@ -349,14 +393,14 @@ def _emit(result: list[tuple[Section, str]], path: Section, raw: str) -> None:
     if _RESIDUE.search(text):
         text = _clean_inline(_strip_with_parser(raw))
         if _RESIDUE.search(text):
-            text = _SPACE.sub(" ", _SCRUB.sub("", text)).strip()
+            text = " ".join(_SCRUB.sub("", text).split())
     if text and _WORD.search(text):
         result.append((path, text))
 
 
 def _strip_with_parser(raw: str) -> str:
     """mwparserfromhell's reading of a paragraph the fast path could not clean."""
-    return mwparserfromhell.parse(raw).strip_code(normalize=True, collapse=True, keep_template_params=False)
+    return mwparserfromhell.parse(raw).strip_code(normalize=True, collapse=True)
 
 
 def _clean_inline(p: str) -> str:
@@ -380,11 +424,12 @@ def _clean_inline(p: str) -> str:
         p = _MAGIC_WORD.sub("", p)
     if "&" in p:
         p = html.unescape(p)
-    if "(" in p or "[" in p:
+    if ("(" in p or "[" in p) and _BRACKET_JUNK.search(p):
         p = _EMPTY_BRACKETS.sub("", p)
         p = _BRACKET_LEAD_PUNCT.sub("(", p)
         p = _BRACKET_TAIL_PUNCT.sub(")", p)
-    return _SPACE.sub(" ", p).strip()
+        p = p.replace(" )", ")")
+    return " ".join(p.split())  # str.split: all Unicode whitespace, NBSP included
 
 
 def _ext_label(m: re.Match) -> str:

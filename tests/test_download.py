@@ -1,0 +1,569 @@
+"""The download stage against a real HTTP server on 127.0.0.1 serving the sample mirror
+(data/sample/mirror), with faults injected by the server: cut connections, 503s, ignored
+ranges, corrupt files, hostile metadata. Also month resolution on real enwiki metadata."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from twiki.artifacts import MANIFEST
+from twiki.download import (DownloadConfig, download_month, find_downloaded, multistream_parts,
+                            resolve_run)
+from twiki.errors import (ChecksumError, DownloadError, DumpNotReadyError, NoDumpError,
+                          UnsafePathError)
+from twiki.paths import DataRoot
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
+DUMPMETA = Path("/work/shared/data/wikimedia/dumpmeta")
+RUN = "20160501"
+MONTH = "2016-05"
+# Tests must not wait on backoff: same logic, tiny delays.
+FAST = DownloadConfig(attempts=3, backoff_s=0.01, max_backoff_s=0.05,
+                      connect_timeout_s=2, read_timeout_s=5, chunk_bytes=64 * 1024)
+
+
+# ------------------------------------------------------------------------------- fixtures
+
+class MirrorServer:
+    """State shared with the handler: what was asked, and the faults to play."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.requests: list[tuple[str, dict]] = []
+        self.faults: dict[str, list[str]] = {}  # URL path -> actions, one used per request
+        self.ignore_range = False
+        self.lock = threading.Lock()
+        self.url = ""
+
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.requests]
+
+    def requests_for(self, name: str) -> list[dict]:
+        return [h for p, h in self.requests if p.endswith("/" + name)]
+
+
+def _handler(state: MirrorServer):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            with self.server_lock:
+                state.requests.append((path, dict(self.headers)))
+                queue = state.faults.get(path) or []
+                fault = queue.pop(0) if queue else None
+            if fault == "503":
+                self.send_error(503, "busy")
+                return
+            local = (state.root / path.lstrip("/")).resolve()
+            if not local.is_relative_to(state.root.resolve()):
+                self.send_error(403)
+                return
+            if local.is_dir():
+                local = local / "index.html"  # like nginx: the folder's listing
+            if not local.is_file():
+                self.send_error(404)
+                return
+            data = local.read_bytes()
+            start = 0
+            ranged = self.headers.get("Range")
+            if ranged and not state.ignore_range:
+                start = int(re.fullmatch(r"bytes=(\d+)-", ranged).group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if fault == "cut":  # half the promised bytes, then the connection drops
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        server_lock = state.lock
+
+    return Handler
+
+
+@pytest.fixture
+def serve():
+    """serve(root) -> a running MirrorServer for that folder, stopped after the test."""
+    servers = []
+
+    def start(root: Path) -> MirrorServer:
+        state = MirrorServer(root)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01},
+                                  daemon=True)
+        thread.start()
+        state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        servers.append((httpd, thread))
+        return state
+
+    yield start
+    for httpd, thread in servers:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def mirror(tmp_path) -> Path:
+    """A private copy of the sample mirror that a test may damage."""
+    return Path(shutil.copytree(SAMPLE_MIRROR, tmp_path / "mirror"))
+
+
+@pytest.fixture
+def server(serve, mirror) -> MirrorServer:
+    return serve(mirror)
+
+
+@pytest.fixture
+def root(tmp_path) -> DataRoot:
+    return DataRoot(tmp_path / "data")
+
+
+def run_dir(mirror: Path) -> Path:
+    return mirror / "enwiki" / RUN
+
+
+def job_files(mirror: Path) -> dict[str, dict]:
+    status = json.loads((run_dir(mirror) / "dumpstatus.json").read_text())
+    return status["jobs"]["articlesmultistreamdump"]["files"]
+
+
+def sha1sums(mirror: Path) -> dict[str, str]:
+    text = (run_dir(mirror) / f"enwiki-{RUN}-sha1sums.txt").read_text()
+    return {name: digest for digest, name in (line.split() for line in text.splitlines())}
+
+
+def edit_dumpstatus(mirror: Path, edit) -> None:
+    path = run_dir(mirror) / "dumpstatus.json"
+    status = json.loads(path.read_text())
+    edit(status)
+    path.write_text(json.dumps(status))
+
+
+def sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def biggest_file(mirror: Path) -> str:
+    files = job_files(mirror)
+    return max(files, key=lambda n: files[n]["size"])
+
+
+# ------------------------------------------------------------------------------- happy path
+
+def test_download_over_http_then_rerun_is_a_noop(server, mirror, root, caplog):
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+
+    assert folder == root.root / "raw" / "enwiki" / RUN
+    expected = sha1sums(mirror)
+    assert len(expected) == 4
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, MANIFEST])
+    for name, digest in expected.items():
+        assert sha1(folder / name) == digest
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert (manifest["stage"], manifest["wiki"], manifest["run"], manifest["month"]) == \
+        ("download", "enwiki", RUN, MONTH)
+    assert manifest["job"] == "articlesmultistreamdump"
+    assert manifest["mirror"] == server.url
+    assert {f["name"]: f["sha1"] for f in manifest["files"]} == expected
+    assert all(f["size"] == (folder / f["name"]).stat().st_size for f in manifest["files"])
+    assert manifest["code_version"] and manifest["created"] and "total_s" in manifest["timings"]
+    assert len(multistream_parts(manifest)) == 2
+
+    server.requests.clear()
+    with caplog.at_level(logging.INFO, logger="twiki"):
+        again = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert again == folder
+    assert server.requests == []
+    assert "already downloaded" in caplog.text
+    assert find_downloaded(root, "enwiki", MONTH) == folder
+
+
+def test_missing_file_after_download_is_fetched_again(server, mirror, root):
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    name = biggest_file(mirror)
+    (folder / name).unlink()
+    assert find_downloaded(root, "enwiki", MONTH) is None
+
+    server.requests.clear()
+    download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+    fetched = {p.rsplit("/", 1)[1] for p in server.paths() if p.endswith(".bz2")}
+    assert fetched == {name}  # the files still there were verified, not downloaded again
+
+
+# ------------------------------------------------------------------------------- resume
+
+def test_cut_connection_is_resumed_with_a_range_request(server, mirror, root):
+    name = biggest_file(mirror)
+    server.faults[f"/enwiki/{RUN}/{name}"] = ["cut"]
+    single_try = DownloadConfig(attempts=1, backoff_s=0, connect_timeout_s=2, read_timeout_s=5,
+                                chunk_bytes=64 * 1024)
+
+    with pytest.raises(DownloadError) as err:
+        download_month(MONTH, mirrors=server.url, data_root=root, config=single_try)
+    assert name in str(err.value)
+    folder = root.raw("enwiki", RUN)
+    part = folder / (name + ".part")
+    size = job_files(mirror)[name]["size"]
+    kept = part.stat().st_size
+    assert 0 < kept < size
+    assert not (folder / name).exists() and not (folder / MANIFEST).exists()
+
+    download_month(MONTH, mirrors=server.url, data_root=root, config=single_try)
+    ranges = [h.get("Range") for h in server.requests_for(name)]
+    assert ranges[-1] == f"bytes={kept}-"  # only the missing bytes were asked for
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+    assert not part.exists()
+
+
+def test_cut_connection_is_resumed_within_the_same_run(server, mirror, root):
+    name = biggest_file(mirror)
+    server.faults[f"/enwiki/{RUN}/{name}"] = ["cut", "cut"]
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert [h.get("Range") is not None for h in server.requests_for(name)] == [False, True, True]
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+
+
+def test_server_ignoring_range_restarts_from_zero(server, mirror, root):
+    name = biggest_file(mirror)
+    server.faults[f"/enwiki/{RUN}/{name}"] = ["cut"]
+    server.ignore_range = True  # answers 200 with the whole file to a Range request
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    asked = server.requests_for(name)
+    assert len(asked) == 2 and asked[-1].get("Range")  # the 200 answer was used as is
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+
+
+def test_stale_partial_file_that_does_not_verify_is_downloaded_again(server, mirror, root):
+    name = biggest_file(mirror)
+    folder = root.raw("enwiki", RUN)
+    folder.mkdir(parents=True)
+    (folder / (name + ".part")).write_bytes(b"x" * (job_files(mirror)[name]["size"] // 3))
+    download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+    assert [bool(h.get("Range")) for h in server.requests_for(name)] == [True, False]
+
+
+# ------------------------------------------------------------------------------- verification
+
+def test_corrupt_file_on_the_mirror_raises_checksum_error_and_publishes_nothing(
+        server, mirror, root):
+    name = biggest_file(mirror)
+    path = run_dir(mirror) / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one bit pattern changed
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(ChecksumError) as err:
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    message = str(err.value)
+    assert name in message
+    assert sha1sums(mirror)[name] in message  # expected
+    assert hashlib.sha1(bytes(data)).hexdigest() in message  # actual
+    folder = root.raw("enwiki", RUN)
+    assert not (folder / name).exists()
+    assert not (folder / (name + ".part")).exists()
+    assert not (folder / MANIFEST).exists()
+    assert find_downloaded(root, "enwiki", MONTH) is None
+
+
+def test_md5sums_are_used_when_there_is_no_sha1sums(server, mirror, root):
+    (run_dir(mirror) / f"enwiki-{RUN}-sha1sums.txt").unlink()
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert {f["verified_with"] for f in manifest["files"]} == {"md5"}
+
+
+def test_checksum_in_dumpstatus_wins_over_sums_files(server, mirror, root):
+    name = biggest_file(mirror)
+    edit_dumpstatus(mirror, lambda s: s["jobs"]["articlesmultistreamdump"]["files"][name]
+                    .update(sha1="0" * 40))
+    with pytest.raises(ChecksumError) as err:
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert "0" * 40 in str(err.value)
+
+
+def test_file_without_any_checksum_is_refused_before_downloading(server, mirror, root):
+    for algo in ("sha1", "md5"):
+        (run_dir(mirror) / f"enwiki-{RUN}-{algo}sums.txt").unlink()
+    with pytest.raises(ChecksumError, match="cannot be verified"):
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert not any(p.endswith(".bz2") for p in server.paths())
+    assert files_under(root.root) == []
+
+
+# ------------------------------------------------------------------------------- resolution
+
+def test_month_without_a_run_lists_the_runs_nearby(server, root):
+    with pytest.raises(NoDumpError) as err:
+        download_month("2016-06", mirrors=server.url, data_root=root, config=FAST)
+    assert not isinstance(err.value, DumpNotReadyError)
+    assert "2016-06" in str(err.value) and RUN in str(err.value)
+
+
+def test_job_in_progress_is_not_ready(server, mirror, root):
+    edit_dumpstatus(mirror, lambda s: s["jobs"]["articlesmultistreamdump"]
+                    .update(status="in-progress"))
+    with pytest.raises(DumpNotReadyError) as err:
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert RUN in str(err.value) and "in-progress" in str(err.value)
+    assert err.value.exit_code == 75
+    assert files_under(root.root) == []
+
+
+def test_unknown_job_names_the_jobs_there(server, root):
+    with pytest.raises(NoDumpError) as err:
+        resolve_run(server.url, "enwiki", MONTH, job="nosuchjob", config=FAST)
+    assert not isinstance(err.value, DumpNotReadyError)
+    assert "articlesmultistreamdump" in str(err.value)
+
+
+def test_unreadable_listing_falls_back_to_the_usual_run_dates(server, mirror, root):
+    (mirror / "enwiki" / "index.html").unlink()  # the server now answers /enwiki/ with 404
+    run = resolve_run(server.url, "enwiki", MONTH, config=FAST)
+    assert run.run_date == RUN
+    assert f"/enwiki/{RUN}/dumpstatus.json" in server.paths()
+
+
+# ------------------------------------------------------------------------------- retries
+
+def test_503_is_retried_then_succeeds(server, mirror, root):
+    name = biggest_file(mirror)
+    server.faults[f"/enwiki/{RUN}/{name}"] = ["503", "503"]
+    server.faults[f"/enwiki/{RUN}/dumpstatus.json"] = ["503"]
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert len(server.requests_for(name)) == 3
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+
+
+def test_503_on_every_try_gives_up_with_a_download_error(server, mirror, root):
+    name = biggest_file(mirror)
+    server.faults[f"/enwiki/{RUN}/{name}"] = ["503"] * 10
+    with pytest.raises(DownloadError, match="503"):
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert len(server.requests_for(name)) == FAST.attempts
+
+
+def test_404_is_not_retried(server, mirror, root):
+    name = biggest_file(mirror)
+    (run_dir(mirror) / name).unlink()
+    with pytest.raises(DownloadError, match="404"):
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert len(server.requests_for(name)) == 1
+
+
+# ------------------------------------------------------------------------------- hostile metadata
+
+@pytest.mark.parametrize("bad_name", ["../evil.bz2", "/etc/x-twiki-test", "a/../../evil.bz2"])
+def test_path_traversal_file_name_is_refused(server, mirror, root, tmp_path, bad_name):
+    def add(status):
+        status["jobs"]["articlesmultistreamdump"]["files"][bad_name] = {
+            "size": 3, "url": f"/enwiki/{RUN}/evil.bz2", "sha1": "1" * 40}
+    edit_dumpstatus(mirror, add)
+    (run_dir(mirror) / "evil.bz2").write_bytes(b"bad")
+
+    with pytest.raises(UnsafePathError):
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert files_under(root.root) == []
+    assert not (tmp_path / "evil.bz2").exists()
+    assert not Path("/etc/x-twiki-test").exists()
+    assert not any(p.endswith(".bz2") for p in server.paths())
+
+
+@pytest.mark.parametrize("bad_url", ["http://evil.example/x.bz2", "//evil.example/x.bz2",
+                                     f"/enwiki/{RUN}/../../x.bz2", "/enwiki/%2e%2e/x.bz2"])
+def test_url_leaving_the_mirror_is_refused(server, mirror, root, bad_url):
+    name = biggest_file(mirror)
+    edit_dumpstatus(mirror, lambda s: s["jobs"]["articlesmultistreamdump"]["files"][name]
+                    .update(url=bad_url))
+    with pytest.raises(UnsafePathError):
+        download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert files_under(root.root) == []
+
+
+# ------------------------------------------------------------------------------- mirrors
+
+def test_local_folder_mirror(mirror, root):
+    folder = download_month(MONTH, mirrors=mirror, data_root=root, config=FAST)
+    for name, digest in sha1sums(mirror).items():
+        assert sha1(folder / name) == digest
+    assert json.loads((folder / MANIFEST).read_text())["mirror"] == str(mirror)
+
+
+def test_local_folder_mirror_with_a_corrupt_file(mirror, root):
+    name = biggest_file(mirror)
+    with open(run_dir(mirror) / name, "r+b") as f:
+        f.seek(100)
+        f.write(b"\0" * 16)
+    with pytest.raises(ChecksumError, match=re.escape(name)):
+        download_month(MONTH, mirrors=mirror, data_root=root, config=FAST)
+    assert not (root.raw("enwiki", RUN) / name).exists()
+
+
+def test_fallback_when_the_first_mirror_is_down(server, mirror, root):
+    down = f"http://127.0.0.1:{closed_port()}"
+    folder = download_month(MONTH, mirrors=[down, server.url], data_root=root, config=FAST)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["mirror"] == server.url
+    assert manifest["mirrors_used"] == [server.url]
+    for name, digest in sha1sums(mirror).items():
+        assert sha1(folder / name) == digest
+
+
+def test_fallback_when_the_first_mirror_serves_a_corrupt_file(serve, mirror, tmp_path, root):
+    bad_copy = Path(shutil.copytree(mirror, tmp_path / "bad"))
+    name = biggest_file(mirror)
+    (run_dir(bad_copy) / name).write_bytes(b"\0" * job_files(mirror)[name]["size"])
+    bad, good = serve(bad_copy), serve(mirror)
+    folder = download_month(MONTH, mirrors=[bad.url, good.url], data_root=root, config=FAST)
+    assert sha1(folder / name) == sha1sums(mirror)[name]
+    assert good.requests_for(name)
+
+
+# ------------------------------------------------------------------------------- real metadata
+
+@pytest.fixture
+def real_2023_mirror(tmp_path) -> Path:
+    """The real enwiki listing and the real dumpstatus.json of the 20230301 run."""
+    root = tmp_path / "real"
+    run = root / "enwiki" / "20230301"
+    run.mkdir(parents=True)
+    shutil.copy(DUMPMETA / "enwiki_index.html", root / "enwiki" / "index.html")
+    shutil.copy(DUMPMETA / "enwiki_20230301_dumpstatus.json", run / "dumpstatus.json")
+    return root
+
+
+def test_real_dumpstatus_resolves_march_2023(serve, real_2023_mirror):
+    server = serve(real_2023_mirror)
+    run = resolve_run(server.url, "enwiki", "2023-03", config=FAST)
+    assert run.run_date == "20230301" and run.mirror == server.url
+    assert run.status["status"] == "done"
+    assert len(run.files) == 128
+    assert all(f["url"] == f"/enwiki/20230301/{f['name']}" and f["size"] > 0
+               for f in run.files)
+    # The real multistream job has no checksums, and this mirror has no sums files.
+    assert all(f["sha1"] is None and f["md5"] is None for f in run.files)
+    assert "/enwiki/20230301/enwiki-20230301-sha1sums.txt" in server.paths()
+
+
+def test_real_dumpstatus_history_job_is_not_ready(real_2023_mirror):
+    with pytest.raises(DumpNotReadyError) as err:
+        resolve_run(real_2023_mirror, "enwiki", "2023-03", job="metahistorybz2dump",
+                    config=FAST)
+    assert "20230301" in str(err.value) and "in-progress" in str(err.value)
+
+
+def test_real_listing_month_without_run(real_2023_mirror):
+    with pytest.raises(NoDumpError) as err:
+        resolve_run(real_2023_mirror, "enwiki", "2023-04", config=FAST)
+    assert "20230301" in str(err.value)
+
+
+def test_real_multistream_job_without_checksums_is_refused(real_2023_mirror, root):
+    with pytest.raises(ChecksumError, match="cannot be verified"):
+        download_month("2023-03", mirrors=real_2023_mirror, data_root=root, config=FAST)
+    assert files_under(root.root) == []
+
+
+def test_multistream_parts_pairs_the_real_file_names():
+    status = json.loads((DUMPMETA / "enwiki_20230301_dumpstatus.json").read_text())
+    names = list(status["jobs"]["articlesmultistreamdump"]["files"])
+    pairs = multistream_parts({"files": [{"name": n} for n in reversed(names)]})
+
+    assert len(pairs) == 64
+    assert pairs[0] == ("enwiki-20230301-pages-articles-multistream1.xml-p1p41242.bz2",
+                        "enwiki-20230301-pages-articles-multistream-index1.txt-p1p41242.bz2")
+    assert pairs[-1][0] == "enwiki-20230301-pages-articles-multistream27.xml-p72975910p73177822.bz2"
+    keys = []
+    for data, index in pairs:
+        part, first, last = re.search(r"multistream(\d+)\.xml-p(\d+)p(\d+)", data).groups()
+        assert index == data.replace(f"multistream{part}.xml", f"multistream-index{part}.txt")
+        keys.append((int(part), int(first)))
+    assert keys == sorted(keys)
+    assert [part for part, _ in keys[:11]] == list(range(1, 12))  # numeric, not 1, 10, 11, 2
+
+    single = list(status["jobs"]["articlesmultistreamdumprecombine"]["files"])
+    assert multistream_parts({"files": [{"name": n} for n in single]}) == [
+        ("enwiki-20230301-pages-articles-multistream.xml.bz2",
+         "enwiki-20230301-pages-articles-multistream-index.txt.bz2")]
+    both = multistream_parts({"files": [{"name": n} for n in names + single]})
+    assert both == pairs  # the combined file repeats the parts' pages: not listed twice
+
+
+# ------------------------------------------------------------------------------- sample mirror
+
+def _builder():
+    spec = importlib.util.spec_from_file_location(
+        "build_sample_mirror", REPO / "pipelines" / "build_sample_mirror.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sample_mirror_is_what_the_script_builds_from_real_pages(tmp_path):
+    builder = _builder()
+    if not builder.SOURCE.exists():
+        pytest.skip(f"source pages not here: {builder.SOURCE}")
+    source = bz2.decompress(builder.SOURCE.read_bytes())
+    header, pages, _ = builder.split_dump(source)
+    builder.build_run(tmp_path, header, pages)
+    builder.write_listing(tmp_path)
+    built = {p.relative_to(tmp_path): p.read_bytes() for p in files_under(tmp_path)}
+    committed = {p.relative_to(SAMPLE_MIRROR): p.read_bytes() for p in files_under(SAMPLE_MIRROR)}
+    assert built == committed  # rerun the script and commit its output if this fails
+
+    # Every index offset starts a bz2 stream of whole <page> elements, byte for byte real.
+    seen = []
+    for data_name, index_name in multistream_parts({"files": job_files(SAMPLE_MIRROR)}):
+        data = (run_dir(SAMPLE_MIRROR) / data_name).read_bytes()
+        index = bz2.decompress((run_dir(SAMPLE_MIRROR) / index_name).read_bytes()).decode()
+        offsets = sorted({int(line.split(":", 1)[0]) for line in index.splitlines()})
+        assert bz2.decompress(data).startswith(header)
+        for offset in offsets:
+            stream = bz2.BZ2Decompressor().decompress(data[offset:])
+            assert stream.startswith(b"  <page>\n") and stream.endswith(b"  </page>\n")
+            seen.append(stream)
+        assert len(index.splitlines()) == sum(s.count(b"  <page>\n") for s in seen[-len(offsets):])
+    assert b"".join(seen) == b"".join(pages)
+    assert len(pages) == 206

@@ -1,0 +1,245 @@
+"""The extract stage on the real sample dump: rows, cleaning, errors, no-op, resume, repair."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import sample_pages
+from twiki.artifacts import read_manifest, shard_name
+from twiki.download import download_month
+from twiki.errors import InputError
+from twiki.executors import LocalExecutor
+from twiki.extract import ExtractConfig, RunOptions, extract_month
+from twiki.paths import DataRoot
+
+RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--"]
+SHARDS = 8
+
+
+def build(root, month="2016-05", mirror=None, workers=1, chunk_mb=0.05, **opts):
+    dr = DataRoot(root)
+    if mirror is not None:
+        download_month(month, mirrors=[str(mirror)], data_root=dr)
+    return extract_month(month, data_root=dr, executor=LocalExecutor(workers),
+                         config=ExtractConfig(shards=SHARDS),
+                         options=RunOptions(chunk_mb=chunk_mb, **opts))
+
+
+def shard_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("part-*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    from conftest import SAMPLE_MIRROR
+    root = tmp_path_factory.mktemp("data")
+    res = build(root, mirror=SAMPLE_MIRROR)
+    return res, pq.read_table(res.path).to_pandas()
+
+
+def test_articles_are_namespace_0_without_redirects(snapshot):
+    res, df = snapshot
+    _, pages = sample_pages()
+    redirects = {int(re.search(rb"<id>(\d+)</id>", p).group(1)) for p in pages
+                 if b"<redirect" in p and b"<ns>0</ns>" in p}
+    articles = {int(re.search(rb"<id>(\d+)</id>", p).group(1)) for p in pages
+                if b"<redirect" not in p and b"<ns>0</ns>" in p}
+    assert set(df.page_id) == articles
+    assert not set(df.page_id) & redirects
+    assert {"Anarchism", "Autism", "Albedo", "Abraham Lincoln", "Aristotle"} <= set(df.title)
+    assert "AccessibleComputing" not in set(df.title)  # a redirect (page 10)
+    counts = res.manifest["report"]["counts"]
+    assert counts["pages"] == len(pages) and counts["redirects"] == len(redirects)
+    assert counts["articles"] == len(df) == res.manifest["rows"]
+
+
+def test_rows_carry_dump_metadata(snapshot):
+    _, df = snapshot
+    row = df[df.title == "Anarchism"].iloc[0]
+    assert row.page_id == 12 and row.revid > 0 and len(row.sha1) == 31
+    assert row.timestamp.year == 2016 or row.timestamp.year == 2015
+
+
+def test_clean_text_keeps_link_text_and_sections(snapshot):
+    _, df = snapshot
+    paras = df[df.title == "Anarchism"].iloc[0].paragraphs
+    lead = paras[0]
+    assert list(lead["section"]) == []
+    assert lead["text"].startswith("Anarchism is a political philosophy that advocates "
+                                   "self-governed societies based on voluntary institutions.")
+    sections = {tuple(p["section"]) for p in paras}
+    assert ("History", "Origins") in sections
+    assert not any("Category:" in p["text"] for p in paras)
+
+
+def test_no_markup_residue_in_any_paragraph(snapshot):
+    _, df = snapshot
+    for title, paras in zip(df.title, df.paragraphs):
+        for p in paras:
+            for mark in RESIDUE:
+                assert mark not in p["text"], (title, mark, p["text"][:200])
+
+
+def test_shards_are_partitioned_and_sorted_by_page_id(snapshot):
+    from twiki.artifacts import shard_of
+    res, _ = snapshot
+    for i in range(SHARDS):
+        ids = pq.read_table(res.path / shard_name(i), columns=["page_id"]).column(0).to_pylist()
+        assert ids == sorted(ids)
+        assert all(shard_of(pid, SHARDS) == i for pid in ids)
+
+
+def test_rerun_is_a_noop_and_changed_config_rebuilds(tmp_path, mirror, caplog):
+    first = build(tmp_path, mirror=mirror)
+    before = {p.name: p.stat().st_mtime_ns for p in first.path.iterdir()}
+    caplog.set_level("INFO", logger="twiki")
+    again = build(tmp_path, mirror=mirror)
+    assert again.state == "current" and "nothing to do" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in again.path.iterdir()} == before
+    other = extract_month("2016-05", data_root=DataRoot(tmp_path), config=ExtractConfig(shards=4))
+    assert other.state == "built" and read_manifest(other.path)["shard_count"] == 4
+
+
+def test_deleted_shard_is_rebuilt_alone_byte_identical(tmp_path, mirror):
+    res = build(tmp_path, mirror=mirror)
+    before = shard_bytes(res.path)
+    stats = {p.name: p.stat().st_mtime_ns for p in res.path.glob("part-*")}
+    (res.path / shard_name(3)).unlink()
+    again = build(tmp_path)
+    assert again.state == "repaired"
+    assert shard_bytes(res.path) == before
+    after = {p.name: p.stat().st_mtime_ns for p in res.path.glob("part-*")}
+    assert [n for n in after if after[n] != stats.get(n)] == [shard_name(3)]
+
+
+def test_output_does_not_depend_on_workers_or_chunking(tmp_path, mirror):
+    one = build(tmp_path / "a", mirror=mirror, workers=1, chunk_mb=1)
+    two = build(tmp_path / "b", mirror=mirror, workers=2, chunk_mb=0.02)
+    assert shard_bytes(one.path) == shard_bytes(two.path)
+
+
+def test_incremental_month_reuses_unchanged_pages_and_equals_a_cold_extract(
+        tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    i = next(k for k, p in enumerate(pages) if b"<title>Albedo</title>" in p)
+    edited = re.sub(rb"<sha1>\w+</sha1>", b"<sha1>0000000000000000000000000000000</sha1>",
+                    pages[i].replace(b"Albedo", b"Albedo (reflectivity)", 3))
+    make_run(mirror, "20160601", pages=pages[:i] + [edited] + pages[i + 1:])
+    build(tmp_path / "warm", mirror=mirror)
+    warm = build(tmp_path / "warm", month="2016-06", mirror=mirror)
+    cold = build(tmp_path / "cold", month="2016-06", mirror=mirror, incremental=False)
+    counts = warm.manifest["report"]["counts"]
+    assert counts["cleaned"] == 1 and counts["reused"] == counts["articles"] - 1
+    assert cold.manifest["report"]["counts"]["reused"] == 0
+    assert shard_bytes(warm.path) == shard_bytes(cold.path)
+
+
+def _raw_part(root):
+    return sorted((root / "raw" / "enwiki" / "20160501").glob("*multistream1.xml*"))[0]
+
+
+def test_corrupt_bz2_stops_with_file_and_offset_and_publishes_nothing(tmp_path, mirror):
+    dr = DataRoot(tmp_path)
+    download_month("2016-05", mirrors=[str(mirror)], data_root=dr)
+    part = _raw_part(tmp_path)
+    data = bytearray(part.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)
+    part.write_bytes(bytes(data))
+    os.utime(part)
+    with pytest.raises(InputError, match=rf"{re.escape(part.name)}.*byte \d+"):
+        extract_month("2016-05", data_root=dr, config=ExtractConfig(shards=SHARDS))
+    assert read_manifest(dr.snapshot("enwiki", "2016-05")) is None
+    assert not dr.snapshot("enwiki", "2016-05").exists()
+
+
+def test_truncated_bz2_is_a_clear_error(tmp_path, mirror):
+    dr = DataRoot(tmp_path)
+    download_month("2016-05", mirrors=[str(mirror)], data_root=dr)
+    part = _raw_part(tmp_path)
+    size = part.stat().st_size
+    with open(part, "r+b") as f:
+        f.truncate(size - 5000)
+    # The download's manifest no longer matches the file: the month is not downloaded.
+    with pytest.raises(Exception, match="twiki download --month 2016-05"):
+        extract_month("2016-05", data_root=dr, config=ExtractConfig(shards=SHARDS))
+
+
+def test_truncated_stream_inside_a_part_names_the_offset(tmp_path, mirror, make_run):
+    # A part whose index says more streams than the file holds whole: cut inside a stream,
+    # with the manifest still matching (as if the mirror had served a short file).
+    header, pages = sample_pages()
+    run = make_run(mirror, "20160601", pages=pages[:40], parts=1)
+    part = sorted(run.glob("*multistream1.xml*"))[0]
+    blob = part.read_bytes()
+    part.write_bytes(blob[: len(blob) - 3000])
+    _rewrite_checksums(run)
+    with pytest.raises(InputError, match=rf"{re.escape(part.name)}.*(truncated|corrupt)"):
+        build(tmp_path, month="2016-06", mirror=mirror)
+    assert not DataRoot(tmp_path).snapshot("enwiki", "2016-06").exists()
+
+
+def _rewrite_checksums(run):
+    import hashlib
+    import json
+    status = json.loads((run / "dumpstatus.json").read_text())
+    files = status["jobs"]["articlesmultistreamdump"]["files"]
+    for name in files:
+        files[name]["size"] = (run / name).stat().st_size
+    (run / "dumpstatus.json").write_text(json.dumps(status))
+    for algo in ("sha1", "md5"):
+        sums = run / f"enwiki-{run.name}-{algo}sums.txt"
+        sums.write_text("".join(f"{hashlib.new(algo, (run / n).read_bytes()).hexdigest()}  {n}\n"
+                                for n in sorted(files)))
+
+
+def test_malformed_xml_names_file_and_position(tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    broken = pages[25].replace(b"</ns>", b"</nz>", 1)
+    make_run(mirror, "20160601", pages=pages[:25] + [broken] + pages[26:60], parts=1)
+    with pytest.raises(InputError, match=r"multistream1\.xml.*malformed XML.*line \d+"):
+        build(tmp_path, month="2016-06", mirror=mirror)
+    assert not DataRoot(tmp_path).snapshot("enwiki", "2016-06").exists()
+
+
+def test_xml_bomb_is_refused_quickly(tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    lol = b'<!DOCTYPE lolz [<!ENTITY lol "lol">' + b"".join(
+        b'<!ENTITY lol%d "%s">' % (k, (b"&lol%d;" % (k - 1) if k > 1 else b"&lol;") * 10)
+        for k in range(1, 10)) + b"]>\n"
+    bomb = pages[3].replace(b"<text ", b"<text ", 1).replace(b"</text>", b"&lol9;</text>", 1)
+    make_run(mirror, "20160601", header=header + lol, pages=[lol + bomb] + pages[4:20], parts=1)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="XML|entity|document type"):
+        build(tmp_path, month="2016-06", mirror=mirror)
+    assert time.monotonic() - t0 < 30  # refused, not expanded (generous bound: CI machines vary)
+    assert not DataRoot(tmp_path).snapshot("enwiki", "2016-06").exists()
+
+
+def test_killed_extract_resumes_to_identical_output(tmp_path, mirror):
+    ref = build(tmp_path / "ref", mirror=mirror, chunk_mb=0.02)
+    root = tmp_path / "killed"
+    download_month("2016-05", mirrors=[str(mirror)], data_root=DataRoot(root))
+    cmd = [sys.executable, "-m", "twiki", "extract", "--month", "2016-05", "--data-root",
+           str(root), "--shards", str(SHARDS), "--chunk-mb", "0.02"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    work = root / "work" / "extract"
+    while proc.poll() is None and not list(work.rglob("chunk-*.parquet")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    snap = DataRoot(root).snapshot("enwiki", "2016-05")
+    assert read_manifest(snap) is None, "the run finished before it could be killed"
+    done_before = len(list(work.rglob("chunk-*.parquet")))
+    assert done_before >= 1
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert shard_bytes(snap) == shard_bytes(ref.path)

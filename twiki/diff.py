@@ -1,0 +1,766 @@
+"""diff: two monthly snapshots of a wiki -> the TWiki-Diffset between them (new + changed text).
+
+Reads data/snapshots/<wiki>/<A>/ and <B>/ (the extract stage's artifacts) and writes three
+artifacts side by side, joined shard by shard on page_id without ever loading a month:
+  data/diffsets/<wiki>/<A>_<B>/           training text: kind `new` (whole new articles) and
+                                          `changed` (inserted paragraphs, new/changed sentences)
+  data/diffsets/<wiki>/<A>_<B>_removed/   text that B no longer has (kind `removed`), analysis only
+  data/diffsets/<wiki>/<A>_<B>_articles/  one row per new, edited, deleted or renamed page, with
+                                          its paragraph/sentence/character counts
+Also exports the diffset or a snapshot as plain training documents (`iter_documents`,
+`export_training_text`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
+
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
+                        require_artifact, shard_name)
+from .errors import ConfigError, InputError, TwikiError
+from .executors import Executor, LocalExecutor
+from .paths import DataRoot, check_wiki, parse_month
+
+log = logging.getLogger("twiki")
+
+# Bump when the diff algorithm or a row layout changes: diffsets made before are rebuilt.
+STAGE_VERSION = 1
+STAGE = "diff"
+REMOVED_STAGE = "diff-removed"
+ARTICLES_STAGE = "diff-articles"
+EXPORT_STAGE = "training-text"
+
+Section = tuple[str, ...]
+Paragraph = tuple[Section, str]
+
+# Rows of the diffset and of the removed-text artifact (same layout; kind tells them apart).
+# Sorted by page_id, then position.
+DIFFSET_SCHEMA = pa.schema([
+    pa.field("page_id", pa.int64(), nullable=False),
+    pa.field("title", pa.string(), nullable=False),          # the title in month B
+    pa.field("old_revid", pa.int64()),                       # null for kind `new`
+    pa.field("new_revid", pa.int64(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),           # new | changed | removed
+    pa.field("position", pa.int32(), nullable=False),        # row number within the article
+    pa.field("paragraph", pa.int32(), nullable=False),       # source paragraph (B's; A's if removed)
+    pa.field("section", pa.list_(pa.string())),              # section path of that paragraph
+    pa.field("text", pa.string(), nullable=False),
+])
+
+# One row per page that is new, edited (sha1 changed), deleted, or renamed with the same text.
+# Unchanged pages (about 92% of a month) are only counted, in the stage report.
+ARTICLES_SCHEMA = pa.schema([
+    pa.field("page_id", pa.int64(), nullable=False),
+    pa.field("title", pa.string(), nullable=False),          # B's title (A's when deleted)
+    pa.field("old_title", pa.string()),                      # null when new
+    pa.field("old_revid", pa.int64()),
+    pa.field("new_revid", pa.int64()),                       # null when deleted
+    pa.field("status", pa.string(), nullable=False),         # new | edited | deleted | unchanged
+    pa.field("renamed", pa.bool_(), nullable=False),
+    pa.field("in_diffset", pa.bool_(), nullable=False),
+    pa.field("paragraphs_old", pa.int32(), nullable=False),
+    pa.field("paragraphs_new", pa.int32(), nullable=False),
+    pa.field("paragraphs_unchanged", pa.int32(), nullable=False),  # same text, same place
+    pa.field("paragraphs_moved", pa.int32(), nullable=False),      # same text, elsewhere
+    pa.field("paragraphs_edited", pa.int32(), nullable=False),
+    pa.field("paragraphs_inserted", pa.int32(), nullable=False),
+    pa.field("paragraphs_deleted", pa.int32(), nullable=False),
+    pa.field("sentences_added", pa.int32(), nullable=False),
+    pa.field("sentences_removed", pa.int32(), nullable=False),
+    pa.field("diff_rows", pa.int32(), nullable=False),
+    pa.field("diff_chars", pa.int64(), nullable=False),
+    pa.field("removed_chars", pa.int64(), nullable=False),
+    pa.field("article_chars", pa.int64(), nullable=False),   # B's whole text (A's if deleted)
+])
+
+# Training documents: one per article (or per diff chunk).
+DOCUMENT_SCHEMA = pa.schema([
+    pa.field("page_id", pa.int64(), nullable=False),
+    pa.field("title", pa.string(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+])
+
+# Columns of a snapshot (twiki.extract.SCHEMA) that the diff reads.
+SNAPSHOT_COLUMNS = ["page_id", "title", "revid", "sha1", "paragraphs"]
+
+PARAGRAPH_COUNTS = ("paragraphs_unchanged", "paragraphs_moved", "paragraphs_edited",
+                    "paragraphs_inserted", "paragraphs_deleted")
+
+
+@dataclass(frozen=True)
+class DiffConfig:
+    """What decides the diffset's content (all of it is part of the artifact key)."""
+
+    edited_similarity: float = 0.5
+    """rapidfuzz word-level Indel similarity (2*LCS/(len a + len b), over casefolded words) from
+    which a new paragraph that shares no sentence with the old article still counts as an
+    edited version of a vanished old paragraph rather than an inserted one. 0.5: one sentence
+    of two replaced still scores about 0.5-0.6, while unrelated paragraphs of one article
+    score 0.1-0.3 (they share only function words)."""
+    casefold: bool = True
+    """Compare text casefolded, so that case-only edits (a capital fixed) are not new text."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.edited_similarity <= 1.0:
+            raise ConfigError(f"edited_similarity must be in (0, 1], not {self.edited_similarity}")
+
+
+# ---------------------------------------------------------------------------------------
+# Text comparison: normalization and a rule-based sentence splitter.
+
+_NON_WORD = re.compile(r"[\W_]+")
+_WORDS = re.compile(r"[^\W_]+")
+# Sentence end: terminal punctuation, closing quotes/brackets, then whitespace.
+_BOUNDARY = re.compile(r"(?P<end>[.!?…]+[\"'”’»)\]]*)\s+")
+_OPENERS = "\"'“‘«([¿¡"
+# Words after which a period does not end a sentence (compared casefolded, without the dot).
+ABBREVIATIONS = frozenset("""
+    mr mrs ms dr prof st jr sr messrs gen col lt sgt capt cmdr adm maj rev hon gov sen rep pres
+    fr sr sra srta no nos nr vol vols pp ed eds fig figs ch sec art approx ca cf vs etc al
+    inc ltd co corp bros mt ft jan feb mar apr jun jul aug sep sept oct nov dec b d c r fl
+    op cit ibid viz resp dept univ assn est
+""".split()) - {"etc"}  # "etc." ends sentences as often as not: treated as an ordinary word
+_DOTTED = re.compile(r"(?:[^\W\d_]\.){2,}")  # U.S., e.g., i.e., Ph.D.
+
+
+def normalize(text: str, casefold: bool = True) -> str:
+    """Comparison key of a piece of text: word characters only (punctuation, symbols and
+    whitespace dropped), casefolded. Two texts that differ only in whitespace or punctuation
+    have the same key; a key that occurs inside another text's key is text it already has."""
+    return _NON_WORD.sub("", text.casefold() if casefold else text)
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of a paragraph, rule-based: a sentence ends at . ! ? …
+    (with closing quotes or brackets) followed by whitespace and an upper-case letter, a digit
+    or an opening quote/bracket; not after an abbreviation, an initial or a dotted acronym."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    n = len(text)
+    for m in _BOUNDARY.finditer(text):
+        nxt = m.end()
+        if nxt >= n:
+            break
+        c = text[nxt]
+        if not (c.isupper() or c.isdigit() or c in _OPENERS):
+            continue
+        punct = m.start("end")
+        if text[punct] == "." and _is_abbreviation(text, start, punct):
+            continue
+        spans.append((start, m.end("end")))
+        start = nxt
+    end = len(text.rstrip())
+    if start < end:
+        spans.append((start, end))
+    return spans
+
+
+def _is_abbreviation(text: str, start: int, dot: int) -> bool:
+    """Whether the word ending at text[dot] == '.' is an abbreviation or an initial."""
+    i = dot
+    while i > start and not text[i - 1].isspace():
+        i -= 1
+    word = text[i:dot].lstrip(_OPENERS)
+    if not word:
+        return False
+    if len(word) == 1 and word.isalpha():
+        return True  # an initial: "J. R. R. Tolkien", "P. communis"
+    if _DOTTED.fullmatch(word + "."):
+        return True
+    return word.casefold() in ABBREVIATIONS
+
+
+def split_sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+# ---------------------------------------------------------------------------------------
+# The algorithm on one article.
+
+class DiffText(NamedTuple):
+    """One piece of diff text: its kind, section path, text, and source paragraph index."""
+
+    kind: str  # "new" | "changed" | "removed"
+    section: Section
+    text: str
+    paragraph: int
+
+
+@dataclass
+class ArticleDiff:
+    added: list[DiffText] = field(default_factory=list)    # training text (new | changed)
+    removed: list[DiffText] = field(default_factory=list)  # analysis only
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def new_article(paragraphs: Sequence[Paragraph]) -> ArticleDiff:
+    """A page only in month B: the whole article, one `new` row per paragraph."""
+    added = [DiffText("new", tuple(s), t, i) for i, (s, t) in enumerate(paragraphs)]
+    counts = dict.fromkeys(PARAGRAPH_COUNTS, 0)
+    counts["paragraphs_inserted"] = len(added)
+    counts["sentences_added"] = sum(len(sentence_spans(t)) for _, t in paragraphs)
+    counts["sentences_removed"] = 0
+    return ArticleDiff(added, [], counts)
+
+
+def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
+                 config: DiffConfig = DiffConfig()) -> ArticleDiff:
+    """What month B's version of an article adds to month A's, and what it removed.
+
+    Paragraphs are compared by their normalized key (whitespace, punctuation and, by default,
+    case ignored). A new paragraph whose key is anywhere in A is unchanged, or moved: not new
+    text. Any other new paragraph is split into sentences; a sentence whose key occurs in A's
+    text (any paragraph) is old, the others are new or changed. The paragraph is *edited* when
+    it keeps some of A's text or is similar (rapidfuzz, `config.edited_similarity`) to an A
+    paragraph that vanished: then its runs of new/changed sentences are kept. Otherwise it is
+    *inserted* and kept whole. Position plays no part, so edits before the first and after the
+    last unchanged paragraph count like any other. Removed text is the mirror image.
+    """
+    norm = (lambda t: normalize(t, config.casefold))
+    old = [(tuple(s), t) for s, t in old]
+    new = [(tuple(s), t) for s, t in new]
+    old_keys = [norm(t) for _, t in old]
+    new_keys = [norm(t) for _, t in new]
+    old_key_set, new_key_set = set(old_keys), set(new_keys)
+    # Separators keep a sentence from matching across two paragraphs.
+    old_text, new_text = "\x00".join(old_keys), "\x00".join(new_keys)
+    counts = dict.fromkeys(PARAGRAPH_COUNTS, 0)
+    counts["sentences_added"] = counts["sentences_removed"] = 0
+
+    # Unchanged paragraphs in their place are the `equal` blocks of an LCS alignment of the
+    # key sequences; a key found elsewhere is a moved paragraph.
+    in_place: set[int] = set()
+    if old_key_set & new_key_set:
+        for op in Indel.opcodes(old_keys, new_keys):
+            if op.tag == "equal":
+                in_place.update(range(op.dest_start, op.dest_end))
+
+    vanished = [i for i, k in enumerate(old_keys) if k and k not in new_key_set]
+    vanished_words: list[list[str]] | None = None
+
+    added: list[DiffText] = []
+    for j, (section, text) in enumerate(new):
+        key = new_keys[j]
+        if not key:
+            continue  # nothing but punctuation
+        if key in old_key_set:
+            counts["paragraphs_unchanged" if j in in_place else "paragraphs_moved"] += 1
+            continue
+        spans = sentence_spans(text)
+        keys = [norm(text[a:b]) for a, b in spans]
+        fresh = [bool(k) and k not in old_text for k in keys]
+        keeps_old_text = any(k and not f for k, f in zip(keys, fresh))
+        if keeps_old_text or not any(fresh):
+            edited = True
+        else:
+            if vanished_words is None:
+                vanished_words = [_words(old[i][1], config.casefold) for i in vanished]
+            edited = bool(vanished_words) and process.extractOne(
+                _words(text, config.casefold), vanished_words,
+                scorer=Indel.normalized_similarity,
+                score_cutoff=config.edited_similarity) is not None
+        if edited:
+            counts["paragraphs_edited"] += 1
+            for a, b, n in _runs(spans, fresh):
+                added.append(DiffText("changed", section, text[a:b], j))
+                counts["sentences_added"] += n
+        else:
+            counts["paragraphs_inserted"] += 1
+            added.append(DiffText("changed", section, text, j))
+            counts["sentences_added"] += sum(1 for k in keys if k)
+
+    removed: list[DiffText] = []
+    for i in vanished:
+        section, text = old[i]
+        spans = sentence_spans(text)
+        keys = [norm(text[a:b]) for a, b in spans]
+        gone = [bool(k) and k not in new_text for k in keys]
+        if all(g for g, k in zip(gone, keys) if k):
+            counts["paragraphs_deleted"] += 1
+        for a, b, n in _runs(spans, gone):
+            removed.append(DiffText("removed", section, text[a:b], i))
+            counts["sentences_removed"] += n
+    return ArticleDiff(added, removed, counts)
+
+
+def _words(text: str, casefold: bool) -> list[str]:
+    return _WORDS.findall(text.casefold() if casefold else text)
+
+
+def _runs(spans: list[tuple[int, int]], flags: list[bool]) -> Iterator[tuple[int, int, int]]:
+    """(start, end, sentences) of each run of consecutive flagged sentences."""
+    i = 0
+    while i < len(spans):
+        if not flags[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(spans) and flags[j + 1]:
+            j += 1
+        yield spans[i][0], spans[j][1], j - i + 1
+        i = j + 1
+
+
+# ---------------------------------------------------------------------------------------
+# One shard: a streaming merge-join of shard k of month A with shard k of month B.
+
+@dataclass(frozen=True)
+class ShardTask:
+    shard: int
+    old: str
+    new: str
+    diffset_out: str | None   # None: that output's shard is already built
+    removed_out: str | None
+    articles_out: str | None
+    config: DiffConfig
+
+
+class _Page(NamedTuple):
+    page_id: int
+    title: str
+    revid: int
+    sha1: str | None
+    column: pa.Array  # the batch's paragraphs column
+    index: int
+
+    def paragraphs(self) -> list[Paragraph]:
+        return [(tuple(p["section"] or ()), p["text"]) for p in self.column[self.index].as_py()]
+
+
+def _iter_pages(path: str) -> Iterator[_Page]:
+    """Stream one snapshot shard's pages, a row group at a time, checking page_id order."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"{path}: unreadable snapshot shard ({e}); delete the snapshot folder "
+                         f"and run the extract stage again") from None
+    last = None
+    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=SNAPSHOT_COLUMNS):
+        ids = batch.column(0).to_pylist()
+        titles = batch.column(1).to_pylist()
+        revids = batch.column(2).to_pylist()
+        sha1s = batch.column(3).to_pylist()
+        column = batch.column(4)
+        for i, page_id in enumerate(ids):
+            if last is not None and page_id <= last:
+                raise InputError(f"{path}: page_id {page_id} follows {last}; a snapshot shard "
+                                 f"must be sorted by page_id without duplicates: rebuild it "
+                                 f"with the extract stage")
+            last = page_id
+            yield _Page(page_id, titles[i], revids[i], sha1s[i], column, i)
+
+
+class _Rows:
+    """Column buffers streamed into one output shard (or dropped when the shard exists)."""
+
+    def __init__(self, path: str | None, schema: pa.Schema):
+        self.schema = schema
+        self.writer = ShardWriter(Path(path), schema) if path else None
+        self.cols: dict[str, list] = {f.name: [] for f in schema}
+        self.n = 0
+
+    def add(self, **row) -> None:
+        if self.writer is None:
+            return
+        for k, v in row.items():
+            self.cols[k].append(v)
+        self.n += 1
+        if self.n >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n:
+            self.writer.write(pa.table(self.cols, schema=self.schema))
+            self.cols = {f.name: [] for f in self.schema}
+            self.n = 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.flush()
+            self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _same_revision(a: _Page, b: _Page) -> bool:
+    """Same text, without reading it: equal sha1 (dumps give the text's sha1); when a dump has
+    no sha1 (old export formats), equal revision ids."""
+    if a.sha1 and b.sha1:
+        return a.sha1 == b.sha1
+    return a.revid == b.revid
+
+
+def diff_shard(task: ShardTask) -> dict:
+    """Join one shard of both months on page_id and write the shard of each output."""
+    t0 = time.perf_counter()
+    outs = [_Rows(task.diffset_out, DIFFSET_SCHEMA), _Rows(task.removed_out, DIFFSET_SCHEMA),
+            _Rows(task.articles_out, ARTICLES_SCHEMA)]
+    diffset, removed, articles = outs
+    stats = {"pages_old": 0, "pages_new": 0, "pages_diffed": 0}
+    try:
+        old_pages, new_pages = _iter_pages(task.old), _iter_pages(task.new)
+        a, b = next(old_pages, None), next(new_pages, None)
+        while a is not None or b is not None:
+            if b is None or (a is not None and a.page_id < b.page_id):
+                _deleted(a, articles)
+                stats["pages_old"] += 1
+                a = next(old_pages, None)
+            elif a is None or b.page_id < a.page_id:
+                paragraphs = b.paragraphs()
+                d = new_article(paragraphs)
+                _write(None, b, d, paragraphs, 0, diffset, removed, articles, "new")
+                stats["pages_new"] += 1
+                b = next(new_pages, None)
+            else:
+                if _same_revision(a, b):
+                    if a.title != b.title:  # renamed, same text: listed, no diff text
+                        _write(a, b, ArticleDiff(counts=dict.fromkeys(PARAGRAPH_COUNTS, 0)),
+                               None, None, diffset, removed, articles, "unchanged")
+                else:
+                    old_p, new_p = a.paragraphs(), b.paragraphs()
+                    d = diff_article(old_p, new_p, task.config)
+                    _write(a, b, d, new_p, len(old_p), diffset, removed, articles, "edited")
+                    stats["pages_diffed"] += 1
+                stats["pages_old"] += 1
+                stats["pages_new"] += 1
+                a, b = next(old_pages, None), next(new_pages, None)
+        for o in outs:
+            o.close()
+    except BaseException:
+        for o in outs:
+            o.abort()
+        raise
+    stats["shard"] = task.shard
+    stats["seconds"] = round(time.perf_counter() - t0, 4)
+    return stats
+
+
+def _write(a: _Page | None, b: _Page, d: ArticleDiff, new_paragraphs: list[Paragraph] | None,
+           old_count: int | None, diffset: _Rows, removed: _Rows, articles: _Rows,
+           status: str) -> None:
+    old_revid = a.revid if a is not None else None
+    for pos, t in enumerate(d.added):
+        diffset.add(page_id=b.page_id, title=b.title, old_revid=old_revid, new_revid=b.revid,
+                    kind=t.kind, position=pos, paragraph=t.paragraph, section=list(t.section),
+                    text=t.text)
+    for pos, t in enumerate(d.removed):
+        removed.add(page_id=b.page_id, title=b.title, old_revid=old_revid, new_revid=b.revid,
+                    kind=t.kind, position=pos, paragraph=t.paragraph, section=list(t.section),
+                    text=t.text)
+    c = d.counts
+    articles.add(
+        page_id=b.page_id, title=b.title, old_title=a.title if a is not None else None,
+        old_revid=old_revid, new_revid=b.revid, status=status,
+        renamed=a is not None and a.title != b.title, in_diffset=bool(d.added),
+        paragraphs_old=old_count or 0,
+        paragraphs_new=len(new_paragraphs) if new_paragraphs is not None else 0,
+        **{k: c.get(k, 0) for k in PARAGRAPH_COUNTS},
+        sentences_added=c.get("sentences_added", 0),
+        sentences_removed=c.get("sentences_removed", 0),
+        diff_rows=len(d.added), diff_chars=sum(len(t.text) for t in d.added),
+        removed_chars=sum(len(t.text) for t in d.removed),
+        article_chars=sum(len(t) for _, t in new_paragraphs) if new_paragraphs else 0)
+
+
+def _deleted(a: _Page, articles: _Rows) -> None:
+    """A page only in month A: counted and listed, never diff text (it is not parsed)."""
+    articles.add(
+        page_id=a.page_id, title=a.title, old_title=a.title, old_revid=a.revid, new_revid=None,
+        status="deleted", renamed=False, in_diffset=False, paragraphs_old=0, paragraphs_new=0,
+        **dict.fromkeys(PARAGRAPH_COUNTS, 0), sentences_added=0, sentences_removed=0,
+        diff_rows=0, diff_chars=0, removed_chars=0, article_chars=0)
+
+
+# ---------------------------------------------------------------------------------------
+# The stage.
+
+def diffset_folder(data_root: DataRoot, wiki: str, month_a: str, month_b: str) -> Path:
+    """data/diffsets/<wiki>/<A>_<B>/ (the removed-text and per-article artifacts are its
+    siblings `<A>_<B>_removed/` and `<A>_<B>_articles/`)."""
+    return (data_root.root / "diffsets" / check_wiki(wiki)
+            / f"{parse_month(month_a)}_{parse_month(month_b)}")
+
+
+@dataclass
+class DiffResult:
+    path: Path                 # the diffset
+    removed_path: Path
+    articles_path: Path
+    state: str                 # "current" (no-op), "built" or "repaired"
+    manifest: dict
+    shards_built: int = 0
+
+    @property
+    def report(self) -> dict:
+        return self.manifest.get("report", {})
+
+    def summary(self) -> str:
+        r = self.report
+        p, d, share = r.get("pages", {}), r.get("diffset", {}), r.get("share_of_snapshot", {})
+        verb = {"current": "was up to date", "built": "built", "repaired": "repaired"}[self.state]
+        return (f"diffset {verb} at {self.path}: {d.get('articles', 0)} articles "
+                f"({d.get('new_articles', 0)} new, {d.get('changed_articles', 0)} changed), "
+                f"{d.get('chars', 0)} characters, {share.get('articles', 0):.1%} of the "
+                f"snapshot's articles; pages unchanged {p.get('unchanged', 0)}, edited "
+                f"{p.get('edited', 0)}, new {p.get('new', 0)}, deleted {p.get('deleted', 0)}")
+
+
+def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
+                data_root: DataRoot | None = None, executor: Executor | None = None,
+                config: DiffConfig = DiffConfig()) -> DiffResult:
+    """Build (or confirm, or repair) the diffset from month A's snapshot to month B's."""
+    parse_month(month_a)
+    parse_month(month_b)
+    if month_a >= month_b:
+        raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
+    check_wiki(wiki)
+    data_root = data_root or DataRoot.default()
+    executor = executor or LocalExecutor(1)
+    manifests = []
+    for month in (month_a, month_b):
+        folder = data_root.snapshot(wiki, month)
+        m = require_artifact(folder, f"{wiki} snapshot of {month}",
+                             f"run `twiki snapshot --month {month}` first")
+        if m.get("stage") != "extract":
+            raise TwikiError(f"{folder} is a {m.get('stage')!r} artifact, not a snapshot; "
+                             f"delete it and run `twiki snapshot --month {month}`")
+        manifests.append((folder, m))
+    (snap_a, man_a), (snap_b, man_b) = manifests
+    shards = man_a["shard_count"]
+    if man_b["shard_count"] != shards:
+        raise TwikiError(
+            f"the snapshots of {month_a} and {month_b} have {shards} and "
+            f"{man_b['shard_count']} shards: they can only be joined shard by shard with the "
+            f"same count. Rebuild one of them with `twiki extract --month M --shards N` "
+            f"using the other's count")
+    inputs = {"old": {"month": month_a, "snapshot_key": man_a["key"]},
+              "new": {"month": month_b, "snapshot_key": man_b["key"]}}
+    cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
+    final = diffset_folder(data_root, wiki, month_a, month_b)
+    builds = [
+        ArtifactBuild(final.with_name(final.name + "_removed"), stage=REMOVED_STAGE,
+                      stage_version=STAGE_VERSION, inputs=inputs, config=cfg, shards=shards,
+                      schema=DIFFSET_SCHEMA),
+        ArtifactBuild(final.with_name(final.name + "_articles"), stage=ARTICLES_STAGE,
+                      stage_version=STAGE_VERSION, inputs=inputs, config=cfg, shards=shards,
+                      schema=ARTICLES_SCHEMA),
+        ArtifactBuild(final, stage=STAGE, stage_version=STAGE_VERSION, inputs=inputs,
+                      config=cfg, shards=shards, schema=DIFFSET_SCHEMA),
+    ]
+    removed_b, articles_b, diffset_b = builds
+    paths = dict(path=final, removed_path=removed_b.final, articles_path=articles_b.final)
+    if all(b.state == "current" for b in builds):
+        log.info("diffset %s %s -> %s is up to date: nothing to do", wiki, month_a, month_b)
+        return DiffResult(**paths, state="current", manifest=diffset_b.manifest)
+
+    t0 = time.perf_counter()
+    pending = {b.final: set(b.pending_shards()) for b in builds}
+    todo = sorted(set().union(*pending.values()))
+
+    def out(b: ArtifactBuild, s: int) -> str | None:
+        return str(b.shard_path(s)) if s in pending[b.final] else None
+
+    tasks = [ShardTask(s, str(snap_a / shard_name(s)), str(snap_b / shard_name(s)),
+                       out(diffset_b, s), out(removed_b, s), out(articles_b, s), config)
+             for s in todo]
+    weights = [(snap_a / shard_name(s)).stat().st_size + (snap_b / shard_name(s)).stat().st_size
+               for s in todo]
+    stats = executor.run(diff_shard, tasks, desc=f"diff {wiki} {month_a}->{month_b}",
+                         weights=weights, unit="B")
+    t_diff = time.perf_counter() - t0
+
+    report = _report(articles_b, diffset_b, man_a, man_b)
+    cpu = sum(s["seconds"] for s in stats)
+    joined = sum(max(s["pages_old"], s["pages_new"]) for s in stats)
+    timings = {"diff_s": round(t_diff, 3), "total_s": round(time.perf_counter() - t0, 3),
+               "workers": executor.workers, "shards_built": len(todo),
+               "pages_per_second_per_worker": round(joined / cpu, 1) if cpu else None}
+    state = "repaired" if all(b.state in ("repair", "current") for b in builds) else "built"
+    # The diffset is published last: when it exists, so do its two companions.
+    for b in builds:
+        b.publish(report=report, timings=timings)
+    log.info("diffset %s %s -> %s %s: %s", wiki, month_a, month_b, state,
+             _short_counts(report))
+    return DiffResult(**paths, state=state, manifest=diffset_b.manifest, shards_built=len(todo))
+
+
+def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b: dict) -> dict:
+    """The stage report, computed from the per-article artifact (so a resumed run reports the
+    same numbers as an uninterrupted one) and the snapshots' manifests."""
+    cols = ["status", "renamed", "in_diffset", "diff_chars", "removed_chars",
+            "sentences_added", "sentences_removed", *PARAGRAPH_COUNTS]
+    status = {"new": 0, "edited": 0, "deleted": 0, "unchanged": 0}
+    sums = dict.fromkeys(cols[3:], 0)
+    renamed = in_new = in_changed = 0
+    for s in range(articles.shards):
+        for batch in pq.ParquetFile(articles.shard_path(s)).iter_batches(columns=cols):
+            d = batch.to_pydict()
+            for i, st in enumerate(d["status"]):
+                status[st] += 1
+                renamed += d["renamed"][i]
+                if d["in_diffset"][i]:
+                    if st == "new":
+                        in_new += 1
+                    else:
+                        in_changed += 1
+            for k in sums:
+                sums[k] += sum(d[k])
+    rows = sum(pq.ParquetFile(diffset.shard_path(s)).metadata.num_rows
+               for s in range(diffset.shards))
+    pages_a, pages_b = man_a["rows"], man_b["rows"]
+    unchanged = pages_b - status["new"] - status["edited"]
+    if unchanged != pages_a - status["edited"] - status["deleted"]:
+        raise TwikiError("the diff's page counts do not add up (a snapshot shard changed "
+                         "during the run?); rerun the diff stage")
+    snapshot_chars = man_b.get("report", {}).get("counts", {}).get("clean_chars")
+    articles_in = in_new + in_changed
+    return {
+        "pages": {"old": pages_a, "new_snapshot": pages_b, "unchanged": unchanged,
+                  "edited": status["edited"], "new": status["new"],
+                  "deleted": status["deleted"], "renamed": renamed,
+                  "edited_without_new_text": status["edited"] - in_changed},
+        "paragraphs": {k.removeprefix("paragraphs_"): sums[k] for k in PARAGRAPH_COUNTS},
+        "sentences": {"added": sums["sentences_added"], "removed": sums["sentences_removed"]},
+        "diffset": {"articles": articles_in, "new_articles": in_new,
+                    "changed_articles": in_changed, "rows": rows, "chars": sums["diff_chars"],
+                    "removed_chars": sums["removed_chars"]},
+        "share_of_snapshot": {
+            "articles": round(articles_in / pages_b, 6) if pages_b else 0.0,
+            "chars": round(sums["diff_chars"] / snapshot_chars, 6) if snapshot_chars else None,
+        },
+    }
+
+
+def _short_counts(report: dict) -> str:
+    p, d = report["pages"], report["diffset"]
+    return (f"{d['articles']} articles / {d['chars']} chars in the diffset "
+            f"({report['share_of_snapshot']['articles']:.1%} of articles); pages unchanged "
+            f"{p['unchanged']}, edited {p['edited']}, new {p['new']}, deleted {p['deleted']}")
+
+
+# ---------------------------------------------------------------------------------------
+# Training text: the diffset or a whole snapshot as plain documents, streaming.
+
+VIEWS = {"diffset": STAGE, "snapshot": "extract"}
+
+
+def iter_documents(folder: Path, view: str = "diffset", unit: str = "article",
+                   shards: Sequence[int] | None = None) -> Iterator[dict]:
+    """Yield {page_id, title, text} documents from a diffset or a snapshot, shard by shard,
+    in page_id order, holding one row group at a time.
+
+    view "diffset": unit "article" joins an article's diff rows with blank lines; unit "chunk"
+    gives every row (an inserted paragraph, a run of changed sentences, a paragraph of a new
+    article) as its own document. view "snapshot": one document per article, its paragraphs
+    joined with blank lines (unit must be "article"). Articles without text are skipped.
+    """
+    manifest = _check_view(folder, view, unit)
+    for s in range(manifest["shard_count"]) if shards is None else shards:
+        yield from _shard_documents(folder, s, view, unit)
+
+
+def _check_view(folder: Path, view: str, unit: str) -> dict:
+    if view not in VIEWS:
+        raise ConfigError(f"view must be one of {sorted(VIEWS)}, not {view!r}")
+    if unit not in ("article", "chunk") or (view == "snapshot" and unit != "article"):
+        raise ConfigError(f"unit {unit!r} does not apply to a {view}: use 'article'"
+                          + (" or 'chunk'" if view == "diffset" else ""))
+    manifest = require_artifact(Path(folder), f"{view}",
+                                f"build it first (`twiki {'diff' if view == 'diffset' else 'snapshot'}`)")
+    if manifest.get("stage") != VIEWS[view]:
+        raise ConfigError(f"{folder} holds a {manifest.get('stage')!r} artifact, not a {view}")
+    return manifest
+
+
+def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator[dict]:
+    pf = pq.ParquetFile(Path(folder) / shard_name(shard))
+    if view == "snapshot":
+        for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS,
+                                     columns=["page_id", "title", "paragraphs"]):
+            d = batch.to_pydict()
+            for pid, title, paras in zip(d["page_id"], d["title"], d["paragraphs"]):
+                text = "\n\n".join(p["text"] for p in paras or ())
+                if text:
+                    yield {"page_id": pid, "title": title, "text": text}
+        return
+    current: dict | None = None
+    parts: list[str] = []
+    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["page_id", "title", "text"]):
+        d = batch.to_pydict()
+        for pid, title, text in zip(d["page_id"], d["title"], d["text"]):
+            if unit == "chunk":
+                yield {"page_id": pid, "title": title, "text": text}
+                continue
+            if current is not None and current["page_id"] != pid:
+                yield {**current, "text": "\n\n".join(parts)}
+                current = None
+            if current is None:
+                current, parts = {"page_id": pid, "title": title}, []
+            parts.append(text)
+    if current is not None:
+        yield {**current, "text": "\n\n".join(parts)}
+
+
+def training_text_folder(data_root: DataRoot, wiki: str, name: str) -> Path:
+    """data/training/<wiki>/<name>/, e.g. name "diffset_2021-12_2022-01" or "snapshot_2022-01"."""
+    return data_root.root / "training" / check_wiki(wiki) / name
+
+
+@dataclass(frozen=True)
+class ExportTask:
+    source: str
+    shard: int
+    view: str
+    unit: str
+    out: str
+
+
+def export_shard(task: ExportTask) -> int:
+    rows = 0
+    with ShardWriter(Path(task.out), DOCUMENT_SCHEMA) as w:
+        buf: dict[str, list] = {"page_id": [], "title": [], "text": []}
+        for doc in _shard_documents(Path(task.source), task.shard, task.view, task.unit):
+            for k in buf:
+                buf[k].append(doc[k])
+            if len(buf["page_id"]) >= ROW_GROUP_ROWS:
+                w.write(pa.table(buf, schema=DOCUMENT_SCHEMA))
+                rows += len(buf["page_id"])
+                buf = {k: [] for k in buf}
+        w.write(pa.table(buf, schema=DOCUMENT_SCHEMA))
+        rows += len(buf["page_id"])
+    return rows
+
+
+def export_training_text(source: Path, out: Path, *, view: str = "diffset",
+                         unit: str = "article", executor: Executor | None = None) -> dict:
+    """Write the documents of `iter_documents(source, view, unit)` as a Parquet artifact at
+    `out` (page_id, title, text; same shard count as the source). Returns its manifest."""
+    manifest = _check_view(Path(source), view, unit)
+    executor = executor or LocalExecutor(1)
+    build = ArtifactBuild(Path(out), stage=EXPORT_STAGE, stage_version=STAGE_VERSION,
+                          inputs={"source": manifest["key"], "stage": manifest["stage"]},
+                          config={"view": view, "unit": unit},
+                          shards=manifest["shard_count"], schema=DOCUMENT_SCHEMA)
+    if build.state == "current":
+        log.info("training text %s is up to date: nothing to do", out)
+        return build.manifest
+    t0 = time.perf_counter()
+    tasks = [ExportTask(str(source), s, view, unit, str(build.shard_path(s)))
+             for s in build.pending_shards()]
+    executor.run(export_shard, tasks, desc=f"export {view} text", unit="shard")
+    docs = sum(pq.ParquetFile(build.shard_path(s)).metadata.num_rows
+               for s in range(build.shards))
+    return build.publish(report={"documents": docs},
+                         timings={"total_s": round(time.perf_counter() - t0, 3)})

@@ -1,0 +1,861 @@
+"""Download stage: one month's dump run (by default enwiki's pages-articles-multistream parts and
+their indexes) from a mirror (HTTPS or a local folder) into data/raw/<wiki>/<YYYYMMDD>/.
+Every file is verified against the dump's own sha1/md5; `_manifest.json` is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+
+from . import __version__
+from .artifacts import MANIFEST, code_version, read_manifest, write_json_atomic
+from .errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError, NoDumpError,
+                     TwikiError, UnsafePathError)
+from .paths import DataRoot, check_wiki, parse_month, safe_join
+from .progress import Progress
+
+log = logging.getLogger("twiki")
+
+STAGE = "download"
+DEFAULT_MIRROR = "https://dumps.wikimedia.org"
+DEFAULT_WIKI = "enwiki"
+# The job whose files the extract stage reads: pages-articles in bz2 streams of 100 pages,
+# with an index of stream offsets, so that parts can be read in parallel.
+DEFAULT_JOB = "articlesmultistreamdump"
+# Dump runs start on the 1st and the 20th of a month; these are tried when a mirror's run
+# listing cannot be read.
+CONVENTIONAL_RUN_DAYS = ("01", "20")
+# A file being downloaded; renamed to its final name only once verified.
+PART_SUFFIX = ".part"
+# Wikimedia asks clients to identify themselves: meta.wikimedia.org/wiki/User-Agent_policy
+USER_AGENT = f"twiki/{__version__} (TemporalWiki benchmark builder) python-requests"
+# Status codes worth another try: the server is busy or broken now, not the request.
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# Transport failures worth another try: refused or cut connections, stalls, truncated bodies.
+RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError)
+RUN_DATE_RE = re.compile(r"^\d{8}$")
+# A run folder in an HTML directory listing (nginx autoindex on dumps.wikimedia.org).
+LISTING_HREF = re.compile(r'href="(?:[^"]*/)?(\d{8})/"')
+# Multistream data files and their indexes; the single-file form has no part number or range.
+MULTISTREAM_DATA = re.compile(
+    r"-pages-articles-multistream(?P<part>\d*)\.xml(?:-p(?P<first>\d+)p(?P<last>\d+))?\.bz2$")
+MULTISTREAM_INDEX = re.compile(
+    r"-pages-articles-multistream-index(?P<part>\d*)\.txt(?:-p(?P<first>\d+)p(?P<last>\d+))?\.bz2$")
+HEX_LEN = {"sha1": 40, "md5": 32}
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """How hard to try. The defaults suit dumps.wikimedia.org; tests shrink the delays."""
+
+    attempts: int = 5
+    """Tries of one request on one mirror (5xx, 429, connection errors, timeouts) before the
+    next mirror is tried."""
+    backoff_s: float = 2.0
+    """Wait before the second try; doubled for each further try (2, 4, 8, 16 s)."""
+    max_backoff_s: float = 120.0
+    """Longest wait between tries, also the cap on a server's Retry-After."""
+    connect_timeout_s: float = 30.0
+    """Seconds to open a connection."""
+    read_timeout_s: float = 120.0
+    """Seconds without a single byte before a transfer counts as stalled (not the whole file)."""
+    chunk_bytes: int = 1 << 20
+    """Bytes read, hashed and written at a time; a cut connection loses at most the chunk
+    being read (the rest is kept for the resume)."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError(f"download attempts must be at least 1, not {self.attempts}")
+        if min(self.backoff_s, self.max_backoff_s) < 0:
+            raise ConfigError("download backoff delays must not be negative")
+        if min(self.connect_timeout_s, self.read_timeout_s) <= 0 or self.chunk_bytes <= 0:
+            raise ConfigError("download timeouts and chunk size must be positive")
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed try number `attempt` (1-based)."""
+        wait = self.backoff_s * 2 ** (attempt - 1)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return min(wait, self.max_backoff_s)
+
+
+@dataclass
+class RunInfo:
+    """One dump run chosen for a month: where it is and the files of the wanted job."""
+
+    run_date: str
+    mirror: str
+    """The mirror whose dumpstatus.json was read."""
+    status: dict
+    """The job's entry in dumpstatus.json without its file list: {"status", "updated"}."""
+    files: list[dict]
+    """One {name, size, url, sha1, md5} per file of the job; sha1/md5 None when unknown."""
+    wiki: str = DEFAULT_WIKI
+    month: str = ""
+    job: str = DEFAULT_JOB
+
+
+# ----------------------------------------------------------------------------------------
+# Mirrors: an HTTP(S) host or a local folder with the same layout.
+
+class _Retryable(Exception):
+    """A failure that another try on the same mirror may not have (5xx, cut connection)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class _MirrorFailed(Exception):
+    """This mirror cannot serve the request; the next one may."""
+
+
+class _NotThere(_MirrorFailed):
+    """The mirror answered: no such file (404/410, or missing in the folder)."""
+
+
+class _RangeNotSatisfiable(Exception):
+    """HTTP 416: the partial file is not shorter than the mirror's file."""
+
+
+class Mirror(ABC):
+    label: str
+
+    @abstractmethod
+    def get_text(self, relpath: str) -> str:
+        """A small text file (listing, dumpstatus, checksums); one try."""
+
+    @abstractmethod
+    def list_runs(self, wiki: str) -> list[str]:
+        """The run dates (YYYYMMDD) this mirror has for `wiki`, sorted; one try."""
+
+    @abstractmethod
+    @contextmanager
+    def open(self, relpath: str, offset: int) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """A file's bytes from `offset`, as (start actually served, chunks)."""
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class HttpMirror(Mirror):
+    def __init__(self, base: str, session: requests.Session, config: DownloadConfig):
+        self.label = base.rstrip("/")
+        self.session = session
+        self.config = config
+
+    def url(self, relpath: str) -> str:
+        return f"{self.label}/{quote(relpath, safe='/')}"
+
+    def _get(self, relpath: str, headers: dict | None = None, stream: bool = False
+             ) -> requests.Response:
+        url = self.url(relpath)
+        try:
+            r = self.session.get(url, headers=headers or {}, stream=stream,
+                                 timeout=(self.config.connect_timeout_s,
+                                          self.config.read_timeout_s))
+        except RETRY_EXCEPTIONS as e:
+            raise _Retryable(f"{url}: {_short(e)}") from None
+        except requests.RequestException as e:
+            raise _MirrorFailed(f"{url}: {_short(e)}") from None
+        if r.status_code in RETRY_STATUS:
+            r.close()
+            raise _Retryable(f"{url}: HTTP {r.status_code}", _retry_after(r))
+        if r.status_code in (404, 410):
+            r.close()
+            raise _NotThere(f"{url}: HTTP {r.status_code}")
+        if r.status_code == 416 and headers and "Range" in headers:
+            r.close()
+            raise _RangeNotSatisfiable(url)
+        if r.status_code >= 400:
+            r.close()
+            raise _MirrorFailed(f"{url}: HTTP {r.status_code}")
+        return r
+
+    def get_text(self, relpath: str) -> str:
+        r = self._get(relpath)
+        return r.content.decode("utf-8", errors="replace")
+
+    def list_runs(self, wiki: str) -> list[str]:
+        runs = sorted(set(LISTING_HREF.findall(self.get_text(f"{wiki}/"))))
+        if not runs:  # some hosts answer a folder with a page that is not a listing
+            raise _MirrorFailed(f"{self.url(wiki + '/')}: no run folders in the listing")
+        return runs
+
+    @contextmanager
+    def open(self, relpath: str, offset: int) -> Iterator[tuple[int, Iterator[bytes]]]:
+        # identity: a range of a compressed-on-the-fly body would not be a range of the file.
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        r = self._get(relpath, headers=headers, stream=True)
+        with r:
+            start = 0
+            if r.status_code == 206:
+                start = _content_range_start(r.headers.get("Content-Range", ""))
+                if start != offset:
+                    raise _Retryable(f"{self.url(relpath)}: unusable Content-Range "
+                                     f"{r.headers.get('Content-Range')!r}")
+            elif offset:
+                log.info("%s ignored the range request: downloading from the start", self.label)
+            yield start, self._chunks(r, relpath)
+
+    def _chunks(self, r: requests.Response, relpath: str) -> Iterator[bytes]:
+        try:
+            yield from r.iter_content(self.config.chunk_bytes)
+        except RETRY_EXCEPTIONS as e:  # cut connection, stalled read
+            raise _Retryable(f"{self.url(relpath)}: {_short(e)}") from None
+
+
+class LocalMirror(Mirror):
+    def __init__(self, root: Path, config: DownloadConfig):
+        self.root = root
+        self.label = str(root)
+        self.config = config
+
+    def _path(self, relpath: str) -> Path:
+        path = safe_join(self.root, relpath.rstrip("/")) if relpath.strip("/") else self.root
+        if not path.exists():
+            raise _NotThere(f"{path}: no such file")
+        return path
+
+    def get_text(self, relpath: str) -> str:
+        try:
+            return self._path(relpath).read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise _MirrorFailed(f"{self.root / relpath}: {e}") from None
+
+    def list_runs(self, wiki: str) -> list[str]:
+        folder = self._path(wiki)
+        runs = sorted(p.name for p in folder.iterdir() if p.is_dir() and RUN_DATE_RE.match(p.name))
+        if not runs:
+            raise _MirrorFailed(f"{folder}: no run folders")
+        return runs
+
+    @contextmanager
+    def open(self, relpath: str, offset: int) -> Iterator[tuple[int, Iterator[bytes]]]:
+        path = self._path(relpath)
+        if offset and offset >= path.stat().st_size:
+            raise _RangeNotSatisfiable(str(path))
+        with open(path, "rb") as f:
+            f.seek(offset)
+            yield offset, iter(lambda: f.read(self.config.chunk_bytes), b"")
+
+
+def _content_range_start(value: str) -> int | None:
+    m = re.match(r"bytes (\d+)-\d+/(\d+|\*)$", value.strip())
+    return int(m.group(1)) if m else None
+
+
+def _retry_after(r: requests.Response) -> float | None:
+    try:
+        return float(r.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _short(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _with_retries(config: DownloadConfig, what: str, call, *args):
+    """`call(*args)`, retrying _Retryable with exponential backoff, then giving up on this
+    mirror with _MirrorFailed."""
+    for attempt in range(1, config.attempts + 1):
+        try:
+            return call(*args)
+        except _Retryable as e:
+            if attempt == config.attempts:
+                raise _MirrorFailed(f"{e} ({attempt} tries)") from None
+            wait = config.delay(attempt, e.retry_after)
+            log.warning("%s: %s; try %d of %d in %.1fs", what, e, attempt + 1,
+                        config.attempts, wait)
+            time.sleep(wait)
+
+
+@contextmanager
+def _mirrors(mirrors, config: DownloadConfig,
+             session: requests.Session | None = None) -> Iterator[list[Mirror]]:
+    """Mirror objects for a mirror argument: None (the default host), one URL or folder, or a
+    list of them tried in order."""
+    if mirrors is None:
+        mirrors = [DEFAULT_MIRROR]
+    elif isinstance(mirrors, (str, os.PathLike)):
+        mirrors = [mirrors]
+    if not mirrors:
+        raise ConfigError("no mirror given: pass a URL such as https://dumps.wikimedia.org "
+                          "or a folder with the same layout")
+    specs: list[tuple[str, str | Path]] = []
+    for m in mirrors:
+        text = os.fspath(m)
+        scheme = urlsplit(text).scheme.lower() if isinstance(m, str) else ""
+        if scheme in ("http", "https"):
+            specs.append(("http", text))
+            continue
+        if scheme == "file":
+            path = Path(unquote(urlsplit(text).path))
+        elif len(scheme) > 1:  # one letter is a Windows drive
+            raise ConfigError(f"mirror {text!r}: only http(s) URLs and local folders are "
+                              "supported")
+        else:
+            path = Path(text)
+        if not path.is_dir():
+            raise ConfigError(f"mirror folder {path} does not exist; pass an existing folder "
+                              "or an http(s) URL")
+        specs.append(("local", path))
+    own = session is None
+    if own:
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+    try:
+        yield [HttpMirror(v, session, config) if kind == "http" else LocalMirror(v, config)
+               for kind, v in specs]
+    finally:
+        if own:
+            session.close()
+
+
+def _read_text(mirrors: Sequence[Mirror], relpath: str, config: DownloadConfig
+               ) -> tuple[str, Mirror] | None:
+    """A small file from the first mirror that has it; None when every mirror that answered
+    said it is not there; DownloadError when no mirror could be reached at all."""
+    errors = []
+    answered = False
+    for m in mirrors:
+        try:
+            return _with_retries(config, f"{m}/{relpath}", m.get_text, relpath), m
+        except _NotThere:
+            answered = True
+        except _MirrorFailed as e:
+            errors.append(str(e))
+    if answered:
+        return None
+    raise DownloadError(f"could not read {relpath} from any mirror: " + "; ".join(errors)
+                        + ". Check the network or pass another mirror.")
+
+
+# ----------------------------------------------------------------------------------------
+# Month -> run.
+
+def _month_runs(runs: Sequence[str], month: str) -> list[str]:
+    prefix = month.replace("-", "")
+    return [r for r in runs if r.startswith(prefix)]
+
+
+def _neighbour(month: str, step: int) -> str:
+    year, mon = map(int, month.split("-"))
+    index = year * 12 + (mon - 1) + step
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _nearby(runs: Sequence[str], month: str) -> str:
+    parts = []
+    for m in (_neighbour(month, -1), month, _neighbour(month, 1)):
+        found = _month_runs(runs, m)
+        parts.append(f"{m}: {', '.join(found) if found else 'none'}")
+    text = "; ".join(parts)
+    if len(runs) == 1:
+        text += f" (the only run there: {runs[0]})"
+    elif runs:
+        text += f" (all runs there: {runs[0]} .. {runs[-1]}, {len(runs)} in all)"
+    return text
+
+
+def resolve_run(mirrors, wiki: str, month: str, job: str = DEFAULT_JOB, *,
+                config: DownloadConfig | None = None,
+                session: requests.Session | None = None) -> RunInfo:
+    """The first run dated in `month` (YYYY-MM) whose `job` is done, with its files.
+
+    `mirrors`: None (dumps.wikimedia.org), an http(s) URL or local folder, or a list of them
+    tried in order for each request.
+
+    Each file's sha1 (else md5) comes from dumpstatus.json, else from the run's sha1sums.txt
+    (else md5sums.txt); a file found in none of them has sha1 = md5 = None.
+    Raises NoDumpError (no run that month, or the job does not exist) or DumpNotReadyError
+    (runs exist but the job has not finished: try later).
+    """
+    config = config or DownloadConfig()
+    with _mirrors(mirrors, config, session) as ms:
+        return _resolve(ms, check_wiki(wiki), parse_month(month), job, config)
+
+
+def _resolve(ms: list[Mirror], wiki: str, month: str, job: str,
+             config: DownloadConfig) -> RunInfo:
+    where = ", ".join(str(m) for m in ms)
+    runs: list[str] | None = None
+    listing_errors = []
+    for m in ms:
+        try:
+            runs = _with_retries(config, f"{m}/{wiki}/", m.list_runs, wiki)
+            break
+        except _MirrorFailed as e:
+            listing_errors.append(str(e))
+    if runs is None:
+        candidates = [month.replace("-", "") + day for day in CONVENTIONAL_RUN_DAYS]
+        log.warning("could not read the run listing of %s (%s); trying the usual run dates %s",
+                    wiki, "; ".join(listing_errors), ", ".join(candidates))
+    else:
+        candidates = _month_runs(runs, month)
+        if not candidates:
+            raise NoDumpError(
+                f"no {wiki} dump run dated {month} on {where}. Runs nearby: "
+                f"{_nearby(runs, month)}. Pick a month that has a run, or a mirror that still "
+                f"keeps {month} (dumps.wikimedia.org keeps only the last few months)."
+            )
+
+    seen: list[str] = []  # "<run>: <job status>" for the error message
+    jobs_seen: set[str] = set()
+    any_job = False
+    for run in candidates:
+        got = _read_text(ms, f"{wiki}/{run}/dumpstatus.json", config)
+        if got is None:
+            seen.append(f"{run}: no dumpstatus.json yet")
+            continue
+        text, mirror = got
+        try:
+            jobs = json.loads(text)["jobs"]
+            if not isinstance(jobs, dict):
+                raise TypeError("jobs is not an object")
+        except (ValueError, KeyError, TypeError):
+            seen.append(f"{run}: unreadable dumpstatus.json on {mirror}")
+            continue
+        jobs_seen.update(jobs)
+        entry = jobs.get(job)
+        if not isinstance(entry, dict):
+            seen.append(f"{run}: no job {job!r}")
+            continue
+        any_job = True
+        state = entry.get("status", "?")
+        if state != "done":
+            updated = entry.get("updated") or ""
+            seen.append(f"{run}: {job} {state}" + (f" (updated {updated})" if updated else ""))
+            continue
+        files = _job_files(entry, wiki, run)
+        _fill_checksums(files, ms, mirror, wiki, run, config)
+        log.info("%s %s -> run %s on %s (%d files)", wiki, month, run, mirror, len(files))
+        return RunInfo(run_date=run, mirror=str(mirror),
+                       status={k: v for k, v in entry.items() if k != "files"},
+                       files=files, wiki=wiki, month=month, job=job)
+
+    if runs is None and all(s.endswith("no dumpstatus.json yet") for s in seen):
+        raise NoDumpError(
+            f"could not read the run listing of {wiki} on {where} "
+            f"({'; '.join(listing_errors)}), and the usual run dates {', '.join(candidates)} "
+            f"have no dumpstatus.json. Check the mirror address, or pick another month."
+        )
+    if not any_job and jobs_seen:
+        raise NoDumpError(
+            f"{wiki} {month}: no job {job!r} in the runs' dumpstatus.json ({'; '.join(seen)}); "
+            f"jobs there: {', '.join(sorted(jobs_seen))}. Check the job name."
+        )
+    raise DumpNotReadyError(
+        f"{wiki} {month}: no run has finished job {job!r} yet ({'; '.join(seen)}). "
+        f"Try again later: a run takes several days to finish."
+    )
+
+
+def _job_files(entry: dict, wiki: str, run: str) -> list[dict]:
+    files = []
+    for name, meta in (entry.get("files") or {}).items():
+        meta = meta if isinstance(meta, dict) else {}
+        files.append({
+            "name": name,
+            "size": _size(meta.get("size")),
+            "url": meta.get("url") or f"/{wiki}/{run}/{name}",
+            "sha1": _hex(meta.get("sha1"), "sha1"),
+            "md5": _hex(meta.get("md5"), "md5"),
+        })
+    return files
+
+
+def _size(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def _hex(value, algo: str) -> str | None:
+    if isinstance(value, str) and re.fullmatch(rf"[0-9a-fA-F]{{{HEX_LEN[algo]}}}", value):
+        return value.lower()
+    return None
+
+
+def _fill_checksums(files: list[dict], ms: list[Mirror], preferred: Mirror, wiki: str,
+                    run: str, config: DownloadConfig) -> None:
+    # The multistream job has no checksums in dumpstatus.json; the run's sums files do.
+    order = [preferred] + [m for m in ms if m is not preferred]
+    for algo in ("sha1", "md5"):
+        missing = [f for f in files if not f["sha1"] and not f["md5"]]
+        if not missing:
+            return
+        got = _read_text(order, f"{wiki}/{run}/{wiki}-{run}-{algo}sums.txt", config)
+        if got is None:
+            continue
+        sums = _parse_sums(got[0], algo)
+        for f in missing:
+            f[algo] = sums.get(f["name"])
+
+
+def _parse_sums(text: str, algo: str) -> dict[str, str]:
+    """`<hex>  <name>` lines (md5sum/sha1sum output) -> {name: hex}."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.strip().split(None, 1)
+        if len(fields) == 2 and (digest := _hex(fields[0], algo)):
+            out[fields[1].lstrip("*")] = digest
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Files.
+
+def _check_url(url: str, name: str) -> str:
+    """The mirror-relative path of a metadata URL; refuses hosts, schemes and `..`."""
+    bad = f"refusing URL {url!r} for {name!r} from dump metadata"
+    if not isinstance(url, str) or "\\" in url or "\x00" in url:
+        raise UnsafePathError(f"{bad}: not a plain path")
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or url.startswith("//"):
+        raise UnsafePathError(f"{bad}: it names a host; only paths on the mirror are followed")
+    if parts.query or parts.fragment:
+        raise UnsafePathError(f"{bad}: it has a query or fragment")
+    path = unquote(parts.path)
+    segments = [s for s in path.split("/") if s]
+    if not segments or any(s in ("..", ".") for s in segments) or "\\" in path:
+        raise UnsafePathError(f"{bad}: it leaves the mirror's dump folder")
+    return "/".join(segments)
+
+
+def _plan(run: RunInfo, folder: Path) -> list[tuple[dict, Path, str]]:
+    """(file entry, local target, mirror-relative path) for every file, all checked before
+    anything is written."""
+    plan = []
+    for f in run.files:
+        name = f["name"]
+        target = safe_join(folder, name)
+        if len(PurePosixPath(name).parts) != 1 or name.startswith((".", "_")) \
+                or name.endswith(PART_SUFFIX):
+            # Hidden, underscore and .part names are ours (temporary files, the manifest).
+            raise UnsafePathError(f"refusing file name {name!r} from dump metadata: "
+                                  "not a plain dump file name")
+        plan.append((f, target, _check_url(f["url"], name)))
+    if not plan:
+        raise NoDumpError(f"{run.wiki} run {run.run_date}: job {run.job!r} lists no files")
+    unverifiable = [f["name"] for f in run.files if not f["sha1"] and not f["md5"]]
+    if unverifiable:
+        more = f" and {len(unverifiable) - 3} more" if len(unverifiable) > 3 else ""
+        raise ChecksumError(
+            f"no sha1 or md5 for {', '.join(unverifiable[:3])}{more} in dumpstatus.json, "
+            f"{run.wiki}-{run.run_date}-sha1sums.txt or -md5sums.txt on {run.mirror}: "
+            f"refusing to download files that cannot be verified. Try again later (the sums "
+            f"files are written at the end of a run) or another mirror."
+        )
+    return plan
+
+
+class _Hashes:
+    def __init__(self) -> None:
+        self.sha1 = hashlib.sha1()
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.sha1.update(chunk)
+        self.md5.update(chunk)
+        self.size += len(chunk)
+
+    def feed_file(self, path: Path, chunk_bytes: int) -> None:
+        with open(path, "rb") as f:
+            while chunk := f.read(chunk_bytes):
+                self.update(chunk)
+
+    def mismatch(self, entry: dict) -> tuple[str, str, str] | None:
+        """(algorithm, expected, actual) of the first checksum that differs, else None."""
+        for algo, h in (("sha1", self.sha1), ("md5", self.md5)):
+            if entry.get(algo) and h.hexdigest() != entry[algo]:
+                return algo, entry[algo], h.hexdigest()
+        return None
+
+
+class _Mismatch(Exception):
+    def __init__(self, algo: str, expected: str, actual: str):
+        super().__init__(f"{algo} {actual}, expected {expected}")
+        self.algo, self.expected, self.actual = algo, expected, actual
+
+
+class _Shown:
+    """The bytes of one file counted in the run's progress bar, kept equal to what is on disk
+    across resumes, restarts and mirrors."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.count = 0
+
+    def set(self, n: int) -> None:
+        self.progress.update(n - self.count)
+        self.count = n
+
+
+def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
+                config: DownloadConfig, shown: _Shown) -> _Hashes:
+    """Fill `part` from one mirror, resuming what is there, and verify it. Raises _Mismatch
+    (the bytes differ from the metadata) or _MirrorFailed (this mirror cannot deliver)."""
+    size = entry["size"]
+    restarted = False  # a resumed file that fails verification gets one fresh download
+    attempt = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        if size is not None and offset > size:
+            part.unlink()
+            offset = 0
+        # Resuming: the bytes already there are hashed first, so the digest covers the file.
+        hashes = _Hashes()
+        if offset:
+            hashes.feed_file(part, config.chunk_bytes)
+        shown.set(offset)
+        try:
+            if size is None or offset < size:
+                with mirror.open(relpath, offset) as (start, chunks):
+                    if start != offset:  # the server sent the whole file: start over
+                        hashes = _Hashes()
+                        shown.set(0)
+                    with open(part, "r+b" if part.exists() else "wb") as out:
+                        out.seek(start)
+                        out.truncate()
+                        for chunk in chunks:
+                            out.write(chunk)
+                            hashes.update(chunk)
+                            shown.set(hashes.size)
+                            if size is not None and hashes.size > size:
+                                break
+            if size is not None and hashes.size < size:
+                raise _Retryable(f"{mirror}/{relpath}: connection closed at byte "
+                                 f"{hashes.size} of {size}")
+        except _RangeNotSatisfiable:
+            pass  # the partial file is at least as long as the mirror's: verify it as it is
+        except _Retryable as e:
+            attempt += 1
+            if attempt >= config.attempts:
+                raise _MirrorFailed(f"{e} ({attempt} tries)") from None
+            wait = config.delay(attempt, e.retry_after)
+            log.warning("%s: %s; resuming, try %d of %d in %.1fs", entry["name"], e,
+                        attempt + 1, config.attempts, wait)
+            time.sleep(wait)
+            continue
+
+        bad = None
+        if size is not None and hashes.size != size:
+            bad = ("size", str(size), str(hashes.size))
+        bad = bad or hashes.mismatch(entry)
+        if bad is None:
+            return hashes
+        part.unlink()
+        shown.set(0)
+        if offset and not restarted:
+            # The old prefix may be what is wrong (e.g. left by a different file): one clean try.
+            log.warning("%s: resumed file does not verify (%s %s, expected %s); downloading "
+                        "it again from the start", entry["name"], bad[0], bad[2], bad[1])
+            restarted = True
+            continue
+        raise _Mismatch(*bad)
+
+
+def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror],
+                   config: DownloadConfig, progress: Progress) -> tuple[_Hashes, Mirror]:
+    """Download one file into place, trying each mirror in turn; nothing unverified is kept."""
+    part = target.with_name(target.name + PART_SUFFIX)
+    shown = _Shown(progress)
+    failures: list[str] = []
+    mismatch: _Mismatch | None = None
+    for m in mirrors:
+        try:
+            hashes = _fetch_from(m, entry, relpath, part, config, shown)
+        except _Mismatch as e:
+            mismatch = e
+            failures.append(f"{m}: {e}")
+            log.warning("%s from %s does not verify: %s", entry["name"], m, e)
+            continue
+        except _MirrorFailed as e:
+            # The partial file stays for the next mirror or the next run to resume: every
+            # mirror serves the same bytes, and they are verified at the end.
+            failures.append(str(e))
+            log.warning("%s: %s", entry["name"], e)
+            continue
+        os.replace(part, target)
+        return hashes, m
+    if mismatch is not None:
+        raise ChecksumError(
+            f"checksum mismatch for {entry['name']}: expected {mismatch.algo} "
+            f"{mismatch.expected}, got {mismatch.actual} (tried {'; '.join(failures)}). "
+            f"The file was not kept; rerun later or use another mirror."
+        )
+    raise DownloadError(
+        f"could not download {entry['name']}: {'; '.join(failures)}. Rerun to resume "
+        f"(the partial file {part.name} is kept), or use another mirror."
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The stage.
+
+def find_downloaded(data_root: DataRoot, wiki: str, month: str,
+                    job: str = DEFAULT_JOB) -> Path | None:
+    """A finished raw run of `month` on disk (manifest present, every file there with its
+    recorded size), or None. Reads no network."""
+    prefix = parse_month(month).replace("-", "")
+    base = data_root.raw_wiki(wiki)
+    if not base.is_dir():
+        return None
+    for folder in sorted(base.iterdir()):
+        if not (folder.is_dir() and RUN_DATE_RE.match(folder.name)
+                and folder.name.startswith(prefix)):
+            continue
+        try:
+            manifest = read_manifest(folder)
+        except TwikiError as e:
+            log.warning("%s", e)
+            continue
+        if (manifest and manifest.get("stage") == STAGE and manifest.get("job") == job
+                and _files_intact(folder, manifest)):
+            return folder
+    return None
+
+
+def _files_intact(folder: Path, manifest: dict) -> bool:
+    try:
+        return all(safe_join(folder, f["name"]).stat().st_size == f["size"]
+                   for f in manifest["files"])
+    except (OSError, KeyError, TypeError, UnsafePathError):
+        return False
+
+
+def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
+                   data_root: DataRoot, job: str = DEFAULT_JOB,
+                   config: DownloadConfig | None = None,
+                   session: requests.Session | None = None) -> Path:
+    """Download every file of `job` of the first finished run of `month` into
+    data/raw/<wiki>/<YYYYMMDD>/ and return that folder.
+
+    `mirrors`: None (dumps.wikimedia.org), an http(s) URL or local folder, or a list of them
+    tried in order. A month already downloaded is a no-op that touches no network.
+    """
+    start = time.monotonic()
+    parse_month(month)
+    check_wiki(wiki)
+    done = find_downloaded(data_root, wiki, month, job)
+    if done is not None:
+        log.info("%s %s: already downloaded in %s", wiki, month, done)
+        return done
+    config = config or DownloadConfig()
+    with _mirrors(mirrors, config, session) as ms:
+        run = _resolve(ms, wiki, month, job, config)
+        resolved = time.monotonic()
+        folder = data_root.raw(wiki, run.run_date)
+        plan = _plan(run, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # The folder's old manifest (if any) no longer describes it while files change.
+        (folder / MANIFEST).unlink(missing_ok=True)
+        # The mirror that served dumpstatus.json first, then the others in the given order.
+        served = next(m for m in ms if str(m) == run.mirror)
+        order = [served] + [m for m in ms if m is not served]
+        total = sum(f["size"] or 0 for f in run.files)
+        records, used, fetched = [], set(), 0
+        with Progress(f"download {wiki} {run.run_date}", total=total, unit="B") as progress:
+            for entry, target, relpath in plan:
+                hashes = _reuse(entry, target, config)
+                if hashes is not None:
+                    progress.update(hashes.size)
+                    log.info("%s: already here and verified", entry["name"])
+                else:
+                    hashes, m = _download_file(entry, target, relpath, order, config, progress)
+                    used.add(str(m))
+                    fetched += hashes.size
+                    log.info("%s: downloaded and verified (%s)", entry["name"],
+                             "sha1" if entry["sha1"] else "md5")
+                records.append({
+                    "name": entry["name"],
+                    "size": hashes.size,
+                    "sha1": hashes.sha1.hexdigest(),
+                    "md5": hashes.md5.hexdigest(),
+                    "verified_with": "sha1" if entry["sha1"] else "md5",
+                })
+    end = time.monotonic()
+    manifest = {
+        "stage": STAGE,
+        "wiki": wiki,
+        "run": run.run_date,
+        "month": month,
+        "job": job,
+        "job_status": run.status,
+        "mirror": run.mirror,
+        "mirrors_used": sorted(used),
+        "files": records,
+        "bytes": sum(r["size"] for r in records),
+        "downloaded_bytes": fetched,
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "timings": {"resolve_s": round(resolved - start, 3),
+                    "download_s": round(end - resolved, 3),
+                    "total_s": round(end - start, 3)},
+    }
+    write_json_atomic(folder / MANIFEST, manifest)
+    log.info("%s %s: run %s downloaded to %s (%d files, %.1f MB fetched)", wiki, month,
+             run.run_date, folder, len(records), fetched / 1e6)
+    return folder
+
+
+def _reuse(entry: dict, target: Path, config: DownloadConfig) -> _Hashes | None:
+    """Hashes of a file already in place from an interrupted run, if it still verifies."""
+    if not target.is_file():
+        return None
+    if entry["size"] is not None and target.stat().st_size != entry["size"]:
+        target.unlink()
+        return None
+    hashes = _Hashes()
+    hashes.feed_file(target, config.chunk_bytes)
+    if hashes.mismatch(entry) is not None:
+        log.warning("%s is here but does not verify: downloading it again", entry["name"])
+        target.unlink()
+        return None
+    return hashes
+
+
+def multistream_parts(manifest: dict) -> list[tuple[str, str | None]]:
+    """(data file, its index file or None) for every pages-articles-multistream file of a
+    download manifest, in part order (part number, then first page id).
+
+    When both the split parts and the single combined file are listed, only the parts are
+    returned: the combined file holds the same pages again.
+    """
+    names = [f["name"] if isinstance(f, dict) else f for f in manifest.get("files", [])]
+    data, index = {}, {}
+    for name in names:
+        if m := MULTISTREAM_DATA.search(name):
+            data[_part_key(m)] = name
+        elif m := MULTISTREAM_INDEX.search(name):
+            index[_part_key(m)] = name
+    if any(k[0] for k in data):
+        data = {k: v for k, v in data.items() if k[0]}
+    return [(data[k], index.get(k)) for k in sorted(data)]
+
+
+def _part_key(m: re.Match) -> tuple[int, int, int]:
+    return (int(m["part"] or 0), int(m["first"] or 0), int(m["last"] or 0))
+
+
+__all__ = ["DEFAULT_JOB", "DEFAULT_MIRROR", "DownloadConfig", "RunInfo", "download_month",
+           "find_downloaded", "multistream_parts", "resolve_run"]

@@ -1,0 +1,639 @@
+"""Reading Wikidata entity JSON: the dump formats, splitting a dump into chunks that workers
+read independently, and rendering statement values to short typed text.
+
+Used by the facts stage (twiki/facts.py); reads `wikidata-YYYYMMDD-all.json[.gz|.bz2]` or API
+responses (`{"entities": {...}}`), writes nothing itself.
+
+Splitting (so that N workers each read 1/N of a dump, never the whole of it):
+- plain `.json`: byte ranges, each line owned by the chunk that holds the newline before it.
+- `.gz`: Wikimedia's all.json.gz is a concatenation of gzip members (one per 200k-page batch of
+  each of 8 dump shards: ~600 members for the full dump), so chunks start at member boundaries
+  found by scanning for the gzip header and proven by decoding; a one-member gzip (made by hand
+  with `gzip`) cannot be split and is read by one task.
+- `.bz2`: Wikimedia's all.json.bz2 is made by lbzip2: one bz2 stream of ~900 kB blocks that
+  start at arbitrary *bit* offsets. Chunks start at a block magic found by a bit-level scan;
+  each block is decoded on its own by wrapping its bits in a one-block synthetic stream (header,
+  the block, end-of-stream marker, and the block's own CRC as the stream CRC). This also works
+  for multistream (pbzip2-style) files. bz2 decoding costs ~5x gz decoding: prefer the .gz.
+"""
+
+from __future__ import annotations
+
+import bz2
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from .errors import InputError
+
+# --------------------------------------------------------------------------------------------
+# Values: render a statement's main value to (value_type, canonical value, text, extras).
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December")
+JULIAN = "http://www.wikidata.org/entity/Q1985786"
+ENTITY_PREFIX = "http://www.wikidata.org/entity/"
+TIME_RE = re.compile(r"^([+-]?)(\d+)-(\d\d)-(\d\d)T")
+ENTITY_TYPE_PREFIX = {"item": "Q", "property": "P", "lexeme": "L", "form": "L", "sense": "L"}
+
+
+def ordinal(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th') }"
+
+
+def parse_time(value: str) -> tuple[int, int, int]:
+    """(year, month, day) of a Wikibase time string, old (`+00000001952-...`) or new form.
+
+    Years are as Wikidata writes them: -44 is 44 BCE (there is no year 0 in practice)."""
+    m = TIME_RE.match(value)
+    if not m:
+        raise ValueError(f"not a Wikibase time: {value!r}")
+    year = int(m.group(2))
+    return (-year if m.group(1) == "-" else year), int(m.group(3)), int(m.group(4))
+
+
+def render_time(value: str, precision: int) -> str:
+    """A date at its precision: 11 '17 March 1952', 10 'March 1952', 9 '1952', 8 '1950s',
+    7 '20th century', 6 '2nd millennium', <=5 '13798 million years'; ' BCE' when negative."""
+    year, month, day = parse_time(value)
+    bce = " BCE" if year < 0 else ""
+    y = abs(year)
+    if precision >= 11 and month and day:
+        return f"{day} {MONTHS[month - 1]} {y}{bce}"
+    if precision >= 10 and month:
+        return f"{MONTHS[month - 1]} {y}{bce}"
+    if precision >= 9:
+        return f"{y}{bce}"
+    if precision == 8:
+        return f"{y - y % 10}s{bce}"
+    if precision == 7:
+        return f"{ordinal(max(1, -(-y // 100)))} century{bce}"
+    if precision == 6:
+        return f"{ordinal(max(1, -(-y // 1000)))} millennium{bce}"
+    unit = 10 ** (9 - max(precision, 0))
+    amount = max(1, round(y / unit)) * unit
+    for scale, word in ((10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
+        if amount >= scale:
+            return f"{amount / scale:g} {word} years{bce}"
+    return f"{amount} years{bce}"
+
+
+def time_key(value: str, precision: int, calendar: str | None) -> str:
+    """Canonical form of a time for comparing months: only the digits the precision keeps, so
+    `+00000001952-03-11` (2015 dumps) and `+1952-03-11` (later dumps) are the same value."""
+    year, month, day = parse_time(value)
+    if precision >= 11:
+        body = f"{year}-{month:02d}-{day:02d}"
+    elif precision == 10:
+        body = f"{year}-{month:02d}"
+    elif precision == 9:
+        body = f"{year}"
+    else:
+        unit = 10 ** (9 - precision) if precision <= 5 else {8: 10, 7: 100, 6: 1000}[precision]
+        body = f"{year // unit if year >= 0 else -(-year // unit)}x{unit}"
+    return f"{body}/{precision}" + ("/julian" if calendar == JULIAN else "")
+
+
+def normalize_amount(amount: str) -> str:
+    """'+1105.690' -> '1105.69', '+429' -> '429', '-1.5' -> '-1.5'."""
+    a = amount[1:] if amount.startswith("+") else amount
+    if "." in a:
+        a = a.rstrip("0").rstrip(".")
+    return "0" if a in ("-0", "") else a
+
+
+def unit_qid(unit: str | None) -> str | None:
+    if not unit or unit == "1":
+        return None
+    return unit[len(ENTITY_PREFIX):] if unit.startswith(ENTITY_PREFIX) else unit
+
+
+def entity_id(value: dict) -> str | None:
+    """The id of a `wikibase-entityid` value, in old (numeric-id only) and new forms."""
+    eid = value.get("id")
+    if eid:
+        return eid
+    prefix = ENTITY_TYPE_PREFIX.get(value.get("entity-type", "item"))
+    num = value.get("numeric-id")
+    return f"{prefix}{num}" if prefix and num is not None else None
+
+
+def qid_number(qid: str) -> int:
+    return int(qid[1:])
+
+
+def label_of(entity: dict, lang: str) -> str | None:
+    """English label, else the language-neutral `mul` label Wikidata added in 2024."""
+    labels = entity.get("labels")
+    if not labels or not isinstance(labels, dict):
+        return None
+    v = labels.get(lang) or labels.get("mul")
+    return v.get("value") if v else None
+
+
+def aliases_of(entity: dict, lang: str) -> list[str]:
+    aliases = entity.get("aliases")
+    if not aliases or not isinstance(aliases, dict):
+        return []
+    out = [a["value"] for a in aliases.get(lang) or () if a.get("value")]
+    for a in aliases.get("mul") or ():
+        if a.get("value") and a["value"] not in out:
+            out.append(a["value"])
+    return out
+
+
+def description_of(entity: dict, lang: str) -> str | None:
+    d = entity.get("descriptions")
+    if not d or not isinstance(d, dict):
+        return None
+    v = d.get(lang) or d.get("mul")
+    return v.get("value") if v else None
+
+
+def sitelink_title(entity: dict, wiki: str) -> str | None:
+    links = entity.get("sitelinks")
+    if not links or not isinstance(links, dict):
+        return None
+    link = links.get(wiki)
+    return link.get("title") if link else None
+
+
+def best_statements(statements: list) -> tuple[str, list]:
+    """Statements of the best rank of one property: preferred if any, else normal;
+    deprecated never. Returns (rank, statements)."""
+    preferred = [s for s in statements if s.get("rank") == "preferred"]
+    if preferred:
+        return "preferred", preferred
+    return "normal", [s for s in statements if s.get("rank", "normal") == "normal"]
+
+
+# --------------------------------------------------------------------------------------------
+# Entities: the dump formats.
+
+class DumpFormatError(InputError):
+    """A file that is not a Wikidata JSON entity dump nor an API response."""
+
+
+def check_entity(entity: dict, where: str) -> None:
+    """Refuse the pre-2014 internal JSON (`"entity": ["item", 1]`, `"label"`, `"links"`)."""
+    if "entity" in entity and "id" not in entity and ("label" in entity or "links" in entity):
+        raise DumpFormatError(
+            f"{where}: this is Wikidata's pre-2014 internal entity JSON (found 'entity', "
+            f"'label', 'links' keys), not the JSON dump format; use a wikidata-YYYYMMDD-all.json "
+            f"dump (2014-10 or later) or wbgetentities API responses")
+
+
+def entities_of(obj) -> Iterator[dict]:
+    """The entities of one parsed line or document: an entity, or an API response
+    `{"entities": {...}}` (missing entities are dropped; redirects keep their target id)."""
+    if isinstance(obj, dict):
+        ents = obj.get("entities")
+        if isinstance(ents, dict) and "id" not in obj:
+            for key, e in ents.items():
+                if isinstance(e, dict):
+                    yield e
+            return
+        yield obj
+    elif isinstance(obj, list):
+        for e in obj:
+            if isinstance(e, dict):
+                yield e
+
+
+# --------------------------------------------------------------------------------------------
+# Chunks: a dump file cut into pieces that workers decode independently.
+
+@dataclass(frozen=True)
+class DumpChunk:
+    index: int       # global order (files in order, then position): ties broken by it
+    path: str
+    codec: str       # "plain" | "gz" | "bz2" | "document"
+    start: int       # where decoding starts: byte offset (plain, gz) or bit offset (bz2)
+    end: int         # where the next chunk starts (same unit); -1: end of file
+    first: bool      # the first chunk of its file (owns the file's first line)
+    size: int        # compressed bytes covered (progress weight)
+
+
+def codec_of(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".bz2"):
+        return "bz2"
+    if name.endswith(".gz"):
+        return "gz"
+    return "plain"
+
+
+def _head(path: Path, codec: str, n: int = 1 << 16) -> bytes:
+    """The first decompressed bytes of a file (format sniffing)."""
+    try:
+        if codec == "gz":
+            d = zlib.decompressobj(31)
+            with open(path, "rb") as f:
+                return d.decompress(f.read(1 << 20), n)
+        if codec == "bz2":
+            with bz2.open(path, "rb") as f:
+                return f.read(n)
+        with open(path, "rb") as f:
+            return f.read(n)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path.name}: cannot decompress the start of the file ({e}); "
+                         f"is it a complete {codec} file?") from None
+
+
+def sniff_format(path: Path) -> str:
+    """'lines' (the dump format, or one entity / API response per line) or 'document' (one
+    pretty-printed JSON document, e.g. a saved API response). Anything else is refused."""
+    head = _head(path, codec_of(path)).lstrip()
+    if not head:
+        raise DumpFormatError(f"{path}: the file is empty")
+    if head[:1] == b"<":
+        raise DumpFormatError(
+            f"{path.name}: this is XML (a wikidatawiki pages dump, whose entities are in "
+            f"Wikidata's pre-2014 internal format); twiki needs the JSON entity dump "
+            f"wikidata-YYYYMMDD-all.json.bz2 or .gz from dumps.wikimedia.org/wikidatawiki/entities/")
+    if head[:1] == b"[":
+        rest = head[1:].lstrip(b" \t\r")
+        if rest[:1] == b"\n" or not rest:
+            return "lines"
+        return "document"  # a JSON array on one or several lines, small by nature
+    if head[:1] == b"{":
+        first = head.split(b"\n", 1)[0].rstrip().rstrip(b",")
+        try:
+            orjson.loads(first)
+            return "lines"
+        except orjson.JSONDecodeError:
+            return "document"
+    raise DumpFormatError(f"{path.name}: not a Wikidata JSON dump (starts with "
+                          f"{head[:40]!r}); expected '[' then one entity per line")
+
+
+# Gzip member header: magic, deflate, and no reserved flag bits.
+_GZ_MAGIC = b"\x1f\x8b\x08"
+BZ_BLOCK_MAGIC = 0x314159265359
+BZ_EOS_MAGIC = 0x177245385090
+
+
+def plan_chunks(paths: list[Path], chunk_bytes: int) -> list[DumpChunk]:
+    """Cut the dump files into chunks of about `chunk_bytes` compressed bytes, each starting
+    where it can be decoded on its own."""
+    chunks: list[DumpChunk] = []
+    for path in paths:
+        fmt = sniff_format(path)
+        codec = codec_of(path)
+        size = path.stat().st_size
+        if fmt == "document":
+            starts = [0]
+            codec = "document"
+        elif codec == "plain":
+            starts = list(range(0, size, chunk_bytes)) or [0]
+        elif codec == "gz":
+            starts = _gz_starts(path, size, chunk_bytes)
+        else:
+            starts = _bz2_starts(path, size, chunk_bytes)
+        unit = 8 if codec == "bz2" else 1
+        for i, s in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else -1
+            nbytes = ((end if end >= 0 else size * unit) - s) // unit
+            chunks.append(DumpChunk(len(chunks), str(path), codec, s, end, i == 0, nbytes))
+    return chunks
+
+
+def _gz_starts(path: Path, size: int, chunk_bytes: int) -> list[int]:
+    starts = [0]
+    with open(path, "rb") as f:
+        target = chunk_bytes
+        while target < size:
+            found = _next_gz_member(f, target, size)
+            if found is None:
+                break
+            if found > starts[-1]:
+                starts.append(found)
+            target = max(found + 1, starts[-1] + chunk_bytes)
+    return starts
+
+
+def _next_gz_member(f, pos: int, size: int, window: int = 1 << 22) -> int | None:
+    """Offset of the first gzip member header at or after `pos` that decodes as one."""
+    while pos < size:
+        f.seek(pos)
+        buf = f.read(window + 16)
+        i = buf.find(_GZ_MAGIC)
+        while i >= 0:
+            if _gz_member_ok(f, pos + i):
+                return pos + i
+            i = buf.find(_GZ_MAGIC, i + 1)
+        pos += window
+    return None
+
+
+def _gz_member_ok(f, offset: int, probe: int = 1 << 16) -> bool:
+    """A candidate member start is real when 64 kB (or the whole member) decode from it to
+    JSON-looking text; random bytes that look like a header fail within a few bytes."""
+    f.seek(offset)
+    data = f.read(1 << 20)
+    if len(data) < 18 or data[3] & 0xE0:
+        return False
+    d = zlib.decompressobj(31)
+    try:
+        out = d.decompress(data, probe)
+    except zlib.error:
+        return False
+    if not out:
+        return False
+    try:
+        out.decode("utf-8", errors="strict") if d.eof else out[:-4].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return len(out) >= probe or d.eof
+
+
+def _bz2_starts(path: Path, size: int, chunk_bytes: int) -> list[int]:
+    with open(path, "rb") as f:
+        if f.read(4)[:3] != b"BZh":
+            raise InputError(f"{path.name}: not a bz2 file (no 'BZh' header)")
+        scanner = _BitScanner(f, size)
+        first = scanner.find(BZ_BLOCK_MAGIC, 32)
+        if first is None:
+            raise InputError(f"{path.name}: a bz2 file with no block: empty or truncated")
+        starts = [first]
+        target = chunk_bytes
+        while target < size:
+            found = scanner.find(BZ_BLOCK_MAGIC, target * 8)
+            if found is None:
+                break
+            if found > starts[-1]:
+                starts.append(found)
+            target = max(found // 8 + 1, target + chunk_bytes)
+    return starts
+
+
+def _magic_patterns(magic: int) -> list[tuple[int, bytes, int, int, int, int]]:
+    """For each bit shift s (0..7) of a 48-bit magic within a byte: the 5 or 6 bytes it fully
+    covers, and the masks/values of the partial bytes around them."""
+    pats = []
+    for s in range(8):
+        if s == 0:
+            pats.append((0, magic.to_bytes(6, "big"), 0, 0, 0, 0))
+            continue
+        w = (magic << (8 - s)).to_bytes(7, "big")
+        m0 = (1 << (8 - s)) - 1
+        m6 = 0xFF ^ ((1 << (8 - s)) - 1)
+        pats.append((s, w[1:6], m0, w[0], m6, w[6]))
+    return pats
+
+
+_PATTERNS = {BZ_BLOCK_MAGIC: _magic_patterns(BZ_BLOCK_MAGIC),
+             BZ_EOS_MAGIC: _magic_patterns(BZ_EOS_MAGIC)}
+
+
+def find_magic(buf: bytes, magic: int, start_bit: int, base_bit: int = 0) -> int | None:
+    """First bit offset >= start_bit (relative to base_bit = bit offset of buf[0]) where the
+    48-bit `magic` starts, or None. The whole magic must lie inside buf."""
+    best = None
+    rel = start_bit - base_bit
+    for s, mid, m0, v0, m6, v6 in _PATTERNS[magic]:
+        if s == 0:
+            i = buf.find(mid, max(0, -(-rel // 8)))
+            if i >= 0 and (best is None or i * 8 < best):
+                best = i * 8
+            continue
+        # the magic starts in byte i-1 at bit s; its full bytes are buf[i:i+5]
+        i = buf.find(mid, max(1, (rel - s) // 8 + 1))
+        while i >= 0:
+            bit = (i - 1) * 8 + s
+            if best is not None and bit >= best:
+                break
+            if (i + 5 < len(buf) and bit >= rel and (buf[i - 1] & m0) == v0
+                    and (buf[i + 5] & m6) == v6):
+                best = bit
+                break
+            i = buf.find(mid, i + 1)
+    return None if best is None else best + base_bit
+
+
+def bits_to_bytes(buf: bytes, base_bit: int, a: int, b: int) -> tuple[int, int]:
+    """The bits [a, b) of a buffer that starts at bit base_bit, as (int, nbits)."""
+    lo = (a - base_bit) // 8
+    hi = -(-(b - base_bit) // 8)
+    v = int.from_bytes(buf[lo:hi], "big")
+    trailing = (hi - lo) * 8 - ((b - base_bit) - lo * 8)
+    n = b - a
+    return (v >> trailing) & ((1 << n) - 1), n
+
+
+def one_block_stream(bits: int, nbits: int, crc: int) -> bytes:
+    """A complete bz2 stream made of one block's bits: 'BZh9', the block, end-of-stream magic,
+    stream CRC (= the block CRC for a one-block stream), padding to a byte."""
+    v = (((bits << 48) | BZ_EOS_MAGIC) << 32) | crc
+    n = nbits + 80
+    pad = (-n) % 8
+    return b"BZh9" + (v << pad).to_bytes((n + pad) // 8, "big")
+
+
+class _BitScanner:
+    """A sliding window over a file for finding bz2 magics at bit offsets."""
+
+    def __init__(self, f, size: int, window: int = 1 << 22):
+        self.f, self.size, self.window = f, size, window
+        self.base = 0   # byte offset of buf[0]
+        self.buf = b""
+
+    def load(self, byte_start: int, byte_end: int) -> None:
+        """Make sure bytes [byte_start, byte_end) are in the window (as far as the file goes)."""
+        byte_end = min(byte_end, self.size)
+        if byte_start >= self.base and byte_end <= self.base + len(self.buf):
+            return
+        self.f.seek(byte_start)
+        self.buf = self.f.read(max(byte_end - byte_start, self.window))
+        self.base = byte_start
+
+    def find(self, magic: int, start_bit: int, limit_bit: int | None = None) -> int | None:
+        """First bit >= start_bit where `magic` starts (before limit_bit when given)."""
+        pos = start_bit // 8
+        while pos < self.size:
+            self.load(pos, pos + self.window)
+            hit = find_magic(self.buf, magic, max(start_bit, self.base * 8), self.base * 8)
+            if hit is not None:
+                return hit if limit_bit is None or hit < limit_bit else None
+            end = self.base + len(self.buf)
+            if end >= self.size or (limit_bit is not None and end * 8 >= limit_bit):
+                return None
+            pos = max(end - 8, pos + 1)  # overlap: a magic may straddle the window's end
+        return None
+
+    def bits(self, a: int, b: int) -> tuple[int, int]:
+        self.load(a // 8, -(-b // 8))
+        return bits_to_bytes(self.buf, self.base * 8, a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding a chunk: decompressed pieces, each flagged inside/outside the chunk's own range.
+
+def iter_chunk_pieces(chunk: DumpChunk, read_size: int = 1 << 22) -> Iterator[tuple[bytes, bool]]:
+    """(bytes, inside) pieces of a chunk's decompressed text. `inside` is True while the
+    compressed data comes from before the next chunk's start; pieces after it only finish the
+    chunk's last line (the consumer stops reading as soon as it has)."""
+    path = Path(chunk.path)
+    if chunk.codec == "plain":
+        yield from _plain_pieces(path, chunk, read_size)
+    elif chunk.codec == "gz":
+        yield from _gz_pieces(path, chunk, read_size)
+    elif chunk.codec == "bz2":
+        yield from _bz2_pieces(path, chunk)
+    else:
+        raise ValueError(chunk.codec)
+
+
+def _plain_pieces(path: Path, chunk: DumpChunk, read_size: int):
+    with open(path, "rb") as f:
+        f.seek(chunk.start)
+        pos = chunk.start
+        end = chunk.end if chunk.end >= 0 else None
+        while True:
+            n = read_size if end is None or pos >= end else min(read_size, end - pos)
+            data = f.read(n)
+            if not data:
+                return
+            inside = end is None or pos < end
+            pos += len(data)
+            yield data, inside
+
+
+def _gz_pieces(path: Path, chunk: DumpChunk, read_size: int, max_out: int = 1 << 23):
+    end = chunk.end
+
+    def truncated(at: int) -> InputError:
+        return InputError(f"{path.name}: truncated gzip data: the member starting at byte {at} "
+                          f"ends early; delete the file and download it again")
+
+    with open(path, "rb") as f:
+        f.seek(chunk.start)
+        member_start = chunk.start
+        consumed = 0            # compressed bytes of the current member consumed so far
+        d = zlib.decompressobj(31)
+        pending = f.read(read_size)
+        if not pending:
+            raise truncated(member_start)
+        while True:
+            inside = end < 0 or member_start < end
+            try:
+                out = d.decompress(pending, max_out)
+            except zlib.error as e:
+                raise InputError(f"{path.name}: corrupt gzip data in the member starting at "
+                                 f"byte {member_start} ({e}); delete the file and download "
+                                 f"it again") from None
+            consumed += len(pending) - len(d.unconsumed_tail) - len(d.unused_data)
+            if out:
+                yield out, inside
+            if not d.eof:
+                pending = d.unconsumed_tail
+                if not pending:
+                    pending = f.read(read_size)
+                    if not pending:
+                        tail = d.flush()
+                        if tail:
+                            yield tail, inside
+                        raise truncated(member_start)
+                continue
+            member_start += consumed
+            consumed = 0
+            if end >= 0 and inside and member_start > end:
+                raise InputError(f"{path.name}: the planned chunk boundary at byte {end} is "
+                                 f"not a gzip member start (a false header match); rerun with "
+                                 f"another --chunk-mb")
+            pending = d.unused_data or f.read(read_size)
+            if not pending:
+                return
+            if pending[:2] != b"\x1f\x8b":
+                rest = pending + f.read()
+                if not rest.strip(b"\x00"):
+                    return  # zero padding after the last member, which gzip tolerates
+                raise InputError(f"{path.name}: unexpected bytes after the gzip member ending "
+                                 f"at byte {member_start}: not gzip data from there on")
+            d = zlib.decompressobj(31)
+
+
+def _bz2_pieces(path: Path, chunk: DumpChunk):
+    size = path.stat().st_size
+    end = chunk.end
+    with open(path, "rb") as f:
+        sc = _BitScanner(f, size)
+        p = chunk.start
+        while p is not None:
+            nxt = sc.find(BZ_BLOCK_MAGIC, p + 48)
+            limit = nxt if nxt is not None else size * 8
+            eos = sc.find(BZ_EOS_MAGIC, p + 48, limit)
+            if eos is None and nxt is None:
+                raise InputError(f"{path.name}: truncated bz2 data: the block at bit {p} has "
+                                 f"no end (no next block, no end-of-stream marker); delete the "
+                                 f"file and download it again")
+            block_end = eos if eos is not None else nxt
+            crc, _ = sc.bits(p + 48, p + 80)
+            bits, n = sc.bits(p, block_end)
+            try:
+                out = bz2.decompress(one_block_stream(bits, n, crc))
+            except (OSError, ValueError, EOFError) as e:
+                raise InputError(f"{path.name}: corrupt bz2 block at bit {p} (byte {p // 8}) "
+                                 f"({e}); delete the file and download it again") from None
+            yield out, end < 0 or p < end
+            if eos is not None and nxt is None:
+                # the end-of-stream marker must be followed by its 32-bit CRC
+                if (eos + 80 + 7) // 8 > size:
+                    raise InputError(f"{path.name}: truncated bz2 data after the last block")
+            p = nxt
+
+
+def iter_owned_lines(pieces: Iterator[tuple[bytes, bool]], first: bool
+                     ) -> Iterator[bytes]:
+    """The lines a chunk owns: those whose preceding newline lies inside the chunk (the first
+    chunk of a file also owns the file's first line). Every line of a file is owned by exactly
+    one chunk, wherever the chunk boundaries fall."""
+    owned = first
+    partial: list[bytes] = []
+    for data, inside in pieces:
+        parts = data.split(b"\n")
+        if len(parts) == 1:
+            partial.append(data)
+            continue
+        head = parts[0]
+        if owned:
+            yield b"".join(partial) + head if partial else head
+        partial = []
+        if not inside:
+            return  # the line after a newline outside the chunk belongs to the next chunk
+        owned = True
+        for line in parts[1:-1]:
+            yield line
+        partial.append(parts[-1])
+    if owned and partial:
+        tail = b"".join(partial)
+        if tail:
+            yield tail
+
+
+def read_document(path: Path, max_bytes: int = 1 << 30) -> object:
+    """A whole-file JSON document (a saved API response); only for small files."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{path.name}: a {size / 1e6:.0f} MB single JSON document; only the "
+                         f"line-per-entity dump format is read in pieces")
+    codec = codec_of(path)
+    try:
+        if codec == "gz":
+            import gzip
+            raw = gzip.decompress(path.read_bytes())
+        elif codec == "bz2":
+            raw = bz2.decompress(path.read_bytes())
+        else:
+            raw = path.read_bytes()
+        return orjson.loads(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path.name}: truncated or corrupt {codec} data ({e})") from None
+    except orjson.JSONDecodeError as e:
+        raise DumpFormatError(f"{path.name}: not valid JSON ({e})") from None
