@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
                         require_artifact, shard_name)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -219,12 +219,14 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
 
     Paragraphs are compared by their normalized key (whitespace, punctuation and, by default,
     case ignored). A new paragraph whose key is anywhere in A is unchanged, or moved: not new
-    text. Any other new paragraph is split into sentences; a sentence whose key occurs in A's
-    text (any paragraph) is old, the others are new or changed. The paragraph is *edited* when
-    it keeps some of A's text or is similar (rapidfuzz, `config.edited_similarity`) to an A
-    paragraph that vanished: then its runs of new/changed sentences are kept. Otherwise it is
-    *inserted* and kept whole. Position plays no part, so edits before the first and after the
-    last unchanged paragraph count like any other. Removed text is the mirror image.
+    text. Any other new paragraph is split into sentences; a sentence is old when A has it
+    (same key, in any paragraph) or when it and its neighbours only re-cut A's sentences
+    (a punctuation edit that split or joined sentences); the others are new or changed. The
+    paragraph is *edited* when it keeps some of A's text or is similar (rapidfuzz,
+    `config.edited_similarity`) to an A paragraph that vanished: then its runs of new/changed
+    sentences are kept. Otherwise it is *inserted* and kept whole. Position plays no part, so
+    edits before the first and after the last unchanged paragraph count like any other.
+    Removed text is the mirror image, computed the same way from A's side.
     """
     norm = (lambda t: normalize(t, config.casefold))
     old = [(tuple(s), t) for s, t in old]
@@ -232,8 +234,6 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
     old_keys = [norm(t) for _, t in old]
     new_keys = [norm(t) for _, t in new]
     old_key_set, new_key_set = set(old_keys), set(new_keys)
-    # Separators keep a sentence from matching across two paragraphs.
-    old_text, new_text = "\x00".join(old_keys), "\x00".join(new_keys)
     counts = dict.fromkeys(PARAGRAPH_COUNTS, 0)
     counts["sentences_added"] = counts["sentences_removed"] = 0
 
@@ -244,24 +244,24 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
         for op in Indel.opcodes(old_keys, new_keys):
             if op.tag == "equal":
                 in_place.update(range(op.dest_start, op.dest_end))
-
+    changed = [j for j, k in enumerate(new_keys) if k and k not in old_key_set]
     vanished = [i for i, k in enumerate(old_keys) if k and k not in new_key_set]
-    vanished_words: list[list[str]] | None = None
-
-    added: list[DiffText] = []
-    for j, (section, text) in enumerate(new):
-        key = new_keys[j]
-        if not key:
-            continue  # nothing but punctuation
-        if key in old_key_set:
+    for j, k in enumerate(new_keys):
+        if k and k in old_key_set:
             counts["paragraphs_unchanged" if j in in_place else "paragraphs_moved"] += 1
-            continue
-        spans = sentence_spans(text)
-        keys = [norm(text[a:b]) for a, b in spans]
-        fresh = [bool(k) and k not in old_text for k in keys]
-        keeps_old_text = any(k and not f for k, f in zip(keys, fresh))
-        if keeps_old_text or not any(fresh):
-            edited = True
+    if not changed and not vanished:
+        return ArticleDiff([], [], counts)
+
+    old_s = _Sentences([t for _, t in old], norm)
+    new_s = _Sentences([t for _, t in new], norm)
+    vanished_words: list[list[str]] | None = None
+    added: list[DiffText] = []
+    for j in changed:
+        section, text = new[j]
+        spans, keys = new_s.spans[j], new_s.keys[j]
+        fresh = old_s.fresh(keys)
+        if not any(fresh) or any(k and not f for k, f in zip(keys, fresh)):
+            edited = True  # keeps some of A's text
         else:
             if vanished_words is None:
                 vanished_words = [_words(old[i][1], config.casefold) for i in vanished]
@@ -282,15 +282,66 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
     removed: list[DiffText] = []
     for i in vanished:
         section, text = old[i]
-        spans = sentence_spans(text)
-        keys = [norm(text[a:b]) for a, b in spans]
-        gone = [bool(k) and k not in new_text for k in keys]
+        spans, keys = old_s.spans[i], old_s.keys[i]
+        gone = new_s.fresh(keys)
         if all(g for g, k in zip(gone, keys) if k):
             counts["paragraphs_deleted"] += 1
         for a, b, n in _runs(spans, gone):
             removed.append(DiffText("removed", section, text[a:b], i))
             counts["sentences_removed"] += n
     return ArticleDiff(added, removed, counts)
+
+
+class _Sentences:
+    """One version of an article as sentence keys, answering "which of these sentences does
+    this version not have?" (`fresh`)."""
+
+    def __init__(self, texts: list[str], norm):
+        self.spans = [sentence_spans(t) for t in texts]
+        self.keys = [[norm(t[a:b]) for a, b in spans] for t, spans in zip(texts, self.spans)]
+        self.set = {k for keys in self.keys for k in keys if k}
+        # All keys in order, paragraphs separated by NUL (no match across paragraphs), with
+        # the offsets where a sentence starts and ends: a run of the other version's
+        # sentences that covers exactly whole sentences here is the same text, re-cut.
+        parts, self.starts, self.ends, pos = [], set(), set(), 0
+        for keys in self.keys:
+            for k in keys:
+                if k:
+                    self.starts.add(pos)
+                    pos += len(k)
+                    self.ends.add(pos)
+            parts.append("".join(keys))
+            pos += 1
+        self.text = "\x00".join(parts)
+
+    def _whole_sentences(self, key: str) -> bool:
+        i = self.text.find(key)
+        while i >= 0:
+            if i in self.starts and i + len(key) in self.ends:
+                return True
+            i = self.text.find(key, i + 1)
+        return False
+
+    def fresh(self, keys: list[str]) -> list[bool]:
+        """For each of another version's sentence keys (one paragraph, in order): True when
+        this version does not have that text."""
+        fresh = [bool(k) and k not in self.set for k in keys]
+        i, n = 0, len(keys)
+        while i < n:
+            # A punctuation edit that split or joined sentences leaves a run of sentences
+            # whose joined key is a run of whole sentences here.
+            if fresh[i] and self.text.find(keys[i]) >= 0:
+                j = i
+                while j + 1 < n and fresh[j + 1]:
+                    j += 1
+                for end in range(j, i - 1, -1):
+                    if self._whole_sentences("".join(keys[i:end + 1])):
+                        for k in range(i, end + 1):
+                            fresh[k] = False
+                        i = end
+                        break
+            i += 1
+        return fresh
 
 
 def _words(text: str, casefold: bool) -> list[str]:

@@ -16,6 +16,7 @@ phases resume per task; the work files go once the snapshot is published.
 from __future__ import annotations
 
 import bz2
+from array import array
 import json
 import logging
 import shutil
@@ -82,7 +83,7 @@ class ExtractConfig:
 class RunOptions:
     """How the work is done; never changes the output."""
 
-    chunk_mb: float = 16.0
+    chunk_mb: float = 8.0
     """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
@@ -301,7 +302,11 @@ class _ChunkRows:
 
     def __init__(self, namespaces: tuple[int, ...]):
         self.namespaces = set(namespaces)
-        self.cols: dict[str, list] = {f.name: [] for f in WORK_SCHEMA}
+        self.cols: dict[str, list] = {f.name: [] for f in WORK_SCHEMA if f.name != "wikitext"}
+        # Wikitext goes straight into one UTF-8 buffer (an Arrow string column's layout):
+        # no per-page str kept alive, so a chunk costs about its wikitext size in memory.
+        self.text = bytearray()
+        self.offsets = array("q", [0])
         self.counts = {"pages": 0, "redirects": 0, "other_namespaces": 0, "failed": 0,
                        "wikitext_bytes": 0}
         self.failures: list[dict] = []
@@ -333,15 +338,25 @@ class _ChunkRows:
             ts = parse_timestamp(page["rev_timestamp"])
         except (KeyError, ValueError) as e:
             return self.fail(page, f"missing or bad page/revision field ({e})")
-        text = page["rev_text"]
-        self.counts["wikitext_bytes"] += len(text.encode("utf-8"))
+        text = page["rev_text"].encode("utf-8")
+        self.counts["wikitext_bytes"] += len(text)
         c = self.cols
         c["page_id"].append(page_id)
         c["title"].append(page.get("title", ""))
         c["revid"].append(revid)
         c["timestamp"].append(ts)
         c["sha1"].append(page.get("rev_sha1"))
-        c["wikitext"].append(text)
+        self.text += text
+        self.offsets.append(len(self.text))
+
+    def table(self) -> pa.Table:
+        if len(self.text) >= 2**31:
+            raise InputError("a chunk holds over 2 GB of wikitext: lower --chunk-mb")
+        n = len(self.offsets) - 1
+        wikitext = pa.StringArray.from_buffers(
+            n, pa.py_buffer(array("i", self.offsets)), pa.py_buffer(self.text))
+        arrays = [pa.array(self.cols[f.name], type=f.type) for f in list(WORK_SCHEMA)[:-1]]
+        return pa.Table.from_arrays(arrays + [wikitext], schema=WORK_SCHEMA)
 
 
 def extract_chunk(task: MapTask) -> dict:
@@ -362,16 +377,14 @@ def extract_chunk(task: MapTask) -> dict:
     parser.close()
 
     ids = rows.cols["page_id"]
-    shard_ids = [shard_of(pid, task.shards) for pid in ids]
-    order = sorted(range(len(ids)), key=lambda i: (shard_ids[i], ids[i]))
-    table = pa.table(rows.cols, schema=WORK_SCHEMA).take(pa.array(order, type=pa.int64()))
-    groups: dict[int, list] = {}
-    for pos, i in enumerate(order):
-        g = groups.setdefault(shard_ids[i], [pos, 0, ids[i], ids[i]])
-        g[1] += 1
-        g[3] = ids[i]
-    shard_map = {str(s): {"row_group": rg, "first": first, "rows": n, "min": lo, "max": hi}
-                 for rg, (s, (first, n, lo, hi)) in enumerate(sorted(groups.items()))}
+    by_shard: dict[int, list[int]] = {}
+    for i in sorted(range(len(ids)), key=ids.__getitem__):
+        by_shard.setdefault(shard_of(ids[i], task.shards), []).append(i)
+    table = rows.table()
+    del rows.text, rows.cols
+    shard_map = {str(s): {"row_group": rg, "rows": len(idx), "min": ids[idx[0]],
+                          "max": ids[idx[-1]]}
+                 for rg, (s, idx) in enumerate(sorted(by_shard.items()))}
     report = {"counts": rows.counts, "failures": rows.failures,
               "seconds": round(time.perf_counter() - t0, 3)}
     meta = {b"twiki.shards": json.dumps(shard_map).encode(),
@@ -379,9 +392,9 @@ def extract_chunk(task: MapTask) -> dict:
     tmp = out.with_name(f".{out.name}.tmp")
     schema = WORK_SCHEMA.with_metadata(meta)
     with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
-        for info in shard_map.values():  # one row group per output shard
-            w.write_table(table.slice(info["first"], info["rows"]).replace_schema_metadata(meta),
-                          row_group_size=max(info["rows"], 1))
+        for s, idx in sorted(by_shard.items()):  # one row group per output shard
+            part = table.take(pa.array(idx, type=pa.int64())).replace_schema_metadata(meta)
+            w.write_table(part, row_group_size=len(idx))
     tmp.replace(out)
     return report
 

@@ -496,7 +496,9 @@ def _plain_pieces(path: Path, chunk: DumpChunk, read_size: int):
         pos = chunk.start
         end = chunk.end if chunk.end >= 0 else None
         while True:
-            n = read_size if end is None or pos >= end else min(read_size, end - pos)
+            # past the end only the chunk's last line is wanted: read in small pieces
+            n = (1 << 16) if end is not None and pos >= end else (
+                read_size if end is None else min(read_size, end - pos))
             data = f.read(n)
             if not data:
                 return

@@ -1,0 +1,203 @@
+"""`make bench`: the figures the issues ask for, measured in one run, written to
+data/bench/results.json and data/bench/results.md (plus a dated copy).
+
+Extraction (issue 2): wikitext MB/s per worker on the real sample pages replicated to >= 100 MB,
+beside the naive baseline `mwparserfromhell.parse(text).strip_code()` on the same pages; peak
+RSS at 1x and 10x input; 2 workers vs 1. The replicated dumps are made up for benchmarking
+(real pages, shifted page ids) and live in data/bench/work/, never in git.
+
+    python -m pipelines.bench [--only extract,wikitext] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.build_sample_mirror import build_run, split_dump, write_listing
+from twiki.paths import DataRoot
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RUN = REPO / "data" / "sample" / "mirror" / "enwiki" / "20160501"
+# Real dumps put 100 pages in a bz2 stream; the bench dumps do too.
+PAGES_PER_STREAM = 100
+# Page ids of replica r are shifted by r * ID_STRIDE (> the sample's largest id, 775), so
+# replicas follow each other in page_id order as in a real dump.
+ID_STRIDE = 1000
+# 1x of the memory check (replicas of the ~5.7 MB sample); 10x is ten times as many.
+RSS_BASE_REPLICAS = 4
+# Replicas for the throughput runs: 10x of the memory check, >= 100 MB of wikitext.
+THROUGHPUT_REPLICAS = 40
+MONTH, RUN = "2016-05", "20160501"
+
+
+def sample_pages() -> tuple[bytes, list[bytes]]:
+    header, pages = b"", []
+    for part in sorted(SAMPLE_RUN.glob("*-multistream[0-9]*.xml-*.bz2")):
+        h, p, _ = split_dump(bz2.decompress(part.read_bytes()))
+        header = header or h
+        pages += p
+    return header, pages
+
+
+def replicate(pages: list[bytes], replicas: int) -> list[bytes]:
+    out = []
+    for r in range(replicas):
+        for p in pages:
+            pid = int(re.search(rb"<id>(\d+)</id>", p).group(1))
+            out.append(p.replace(b"<id>%d</id>" % pid, b"<id>%d</id>" % (pid + r * ID_STRIDE), 1))
+    return out
+
+
+def make_mirror(folder: Path, replicas: int) -> Path:
+    """A local mirror holding the sample replicated `replicas` times (cached by size)."""
+    mirror = folder / f"mirror-x{replicas}"
+    if (mirror / "enwiki" / RUN / "dumpstatus.json").exists():
+        return mirror
+    shutil.rmtree(mirror, ignore_errors=True)
+    header, pages = sample_pages()
+    build_run(mirror, header, replicate(pages, replicas), run_date=RUN, parts=2,
+              pages_per_stream=PAGES_PER_STREAM)
+    write_listing(mirror)
+    return mirror
+
+
+def run_child(args: list[str]) -> dict:
+    """Run `python -m pipelines.bench child ...`; returns its JSON plus its peak RSS."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench", "child", *args],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"bench child {args} failed with status {status}")
+    result = json.loads(out.strip().splitlines()[-1])
+    # ru_maxrss is in KiB on Linux: the child itself (workers=1 runs in-process) or, with a
+    # pool, the largest of its processes as reported by the child.
+    result["peak_rss_mb"] = round(max(usage.ru_maxrss, result.get("children_rss_kb", 0)) / 1024, 1)
+    return result
+
+
+def child(argv: list[str]) -> int:
+    """One extraction in a fresh process: download from the bench mirror, extract, report."""
+    import resource
+
+    from twiki.download import download_month
+    from twiki.executors import LocalExecutor
+    from twiki.extract import ExtractConfig, RunOptions, extract_month
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mirror", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args(argv)
+    root = DataRoot(Path(a.root))
+    shutil.rmtree(root.root / "snapshots", ignore_errors=True)
+    shutil.rmtree(root.root / "work", ignore_errors=True)
+    download_month(MONTH, mirrors=[a.mirror], data_root=root)
+    t0 = time.perf_counter()
+    res = extract_month(MONTH, data_root=root, executor=LocalExecutor(a.workers),
+                        config=ExtractConfig(), options=RunOptions(incremental=False))
+    wall = time.perf_counter() - t0
+    c = res.manifest["report"]["counts"]
+    print(json.dumps({
+        "workers": a.workers, "wall_s": round(wall, 3), "articles": c["articles"],
+        "wikitext_mb": round(c["wikitext_bytes"] / 1e6, 2),
+        "mb_s": round(c["wikitext_bytes"] / 1e6 / wall, 2),
+        "children_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }))
+    return 0
+
+
+def bench_extract(work: Path, scale: float) -> dict:
+    from pipelines.bench_wikitext import bench_clean
+    from twiki.wikitext import clean_wikitext  # noqa: F401  (the cleaner the stage uses)
+
+    base = max(1, round(RSS_BASE_REPLICAS * scale))
+    big = max(2, round(THROUGHPUT_REPLICAS * scale))
+    m1, m10 = make_mirror(work, base), make_mirror(work, big)
+    one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1"])
+    ten = run_child(["--mirror", str(m10), "--root", str(work / "root-10x"), "--workers", "1"])
+    two = run_child(["--mirror", str(m10), "--root", str(work / "root-10x"), "--workers", "2"])
+
+    # The naive baseline on the same real pages (each distinct page once: replicas are copies).
+    header, pages = sample_pages()
+    texts = []
+    for p in pages:
+        if b"<redirect" in p or b"<ns>0</ns>" not in p:
+            continue
+        m = re.search(rb"<text[^>]*>(.*?)</text>", p, re.S)
+        if m:
+            import html
+            texts.append(html.unescape(m.group(1).decode("utf-8")))
+    clean = bench_clean(texts, repeat=1)
+    return {
+        "input": f"sample pages x{big} ({ten['wikitext_mb']} MB wikitext, {ten['articles']} "
+                 f"articles); memory check x{base} vs x{big}",
+        "extract_1_worker_mb_s": ten["mb_s"],
+        "extract_2_workers_mb_s": two["mb_s"],
+        "speedup_2_vs_1": round(two["mb_s"] / ten["mb_s"], 2),
+        "naive_strip_code_mb_s": clean["naive_mb_s"],
+        "clean_only_mb_s": clean["twiki_mb_s"],
+        "extract_vs_naive_per_core": round(ten["mb_s"] / clean["naive_mb_s"], 2),
+        "peak_rss_1x_mb": one["peak_rss_mb"],
+        "peak_rss_10x_mb": ten["peak_rss_mb"],
+        "rss_growth_pct": round(100 * (ten["peak_rss_mb"] / one["peak_rss_mb"] - 1), 1),
+        "wikitext_mb_1x": one["wikitext_mb"],
+        "wikitext_mb_10x": ten["wikitext_mb"],
+        "runs": {"1x": one, "10x_1_worker": ten, "10x_2_workers": two},
+    }
+
+
+BENCHES = {"extract": bench_extract}
+
+
+def to_markdown(results: dict) -> str:
+    lines = [f"# twiki bench — {results['when']}", "",
+             f"machine: {results['machine']}", ""]
+    for name, figures in results["benches"].items():
+        lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
+        for k, v in figures.items():
+            if not isinstance(v, dict):
+                lines.append(f"| {k} | {v} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["child"]:
+        return child(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated benches")
+    ap.add_argument("--scale", type=float, default=1.0, help="input size factor (default 1)")
+    ap.add_argument("--out", type=Path, default=REPO / "data" / "bench")
+    args = ap.parse_args(argv)
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "machine": f"{platform.platform()}, {os.cpu_count()} cores, "
+                          f"Python {platform.python_version()}",
+               "benches": {}}
+    for name in args.only.split(","):
+        print(f"bench {name} ...", file=sys.stderr, flush=True)
+        results["benches"][name] = BENCHES[name](work, args.scale)
+        print(json.dumps(results["benches"][name], indent=1), file=sys.stderr)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in (args.out / "results.json", args.out / f"results-{stamp}.json"):
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.md").write_text(to_markdown(results))
+    print(f"results in {args.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
