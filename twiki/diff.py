@@ -300,19 +300,17 @@ class _Sentences:
         self.spans = [sentence_spans(t) for t in texts]
         self.keys = [[norm(t[a:b]) for a, b in spans] for t, spans in zip(texts, self.spans)]
         self.set = {k for keys in self.keys for k in keys if k}
-        # All keys in order, paragraphs separated by NUL (no match across paragraphs), with
-        # the offsets where a sentence starts and ends: a run of the other version's
-        # sentences that covers exactly whole sentences here is the same text, re-cut.
-        parts, self.starts, self.ends, pos = [], set(), set(), 0
+        # All keys in document order, with the offsets where a sentence starts and ends: a
+        # run of the other version's sentences that covers exactly whole sentences here
+        # (within a paragraph or across two that were merged) is the same text, re-cut.
+        self.starts, self.ends, pos = set(), set(), 0
         for keys in self.keys:
             for k in keys:
                 if k:
                     self.starts.add(pos)
                     pos += len(k)
                     self.ends.add(pos)
-            parts.append("".join(keys))
-            pos += 1
-        self.text = "\x00".join(parts)
+        self.text = "".join(k for keys in self.keys for k in keys)
 
     def _whole_sentences(self, key: str) -> bool:
         i = self.text.find(key)
@@ -396,12 +394,13 @@ def _iter_pages(path: str) -> Iterator[_Page]:
         raise InputError(f"{path}: unreadable snapshot shard ({e}); delete the snapshot folder "
                          f"and run the extract stage again") from None
     last = None
-    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=SNAPSHOT_COLUMNS):
+    for batch in _row_groups(pf, SNAPSHOT_COLUMNS):
         ids = batch.column(0).to_pylist()
         titles = batch.column(1).to_pylist()
         revids = batch.column(2).to_pylist()
         sha1s = batch.column(3).to_pylist()
         column = batch.column(4)
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         for i, page_id in enumerate(ids):
             if last is not None and page_id <= last:
                 raise InputError(f"{path}: page_id {page_id} follows {last}; a snapshot shard "
@@ -409,6 +408,13 @@ def _iter_pages(path: str) -> Iterator[_Page]:
                                  f"with the extract stage")
             last = page_id
             yield _Page(page_id, titles[i], revids[i], sha1s[i], column, i)
+
+
+def _row_groups(pf: pq.ParquetFile, columns: list[str]) -> Iterator[pa.Table]:
+    """A shard's row groups one at a time. (iter_batches reads ahead by several row groups, so
+    its memory grows with the shard; a row group is bounded by the writer's ROW_GROUP_ROWS.)"""
+    for i in range(pf.num_row_groups):
+        yield pf.read_row_group(i, columns=columns, use_threads=False)
 
 
 class _Rows:
@@ -656,7 +662,7 @@ def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b:
     sums = dict.fromkeys(cols[3:], 0)
     renamed = in_new = in_changed = 0
     for s in range(articles.shards):
-        for batch in pq.ParquetFile(articles.shard_path(s)).iter_batches(columns=cols):
+        for batch in _row_groups(pq.ParquetFile(articles.shard_path(s)), cols):
             d = batch.to_pydict()
             for i, st in enumerate(d["status"]):
                 status[st] += 1
@@ -738,8 +744,7 @@ def _check_view(folder: Path, view: str, unit: str) -> dict:
 def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator[dict]:
     pf = pq.ParquetFile(Path(folder) / shard_name(shard))
     if view == "snapshot":
-        for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS,
-                                     columns=["page_id", "title", "paragraphs"]):
+        for batch in _row_groups(pf, ["page_id", "title", "paragraphs"]):
             d = batch.to_pydict()
             for pid, title, paras in zip(d["page_id"], d["title"], d["paragraphs"]):
                 text = "\n\n".join(p["text"] for p in paras or ())
@@ -748,7 +753,7 @@ def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator
         return
     current: dict | None = None
     parts: list[str] = []
-    for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["page_id", "title", "text"]):
+    for batch in _row_groups(pf, ["page_id", "title", "text"]):
         d = batch.to_pydict()
         for pid, title, text in zip(d["page_id"], d["title"], d["text"]):
             if unit == "chunk":

@@ -1,6 +1,12 @@
-"""Download stage: one month's dump run (by default enwiki's pages-articles-multistream parts and
-their indexes) from a mirror (HTTPS or a local folder) into data/raw/<wiki>/<YYYYMMDD>/.
-Every file is verified against the dump's own sha1/md5; `_manifest.json` is written last.
+"""Download stage: one month's dump run from a mirror (HTTPS or a local folder) into data/raw/.
+
+- `download_month`: a job of a wiki's run (by default enwiki's pages-articles-multistream parts
+  and their indexes) into data/raw/<wiki>/<YYYYMMDD>/.
+- `download_wikidata`: the Wikidata JSON entity dump (all.json, bz2 or gz) nearest the month's
+  enwiki run into data/raw/wikidatawiki/entities/<YYYYMMDD>/.
+
+Every file is verified against the dump's own sha1/md5; the job's manifest
+`_manifest.<job>.json` is written last (one per job, so that jobs of one run share its folder).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlsplit
 
@@ -56,6 +63,19 @@ MULTISTREAM_DATA = re.compile(
 MULTISTREAM_INDEX = re.compile(
     r"-pages-articles-multistream-index(?P<part>\d*)\.txt(?:-p(?P<first>\d+)p(?P<last>\d+))?\.bz2$")
 HEX_LEN = {"sha1": 40, "md5": 32}
+# A job name becomes part of its manifest's file name.
+JOB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# The Wikidata JSON entity dumps: not runs of the wiki with a dumpstatus.json, but weekly run
+# folders of their own under <mirror>/wikidatawiki/entities/, each with its sums files.
+WIKIDATA_WIKI = "wikidatawiki"
+ENTITIES_DIR = "entities"
+WIKIDATA_JOB = "entities-all-json"
+# Formats of wikidata-YYYYMMDD-all.json.<fmt>; both hold the same JSON.
+WIKIDATA_FORMATS = ("bz2", "gz")
+# The JSON dumps run weekly, so the nearest run is a few days from any enwiki run; 14 days
+# still finds one when a run or two failed, and never a dump from another month's world.
+WIKIDATA_WINDOW_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -140,8 +160,9 @@ class Mirror(ABC):
         """A small text file (listing, dumpstatus, checksums); one try."""
 
     @abstractmethod
-    def list_runs(self, wiki: str) -> list[str]:
-        """The run dates (YYYYMMDD) this mirror has for `wiki`, sorted; one try."""
+    def list_runs(self, folder: str) -> list[str]:
+        """The run dates (YYYYMMDD) in a folder of runs ("enwiki", "wikidatawiki/entities"),
+        sorted; one try."""
 
     @abstractmethod
     @contextmanager
@@ -190,10 +211,10 @@ class HttpMirror(Mirror):
         r = self._get(relpath)
         return r.content.decode("utf-8", errors="replace")
 
-    def list_runs(self, wiki: str) -> list[str]:
-        runs = sorted(set(LISTING_HREF.findall(self.get_text(f"{wiki}/"))))
+    def list_runs(self, folder: str) -> list[str]:
+        runs = sorted(set(LISTING_HREF.findall(self.get_text(f"{folder}/"))))
         if not runs:  # some hosts answer a folder with a page that is not a listing
-            raise _MirrorFailed(f"{self.url(wiki + '/')}: no run folders in the listing")
+            raise _MirrorFailed(f"{self.url(folder + '/')}: no run folders in the listing")
         return runs
 
     @contextmanager
@@ -239,11 +260,11 @@ class LocalMirror(Mirror):
         except OSError as e:
             raise _MirrorFailed(f"{self.root / relpath}: {e}") from None
 
-    def list_runs(self, wiki: str) -> list[str]:
-        folder = self._path(wiki)
-        runs = sorted(p.name for p in folder.iterdir() if p.is_dir() and RUN_DATE_RE.match(p.name))
+    def list_runs(self, folder: str) -> list[str]:
+        path = self._path(folder)
+        runs = sorted(p.name for p in path.iterdir() if p.is_dir() and RUN_DATE_RE.match(p.name))
         if not runs:
-            raise _MirrorFailed(f"{folder}: no run folders")
+            raise _MirrorFailed(f"{path}: no run folders")
         return runs
 
     @contextmanager
@@ -349,6 +370,18 @@ def _read_text(mirrors: Sequence[Mirror], relpath: str, config: DownloadConfig
                         + ". Check the network or pass another mirror.")
 
 
+def _list_runs(ms: Sequence[Mirror], folder: str, config: DownloadConfig
+               ) -> tuple[list[str] | None, list[str]]:
+    """(the run dates of the first mirror that lists `folder`, or None; the failures)."""
+    errors = []
+    for m in ms:
+        try:
+            return _with_retries(config, f"{m}/{folder}/", m.list_runs, folder), errors
+        except _MirrorFailed as e:
+            errors.append(str(e))
+    return None, errors
+
+
 # ----------------------------------------------------------------------------------------
 # Month -> run.
 
@@ -397,14 +430,7 @@ def resolve_run(mirrors, wiki: str, month: str, job: str = DEFAULT_JOB, *,
 def _resolve(ms: list[Mirror], wiki: str, month: str, job: str,
              config: DownloadConfig) -> RunInfo:
     where = ", ".join(str(m) for m in ms)
-    runs: list[str] | None = None
-    listing_errors = []
-    for m in ms:
-        try:
-            runs = _with_retries(config, f"{m}/{wiki}/", m.list_runs, wiki)
-            break
-        except _MirrorFailed as e:
-            listing_errors.append(str(e))
+    runs, listing_errors = _list_runs(ms, wiki, config)
     if runs is None:
         candidates = [month.replace("-", "") + day for day in CONVENTIONAL_RUN_DAYS]
         log.warning("could not read the run listing of %s (%s); trying the usual run dates %s",
