@@ -112,7 +112,7 @@ class MapTask:
 @dataclass(frozen=True)
 class ReduceTask:
     shard: int
-    chunk_files: tuple[str, ...]
+    pieces: tuple[tuple[int, int, str, int], ...]  # (min page_id, max, work file, row group)
     out: str
     previous: str | None = None  # last month's shard file with the same layout, if any
 
@@ -366,7 +366,9 @@ def extract_chunk(task: MapTask) -> dict:
     existing means the task is done (it is renamed into place complete)."""
     out = Path(task.out)
     if out.exists():
-        return json.loads(pq.read_schema(out).metadata[b"twiki.report"])
+        meta = pq.read_schema(out).metadata
+        return {**json.loads(meta[b"twiki.report"]),
+                "shards": json.loads(meta[b"twiki.shards"])}
     chunk = task.chunk
     path = Path(chunk.path)
     rows = _ChunkRows(task.namespaces)
@@ -396,7 +398,7 @@ def extract_chunk(task: MapTask) -> dict:
             part = table.take(pa.array(idx, type=pa.int64())).replace_schema_metadata(meta)
             w.write_table(part, row_group_size=len(idx))
     tmp.replace(out)
-    return report
+    return {**report, "shards": shard_map}
 
 
 # ---------------------------------------------------------------------------------------
@@ -465,13 +467,7 @@ def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
 def reduce_shard(task: ReduceTask) -> dict:
     t0 = time.perf_counter()
     out = Path(task.out)
-    pieces = []  # (min, max, chunk order, file, row group)
-    for order, name in enumerate(task.chunk_files):
-        meta = pq.read_schema(name).metadata
-        info = json.loads(meta[b"twiki.shards"]).get(str(task.shard))
-        if info:
-            pieces.append((info["min"], info["max"], order, name, info["row_group"]))
-    pieces.sort()
+    pieces = sorted(task.pieces)
     counts = {"articles": 0, "cleaned": 0, "reused": 0, "failed": 0, "paragraphs": 0,
               "clean_chars": 0, "duplicate_pages": 0}
     failures: list[dict] = []
@@ -485,7 +481,7 @@ def reduce_shard(task: ReduceTask) -> dict:
             while j < len(pieces) and pieces[j][0] <= hi:
                 hi = max(hi, pieces[j][1])
                 j += 1
-            tables = [pq.ParquetFile(p[3]).read_row_group(p[4]).replace_schema_metadata(None)
+            tables = [pq.ParquetFile(p[2]).read_row_group(p[3]).replace_schema_metadata(None)
                       for p in pieces[i:j]]
             table = tables[0] if len(tables) == 1 else _merge_sorted(tables)
             counts["duplicate_pages"] += sum(t.num_rows for t in tables) - table.num_rows
@@ -567,9 +563,13 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     map_reports = executor.run(extract_chunk, map_tasks, desc=f"extract {wiki} {month}",
                                weights=[c.length for c in chunks], unit="B")
     t_map = time.perf_counter() - t0
-    chunk_files = tuple(t.out for t in map_tasks)
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
-    reduce_tasks = [ReduceTask(s, chunk_files, str(build.shard_path(s)),
+    pieces: dict[int, list] = {}
+    for task, rep in zip(map_tasks, map_reports):
+        for s, info in rep["shards"].items():
+            pieces.setdefault(int(s), []).append(
+                (info["min"], info["max"], task.out, info["row_group"]))
+    reduce_tasks = [ReduceTask(s, tuple(pieces.get(s, ())), str(build.shard_path(s)),
                                str(previous / shard_name(s)) if previous else None)
                     for s in build.pending_shards()]
     reduce_reports = executor.run(reduce_shard, reduce_tasks, desc=f"clean {wiki} {month}",
