@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from twiki.artifacts import MANIFEST
-from twiki.download import (DownloadConfig, download_month, find_downloaded, multistream_parts,
-                            resolve_run)
+from twiki.download import (DownloadConfig, download_month, find_downloaded, manifest_path,
+                            multistream_parts, read_download_manifest, resolve_run)
 from twiki.errors import (ChecksumError, DownloadError, DumpNotReadyError, NoDumpError,
                           UnsafePathError)
 from twiki.paths import DataRoot
@@ -197,10 +197,14 @@ def test_download_over_http_then_rerun_is_a_noop(server, mirror, root, caplog):
     assert folder == root.root / "raw" / "enwiki" / RUN
     expected = sha1sums(mirror)
     assert len(expected) == 4
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, MANIFEST])
+    job_manifest = "_manifest.articlesmultistreamdump.json"
+    # _manifest.json: the copy that extract.py reads until it calls read_download_manifest.
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, job_manifest, MANIFEST])
     for name, digest in expected.items():
         assert sha1(folder / name) == digest
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = json.loads((folder / job_manifest).read_text())
+    assert read_download_manifest(folder) == manifest
+    assert json.loads((folder / MANIFEST).read_text()) == manifest
     assert (manifest["stage"], manifest["wiki"], manifest["run"], manifest["month"]) == \
         ("download", "enwiki", RUN, MONTH)
     assert manifest["job"] == "articlesmultistreamdump"
@@ -248,7 +252,7 @@ def test_cut_connection_is_resumed_with_a_range_request(server, mirror, root):
     size = job_files(mirror)[name]["size"]
     kept = part.stat().st_size
     assert 0 < kept < size
-    assert not (folder / name).exists() and not (folder / MANIFEST).exists()
+    assert not (folder / name).exists() and not manifest_path(folder).exists()
 
     download_month(MONTH, mirrors=server.url, data_root=root, config=single_try)
     ranges = [h.get("Range") for h in server.requests_for(name)]
@@ -304,14 +308,14 @@ def test_corrupt_file_on_the_mirror_raises_checksum_error_and_publishes_nothing(
     folder = root.raw("enwiki", RUN)
     assert not (folder / name).exists()
     assert not (folder / (name + ".part")).exists()
-    assert not (folder / MANIFEST).exists()
+    assert not manifest_path(folder).exists() and not (folder / MANIFEST).exists()
     assert find_downloaded(root, "enwiki", MONTH) is None
 
 
 def test_md5sums_are_used_when_there_is_no_sha1sums(server, mirror, root):
     (run_dir(mirror) / f"enwiki-{RUN}-sha1sums.txt").unlink()
     folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_download_manifest(folder)
     assert {f["verified_with"] for f in manifest["files"]} == {"md5"}
 
 
@@ -428,7 +432,7 @@ def test_local_folder_mirror(mirror, root):
     folder = download_month(MONTH, mirrors=mirror, data_root=root, config=FAST)
     for name, digest in sha1sums(mirror).items():
         assert sha1(folder / name) == digest
-    assert json.loads((folder / MANIFEST).read_text())["mirror"] == str(mirror)
+    assert read_download_manifest(folder)["mirror"] == str(mirror)
 
 
 def test_local_folder_mirror_with_a_corrupt_file(mirror, root):
@@ -444,7 +448,7 @@ def test_local_folder_mirror_with_a_corrupt_file(mirror, root):
 def test_fallback_when_the_first_mirror_is_down(server, mirror, root):
     down = f"http://127.0.0.1:{closed_port()}"
     folder = download_month(MONTH, mirrors=[down, server.url], data_root=root, config=FAST)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = read_download_manifest(folder)
     assert manifest["mirror"] == server.url
     assert manifest["mirrors_used"] == [server.url]
     for name, digest in sha1sums(mirror).items():

@@ -243,3 +243,25 @@ def test_killed_extract_resumes_to_identical_output(tmp_path, mirror):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert shard_bytes(snap) == shard_bytes(ref.path)
+
+
+def test_a_page_that_fails_is_skipped_and_reported_with_id_and_reason(tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    i = next(k for k, p in enumerate(pages) if b"<title>Albedo</title>" in p)
+    # Hundreds of unclosed templates: the cleaner gives up on this page (a ValueError).
+    hostile = re.sub(rb"(<text[^>]*>)", rb"\1" + b"{{unclosed\n\n" * 300, pages[i], count=1)
+    # A revision without text.
+    j = next(k for k, p in enumerate(pages) if b"<title>Autism</title>" in p)
+    textless = re.sub(rb"<text[^>]*>.*?</text>", b'<text deleted="deleted" />', pages[j],
+                      count=1, flags=re.S)
+    new = list(pages)
+    new[i], new[j] = hostile, textless
+    make_run(mirror, "20160601", pages=new)
+    res = build(tmp_path, month="2016-06", mirror=mirror)
+    report = res.manifest["report"]
+    failed = {f["page_id"]: f["reason"] for f in report["failed_pages"]}
+    assert report["counts"]["failed"] == 2
+    assert "cleaning failed" in failed[39]
+    assert "no text" in failed[25]
+    titles = set(pq.read_table(res.path, columns=["title"]).column(0).to_pylist())
+    assert "Albedo" not in titles and "Autism" not in titles and "Anarchism" in titles

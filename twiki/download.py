@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 
 from . import __version__
-from .artifacts import MANIFEST, code_version, read_manifest, write_json_atomic
+from .artifacts import MANIFEST, code_version, write_json_atomic
 from .errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError, NoDumpError,
                      TwikiError, UnsafePathError)
 from .paths import DataRoot, check_wiki, parse_month, safe_join
@@ -736,29 +736,65 @@ def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror
 
 
 # ----------------------------------------------------------------------------------------
-# The stage.
+# Manifests: one per job, so that two jobs of one run can share the run's folder.
 
-def find_downloaded(data_root: DataRoot, wiki: str, month: str,
-                    job: str = DEFAULT_JOB) -> Path | None:
-    """A finished raw run of `month` on disk (manifest present, every file there with its
-    recorded size), or None. Reads no network."""
-    prefix = parse_month(month).replace("-", "")
-    base = data_root.raw_wiki(wiki)
-    if not base.is_dir():
-        return None
-    for folder in sorted(base.iterdir()):
-        if not (folder.is_dir() and RUN_DATE_RE.match(folder.name)
-                and folder.name.startswith(prefix)):
+def manifest_path(folder: Path, job: str = DEFAULT_JOB) -> Path:
+    """Where the download manifest of `job` lives in a raw folder: `_manifest.<job>.json`."""
+    return folder / f"_manifest.{_check_job(job)}.json"
+
+
+def read_download_manifest(folder: Path, job: str = DEFAULT_JOB) -> dict:
+    """The manifest of a finished download of `job` in `folder` (as found by find_downloaded or
+    find_downloaded_wikidata). Raises TwikiError when there is none."""
+    manifest = _job_manifest(folder, job)
+    if manifest is None:
+        raise TwikiError(f"{folder} holds no finished download of job {job!r} (no "
+                         f"{manifest_path(folder, job).name}); run `twiki download` again")
+    return manifest
+
+
+def _check_job(job: str) -> str:
+    if not isinstance(job, str) or not JOB_RE.match(job):
+        raise ConfigError(f"job {job!r} is not a dump job name such as {DEFAULT_JOB!r}")
+    return job
+
+
+def _job_manifest(folder: Path, job: str) -> dict | None:
+    """`_manifest.<job>.json`, else a `_manifest.json` written for `job` (folders downloaded
+    before manifests were per job; and the default job's copy, see _publish)."""
+    for path in (manifest_path(folder, job), folder / MANIFEST):
+        if not path.is_file():
             continue
         try:
-            manifest = read_manifest(folder)
-        except TwikiError as e:
-            log.warning("%s", e)
-            continue
-        if (manifest and manifest.get("stage") == STAGE and manifest.get("job") == job
-                and _files_intact(folder, manifest)):
-            return folder
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise TwikiError(f"{path} is unreadable ({e}); delete it and download again") \
+                from None
+        if isinstance(manifest, dict) and manifest.get("stage") == STAGE \
+                and manifest.get("job") == job:
+            return manifest
     return None
+
+
+def _forget(folder: Path, job: str) -> None:
+    """Remove `job`'s manifest before its files change: it no longer describes them."""
+    manifest_path(folder, job).unlink(missing_ok=True)
+    try:
+        legacy = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        legacy = None  # unreadable: it describes nothing
+    if not isinstance(legacy, dict) or legacy.get("job") == job:
+        (folder / MANIFEST).unlink(missing_ok=True)
+
+
+def _publish(folder: Path, job: str, manifest: dict) -> None:
+    if job == DEFAULT_JOB:
+        # Transitional: extract.py still reads `_manifest.json` itself. Once it reads
+        # read_download_manifest(raw), drop this copy (the reader above keeps accepting it).
+        write_json_atomic(folder / MANIFEST, manifest)
+    write_json_atomic(manifest_path(folder, job), manifest)  # last: the download is done
 
 
 def _files_intact(folder: Path, manifest: dict) -> bool:
@@ -769,12 +805,94 @@ def _files_intact(folder: Path, manifest: dict) -> bool:
         return False
 
 
+def _intact_manifest(folder: Path, job: str) -> dict | None:
+    """The manifest of `job` in `folder` when every file it lists is there with its size."""
+    try:
+        manifest = _job_manifest(folder, job)
+    except TwikiError as e:
+        log.warning("%s", e)
+        return None
+    return manifest if manifest and _files_intact(folder, manifest) else None
+
+
+# ----------------------------------------------------------------------------------------
+# Transfer: shared by every kind of download.
+
+def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConfig
+              ) -> tuple[list[dict], list[str], int]:
+    """Put every file of `run` into `folder`, verified: kept when already there and verified,
+    else downloaded (resuming a partial file). Returns (file records, mirrors used, bytes
+    fetched). Removes the job's manifest first; the caller writes the new one."""
+    plan = _plan(run, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _forget(folder, run.job)
+    # The mirror that served the run's metadata first, then the others in the given order.
+    served = next((m for m in ms if str(m) == run.mirror), ms[0])
+    order = [served] + [m for m in ms if m is not served]
+    total = sum(f["size"] or 0 for f in run.files) or None
+    records, used, fetched = [], set(), 0
+    with Progress(f"download {run.wiki} {run.run_date}", total=total, unit="B") as progress:
+        for entry, target, relpath in plan:
+            hashes = _reuse(entry, target, config)
+            if hashes is not None:
+                progress.update(hashes.size)
+                log.info("%s: already here and verified", entry["name"])
+            else:
+                hashes, m = _download_file(entry, target, relpath, order, config, progress)
+                used.add(str(m))
+                fetched += hashes.size
+                log.info("%s: downloaded and verified (%s)", entry["name"],
+                         _verified_with(entry))
+            records.append({
+                "name": entry["name"],
+                "size": hashes.size,
+                "sha1": hashes.sha1.hexdigest(),
+                "md5": hashes.md5.hexdigest(),
+                "verified_with": _verified_with(entry),
+            })
+    return records, sorted(used), fetched
+
+
+def _verified_with(entry: dict) -> str:
+    return "+".join(a for a in ("sha1", "md5") if entry.get(a))
+
+
+def _timings(start: float, resolved: float, end: float) -> dict:
+    return {"resolve_s": round(resolved - start, 3), "download_s": round(end - resolved, 3),
+            "total_s": round(end - start, 3)}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ----------------------------------------------------------------------------------------
+# The stage: a wiki's dump job.
+
+def find_downloaded(data_root: DataRoot, wiki: str, month: str,
+                    job: str = DEFAULT_JOB) -> Path | None:
+    """A finished download of `job` of a run dated in `month` (its manifest present, every file
+    there with its recorded size), or None. Reads no network."""
+    prefix = parse_month(month).replace("-", "")
+    _check_job(job)
+    base = data_root.raw_wiki(wiki)
+    if not base.is_dir():
+        return None
+    for folder in sorted(base.iterdir()):
+        if (folder.is_dir() and RUN_DATE_RE.match(folder.name)
+                and folder.name.startswith(prefix) and _intact_manifest(folder, job)):
+            return folder
+    return None
+
+
 def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
                    data_root: DataRoot, job: str = DEFAULT_JOB,
                    config: DownloadConfig | None = None,
                    session: requests.Session | None = None) -> Path:
     """Download every file of `job` of the first finished run of `month` into
-    data/raw/<wiki>/<YYYYMMDD>/ and return that folder.
+    data/raw/<wiki>/<YYYYMMDD>/ and return that folder; its manifest is
+    `_manifest.<job>.json` (read it with read_download_manifest), so other jobs of the same
+    run can be downloaded into the same folder.
 
     `mirrors`: None (dumps.wikimedia.org), an http(s) URL or local folder, or a list of them
     tried in order. A month already downloaded is a no-op that touches no network.
@@ -782,6 +900,7 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
     start = time.monotonic()
     parse_month(month)
     check_wiki(wiki)
+    _check_job(job)
     done = find_downloaded(data_root, wiki, month, job)
     if done is not None:
         log.info("%s %s: already downloaded in %s", wiki, month, done)
@@ -791,34 +910,7 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
         run = _resolve(ms, wiki, month, job, config)
         resolved = time.monotonic()
         folder = data_root.raw(wiki, run.run_date)
-        plan = _plan(run, folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        # The folder's old manifest (if any) no longer describes it while files change.
-        (folder / MANIFEST).unlink(missing_ok=True)
-        # The mirror that served dumpstatus.json first, then the others in the given order.
-        served = next(m for m in ms if str(m) == run.mirror)
-        order = [served] + [m for m in ms if m is not served]
-        total = sum(f["size"] or 0 for f in run.files)
-        records, used, fetched = [], set(), 0
-        with Progress(f"download {wiki} {run.run_date}", total=total, unit="B") as progress:
-            for entry, target, relpath in plan:
-                hashes = _reuse(entry, target, config)
-                if hashes is not None:
-                    progress.update(hashes.size)
-                    log.info("%s: already here and verified", entry["name"])
-                else:
-                    hashes, m = _download_file(entry, target, relpath, order, config, progress)
-                    used.add(str(m))
-                    fetched += hashes.size
-                    log.info("%s: downloaded and verified (%s)", entry["name"],
-                             "sha1" if entry["sha1"] else "md5")
-                records.append({
-                    "name": entry["name"],
-                    "size": hashes.size,
-                    "sha1": hashes.sha1.hexdigest(),
-                    "md5": hashes.md5.hexdigest(),
-                    "verified_with": "sha1" if entry["sha1"] else "md5",
-                })
+        records, used, fetched = _transfer(run, folder, ms, config)
     end = time.monotonic()
     manifest = {
         "stage": STAGE,
@@ -828,20 +920,225 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
         "job": job,
         "job_status": run.status,
         "mirror": run.mirror,
-        "mirrors_used": sorted(used),
+        "mirrors_used": used,
         "files": records,
         "bytes": sum(r["size"] for r in records),
         "downloaded_bytes": fetched,
         "code_version": code_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "timings": {"resolve_s": round(resolved - start, 3),
-                    "download_s": round(end - resolved, 3),
-                    "total_s": round(end - start, 3)},
+        "created": _now(),
+        "timings": _timings(start, resolved, end),
     }
-    write_json_atomic(folder / MANIFEST, manifest)
+    _publish(folder, job, manifest)
     log.info("%s %s: run %s downloaded to %s (%d files, %.1f MB fetched)", wiki, month,
              run.run_date, folder, len(records), fetched / 1e6)
     return folder
+
+
+# ----------------------------------------------------------------------------------------
+# The stage: the Wikidata JSON entity dump nearest a month's enwiki run.
+
+def entities_folder(data_root: DataRoot, run_date: str) -> Path:
+    """data/raw/wikidatawiki/entities/<YYYYMMDD>/: the host's layout, below the data root."""
+    _run_day(run_date)
+    return safe_join(data_root.raw_wiki(WIKIDATA_WIKI), f"{ENTITIES_DIR}/{run_date}")
+
+
+def find_downloaded_wikidata(data_root: DataRoot, month: str) -> Path | None:
+    """The folder of a finished Wikidata all.json download made for `month` (manifest present,
+    the file there with its recorded size), or None. Reads no network."""
+    return _find_wikidata(data_root, parse_month(month))
+
+
+def _find_wikidata(data_root: DataRoot, month: str, fmt: str | None = None,
+                   enwiki_run: str | None = None) -> Path | None:
+    base = data_root.raw_wiki(WIKIDATA_WIKI) / ENTITIES_DIR
+    if not base.is_dir():
+        return None
+    for folder in sorted(base.iterdir()):
+        if not (folder.is_dir() and RUN_DATE_RE.match(folder.name)):
+            continue
+        manifest = _intact_manifest(folder, WIKIDATA_JOB)
+        served = (manifest or {}).get("months") or {}
+        if not isinstance(served, dict) or month not in served:
+            continue
+        if enwiki_run is not None and served[month] != enwiki_run:
+            continue
+        if fmt is not None and fmt not in (manifest.get("format"),
+                                           manifest.get("requested_format")):
+            continue
+        return folder
+    return None
+
+
+def resolve_wikidata_run(mirrors, enwiki_run: str, *, fmt: str = "bz2",
+                         window_days: int = WIKIDATA_WINDOW_DAYS,
+                         config: DownloadConfig | None = None,
+                         session: requests.Session | None = None) -> RunInfo:
+    """The Wikidata JSON entity dump run nearest enwiki run `enwiki_run` (YYYYMMDD), with its
+    one all.json file. See download_wikidata for the rule."""
+    config = config or DownloadConfig()
+    fmt, window_days = _check_wikidata_args(fmt, window_days)
+    with _mirrors(mirrors, config, session) as ms:
+        return _resolve_wikidata(ms, enwiki_run, "", fmt, window_days, config)
+
+
+def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
+                      enwiki_run: str | None = None, fmt: str = "bz2",
+                      window_days: int = WIKIDATA_WINDOW_DAYS,
+                      config: DownloadConfig | None = None,
+                      session: requests.Session | None = None) -> Path:
+    """Download the Wikidata JSON entity dump (wikidata-<run>-all.json.bz2 or .gz) nearest the
+    month's enwiki dump into data/raw/wikidatawiki/entities/<YYYYMMDD>/ and return that folder
+    (manifest: `_manifest.entities-all-json.json`, see read_download_manifest).
+
+    Which run: the enwiki run of the month is `enwiki_run` if given, else the run of the
+    month's downloaded enwiki job (find_downloaded), else resolved on the mirror like
+    download_month does. Among the run folders of <mirror>/wikidatawiki/entities/ dated at most
+    `window_days` days from it, the one with the smallest |date difference| whose all.json is
+    finished wins; a tie goes to the earlier run. Finished means listed in the run's
+    sha1sums.txt or md5sums.txt (the host writes a run's files before it lists them there).
+    `fmt` is the format taken when the run has both; the other one is taken when only it is
+    finished. The file is verified against every checksum listed for it.
+
+    Raises NoDumpError (no run within the window: the message names the runs nearest) or
+    DumpNotReadyError (runs in the window, none finished yet: try later). A month already
+    downloaded (for the same enwiki run, when one is given, and format) is a no-op that
+    touches no network.
+    """
+    start = time.monotonic()
+    parse_month(month)
+    fmt, window_days = _check_wikidata_args(fmt, window_days)
+    if enwiki_run is not None:
+        _run_day(enwiki_run)
+    else:
+        raw = find_downloaded(data_root, DEFAULT_WIKI, month)
+        enwiki_run = read_download_manifest(raw)["run"] if raw is not None else None
+    done = _find_wikidata(data_root, month, fmt, enwiki_run)
+    if done is not None:
+        log.info("%s %s: already downloaded in %s", WIKIDATA_WIKI, month, done)
+        return done
+    config = config or DownloadConfig()
+    with _mirrors(mirrors, config, session) as ms:
+        if enwiki_run is None:
+            enwiki_run = _resolve(ms, DEFAULT_WIKI, month, DEFAULT_JOB, config).run_date
+        run = _resolve_wikidata(ms, enwiki_run, month, fmt, window_days, config)
+        resolved = time.monotonic()
+        folder = entities_folder(data_root, run.run_date)
+        name = run.files[0]["name"]
+        # A run nearest to two months' enwiki runs serves both: keep what it served before.
+        before = _job_manifest(folder, WIKIDATA_JOB) if folder.is_dir() else None
+        months = dict(before.get("months") or {}) \
+            if before and [f.get("name") for f in before.get("files", [])] == [name] else {}
+        records, used, fetched = _transfer(run, folder, ms, config)
+    end = time.monotonic()
+    months[month] = enwiki_run
+    manifest = {
+        "stage": STAGE,
+        "wiki": WIKIDATA_WIKI,
+        "run": run.run_date,
+        "month": month,
+        "job": WIKIDATA_JOB,
+        "for_enwiki_run": enwiki_run,
+        "days_from_enwiki_run": abs((_run_day(run.run_date) - _run_day(enwiki_run)).days),
+        "months": dict(sorted(months.items())),
+        "format": name.rsplit(".", 1)[1],
+        "requested_format": fmt,
+        "window_days": window_days,
+        "job_status": run.status,
+        "mirror": run.mirror,
+        "mirrors_used": used,
+        "files": records,
+        "bytes": sum(r["size"] for r in records),
+        "downloaded_bytes": fetched,
+        "code_version": code_version(),
+        "created": _now(),
+        "timings": _timings(start, resolved, end),
+    }
+    _publish(folder, WIKIDATA_JOB, manifest)
+    log.info("%s %s: entities run %s (for enwiki run %s) downloaded to %s (%.1f MB fetched)",
+             WIKIDATA_WIKI, month, run.run_date, enwiki_run, folder, fetched / 1e6)
+    return folder
+
+
+def _check_wikidata_args(fmt: str, window_days: int) -> tuple[str, int]:
+    if fmt not in WIKIDATA_FORMATS:
+        raise ConfigError(f"Wikidata dump format {fmt!r} is not one of "
+                          f"{', '.join(WIKIDATA_FORMATS)}")
+    if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 0:
+        raise ConfigError(f"window_days must be a whole number of days >= 0, not "
+                          f"{window_days!r}")
+    return fmt, window_days
+
+
+def _run_day(run_date: str) -> date:
+    """The date of a run written YYYYMMDD; ConfigError for anything else."""
+    try:
+        if isinstance(run_date, str) and RUN_DATE_RE.match(run_date):
+            return date(int(run_date[:4]), int(run_date[4:6]), int(run_date[6:]))
+    except ValueError:
+        pass
+    raise ConfigError(f"dump run date {run_date!r} is not a date written YYYYMMDD "
+                      "(for example 20230301)")
+
+
+def _resolve_wikidata(ms: list[Mirror], enwiki_run: str, month: str, fmt: str,
+                      window_days: int, config: DownloadConfig) -> RunInfo:
+    where = ", ".join(str(m) for m in ms)
+    folder = f"{WIKIDATA_WIKI}/{ENTITIES_DIR}"
+    target = _run_day(enwiki_run)
+    runs, errors = _list_runs(ms, folder, config)
+    if runs is None:
+        raise DownloadError(f"could not read the run listing {folder}/ on any mirror "
+                            f"({'; '.join(errors)}). Check the mirror address, or pass a "
+                            f"mirror that has Wikidata's JSON dumps.")
+    days = {}
+    for run in runs:
+        try:
+            days[run] = (_run_day(run) - target).days
+        except ConfigError:
+            continue  # an eight-digit folder that is not a date
+    near = sorted((abs(d), run) for run, d in days.items() if abs(d) <= window_days)
+    if not near:
+        closest = sorted(days, key=lambda r: (abs(days[r]), r))[:4]
+        raise NoDumpError(
+            f"no Wikidata JSON dump run within {window_days} days of enwiki run {enwiki_run} "
+            f"on {where}; the nearest runs there: "
+            f"{', '.join(f'{r} ({days[r]:+d} days)' for r in sorted(closest)) or 'none'} "
+            f"({len(runs)} runs, {runs[0]} .. {runs[-1]}). Use a mirror that keeps runs of "
+            f"that time (dumps.wikimedia.org keeps only the last few weeks) or widen "
+            f"window_days."
+        )
+    formats = (fmt,) + tuple(f for f in WIKIDATA_FORMATS if f != fmt)
+    seen = []
+    for distance, run in near:
+        sums, source = {}, None
+        for algo in ("sha1", "md5"):
+            got = _read_text(ms, f"{folder}/{run}/wikidata-{run}-{algo}sums.txt", config)
+            if got is not None:
+                sums[algo] = _parse_sums(got[0], algo)
+                source = source or got[1]
+        for f in formats:
+            name = f"wikidata-{run}-all.json.{f}"
+            sha1, md5 = (sums.get(a, {}).get(name) for a in ("sha1", "md5"))
+            if sha1 or md5:
+                log.info("%s entities for enwiki run %s -> run %s (%d days away) on %s: %s",
+                         WIKIDATA_WIKI, enwiki_run, run, distance, source, name)
+                return RunInfo(
+                    run_date=run, mirror=str(source),
+                    status={"status": "done",
+                            "listed_in": [f"wikidata-{run}-{a}sums.txt" for a in sums
+                                          if name in sums[a]]},
+                    files=[{"name": name, "size": None, "url": f"/{folder}/{run}/{name}",
+                            "sha1": sha1, "md5": md5}],
+                    wiki=WIKIDATA_WIKI, month=month, job=WIKIDATA_JOB)
+        state = ("all.json not listed in its sums files yet" if sums
+                 else "no sha1sums/md5sums file yet")
+        seen.append(f"{run} ({days[run]:+d} days): {state}")
+    raise DumpNotReadyError(
+        f"no Wikidata JSON dump run within {window_days} days of enwiki run {enwiki_run} has "
+        f"finished its all.json yet ({'; '.join(seen)}) on {where}. Try again later: a run "
+        f"takes a few days, and its file counts once the run's sums files list it."
+    )
 
 
 def _reuse(entry: dict, target: Path, config: DownloadConfig) -> _Hashes | None:
@@ -883,5 +1180,7 @@ def _part_key(m: re.Match) -> tuple[int, int, int]:
     return (int(m["part"] or 0), int(m["first"] or 0), int(m["last"] or 0))
 
 
-__all__ = ["DEFAULT_JOB", "DEFAULT_MIRROR", "DownloadConfig", "RunInfo", "download_month",
-           "find_downloaded", "multistream_parts", "resolve_run"]
+__all__ = ["DEFAULT_JOB", "DEFAULT_MIRROR", "WIKIDATA_JOB", "DownloadConfig", "RunInfo",
+           "download_month", "download_wikidata", "entities_folder", "find_downloaded",
+           "find_downloaded_wikidata", "manifest_path", "multistream_parts",
+           "read_download_manifest", "resolve_run", "resolve_wikidata_run"]

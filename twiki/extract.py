@@ -314,8 +314,9 @@ class _ChunkRows:
     def fail(self, page: dict, reason: str) -> None:
         self.counts["failed"] += 1
         if len(self.failures) < MAX_LISTED_FAILURES:
-            self.failures.append({"page_id": page.get("id"), "title": page.get("title"),
-                                  "reason": reason})
+            pid = page.get("id", "")
+            self.failures.append({"page_id": int(pid) if pid.isdigit() else pid,
+                                  "title": page.get("title"), "reason": reason})
 
     def add(self, page: dict) -> None:
         self.counts["pages"] += 1

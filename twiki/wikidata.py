@@ -242,8 +242,8 @@ def _head(path: Path, codec: str, n: int = 1 << 16) -> bytes:
         with open(path, "rb") as f:
             return f.read(n)
     except (OSError, EOFError, zlib.error) as e:
-        raise InputError(f"{path.name}: cannot decompress the start of the file ({e}); "
-                         f"is it a complete {codec} file?") from None
+        raise InputError(f"{path.name}: truncated or corrupt {codec} data at the start of the "
+                         f"file ({e}); delete it and download it again") from None
 
 
 def sniff_format(path: Path) -> str:
