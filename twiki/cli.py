@@ -74,6 +74,24 @@ def cmd_snapshot(args) -> None:
     print(result.summary())
 
 
+def cmd_cron(args) -> int:
+    from pipelines.cron import run_cron
+    from .executors import make_executor
+    from .extract import ExtractConfig, RunOptions
+    # Cron mails whatever a job prints: the console gets warnings and the one-line outcome;
+    # the full log goes to the run's log file.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+    status, line = run_cron(args.month, data_root=_root(args), wiki=args.wiki,
+                            mirrors=args.mirror,
+                            executor=make_executor(args.executor, args.workers),
+                            extract_config=ExtractConfig(shards=args.shards),
+                            options=RunOptions(chunk_mb=args.chunk_mb,
+                                               keep_work=args.keep_work))
+    print(line, file=sys.stdout if status == 0 else sys.stderr)
+    return status
+
+
 def _root(args) -> DataRoot:
     return DataRoot(args.data_root) if args.data_root else DataRoot.default()
 
@@ -87,7 +105,12 @@ COMMANDS = {
     "snapshot": (cmd_snapshot, "download + extract a month (the monthly build)",
                  "twiki snapshot --month 2016-05 --mirror data/sample/mirror --workers 2",
                  [_mirrors, _executor, _extract_opts]),
+    "cron": (cmd_cron, "scheduled build of last month (lock, log, 'try later' status)",
+             "twiki cron --workers 8   # in crontab: 0 3 * * * cd ~/twiki && .venv/bin/twiki cron",
+             [_mirrors, _executor, _extract_opts]),
 }
+# Commands whose --month may be left out (they pick a default month).
+MONTH_OPTIONAL = {"cron"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
                            epilog=f"example:\n  {example}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--month", required=True, metavar="YYYY-MM",
-                       help="the month: its first dump run whose job is done")
+        if name in MONTH_OPTIONAL:
+            p.add_argument("--month", default=None, metavar="YYYY-MM",
+                           help="the month (default: last calendar month, UTC)")
+        else:
+            p.add_argument("--month", required=True, metavar="YYYY-MM",
+                           help="the month: its first dump run whose job is done")
         _common(p)
         for add in adders:
             add(p)
@@ -120,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        args.func(args)
+        status = args.func(args)
     except TwikiError as e:
         print(f"twiki: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("twiki: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

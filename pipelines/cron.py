@@ -1,0 +1,118 @@
+"""Scheduled monthly builds: `twiki cron` builds a month's benchmark without anyone watching.
+
+- One run at a time: an exclusive lock on <data root>/.twiki-cron.lock; a second run exits at
+  once with EXIT_LOCKED and a one-line message.
+- Dumps not finished yet: exit EXIT_NOT_READY with a one-line "try later" message (not an
+  error: the next scheduled run will find them).
+- Every run logs to <data root>/logs/cron-<UTC time>.log and appends one JSON line to
+  <data root>/logs/cron.jsonl (month, outcome, seconds).
+- A failure leaves every finished artifact intact (stages publish atomically and resume), so
+  the next run continues where this one stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from twiki.errors import DumpNotReadyError, TwikiError
+from twiki.paths import DataRoot, parse_month, previous_month
+
+log = logging.getLogger("twiki")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_LOCKED = 73   # another cron run holds the lock
+EXIT_NOT_READY = 75  # EX_TEMPFAIL: the month's dumps are not finished; try later
+
+
+def default_month(now: datetime | None = None) -> str:
+    """Last calendar month (UTC): its dump runs (the 1st and the 20th) are over by now."""
+    now = now or datetime.now(timezone.utc)
+    return previous_month(f"{now.year:04d}-{now.month:02d}")
+
+
+class CronLock:
+    """An exclusive, non-blocking flock; released by the OS if the holder dies (kill -9)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}\n".encode())
+        self.fd = fd
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
+             build=None, **build_options) -> tuple[int, str]:
+    """Build `month` (default: last month) under the cron lock. Returns (exit status, line).
+
+    `build` is the monthly build function (default: pipelines.snapshot.build_month)."""
+    data_root = data_root or DataRoot.default()
+    month = parse_month(month) if month else default_month()
+    if build is None:
+        from pipelines.snapshot import build_month as build
+    lock = CronLock(data_root.root / ".twiki-cron.lock")
+    if not lock.acquire():
+        return EXIT_LOCKED, (f"another twiki cron run holds {lock.path} (pid and start: "
+                             f"{lock.holder()}); not starting a second one")
+    logs = data_root.root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    handler = logging.FileHandler(logs / f"cron-{stamp}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(min(log.level or logging.INFO, logging.INFO))
+    t0 = time.monotonic()
+    try:
+        log.info("twiki cron: building %s (pid %d)", month, os.getpid())
+        result = build(month, data_root=data_root, **build_options)
+        status, line = EXIT_OK, (result.summary() if hasattr(result, "summary")
+                                 else f"{month}: built")
+    except DumpNotReadyError as e:
+        status, line = EXIT_NOT_READY, f"{month}: dumps not finished yet, try later ({e})"
+    except TwikiError as e:
+        status, line = EXIT_FAILED, f"{month}: failed: {e}"
+    except Exception as e:  # a bug: keep the traceback in the log, one line for the mail
+        log.exception("twiki cron: %s failed", month)
+        status, line = EXIT_FAILED, f"{month}: failed with {type(e).__name__}: {e}"
+    finally:
+        seconds = round(time.monotonic() - t0, 1)
+        log.removeHandler(handler)
+        handler.close()
+        lock.release()
+    outcome = {EXIT_OK: "built", EXIT_NOT_READY: "not_ready"}.get(status, "failed")
+    with open(logs / "cron.jsonl", "a") as f:
+        f.write(json.dumps({"month": month, "outcome": outcome, "status": status,
+                            "seconds": seconds, "log": f"cron-{stamp}.log",
+                            "message": line}) + "\n")
+    with open(logs / f"cron-{stamp}.log", "a") as f:
+        f.write(line + "\n")
+    return status, line

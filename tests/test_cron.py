@@ -1,0 +1,94 @@
+"""Scheduled builds through the real CLI in subprocesses: lock, 'try later', logs, kill -9."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from pipelines.cron import EXIT_LOCKED, EXIT_NOT_READY, CronLock, default_month
+from twiki.artifacts import read_manifest
+
+
+def cron(root, mirror, *extra):
+    return [sys.executable, "-m", "twiki", "cron", "--month", "2016-05", "--data-root",
+            str(root), "--mirror", str(mirror), "--shards", "8", *extra]
+
+
+def test_default_month_is_last_calendar_month():
+    from datetime import datetime, timezone
+    assert default_month(datetime(2023, 1, 5, tzinfo=timezone.utc)) == "2022-12"
+    assert default_month(datetime(2023, 3, 31, tzinfo=timezone.utc)) == "2023-02"
+
+
+def test_cron_builds_and_logs(tmp_path, mirror):
+    res = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "106 articles" in res.stdout
+    runs = [json.loads(line) for line in (tmp_path / "logs" / "cron.jsonl").read_text().splitlines()]
+    assert runs[-1]["outcome"] == "built" and runs[-1]["month"] == "2016-05"
+    log = (tmp_path / "logs" / runs[-1]["log"]).read_text()
+    assert "downloaded and verified" in log and "snapshot enwiki 2016-05 built" in log
+
+
+def test_second_concurrent_run_exits_with_the_lock_message(tmp_path, mirror):
+    first = subprocess.Popen(cron(tmp_path, mirror, "--chunk-mb", "0.02"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".twiki-cron.lock"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            lock.exists() and lock.read_text().startswith(f"{first.pid} ")):
+        time.sleep(0.01)
+    second = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == EXIT_LOCKED
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another twiki cron run holds" in lines[0]
+    assert str(first.pid) in lines[0]
+
+
+def test_lock_held_elsewhere_means_no_second_build(tmp_path, mirror):
+    lock = CronLock(tmp_path / ".twiki-cron.lock")
+    assert lock.acquire()
+    try:
+        res = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)
+    finally:
+        lock.release()
+    assert res.returncode == EXIT_LOCKED
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_unfinished_dumps_exit_with_try_later(tmp_path, mirror):
+    status = mirror / "enwiki" / "20160501" / "dumpstatus.json"
+    data = json.loads(status.read_text())
+    data["jobs"]["articlesmultistreamdump"]["status"] = "in-progress"
+    status.write_text(json.dumps(data))
+    res = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)
+    assert res.returncode == EXIT_NOT_READY
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not finished yet, try later" in lines[0]
+    last = json.loads((tmp_path / "logs" / "cron.jsonl").read_text().splitlines()[-1])
+    assert last["outcome"] == "not_ready"
+
+
+def test_kill_9_mid_build_then_rerun_gives_identical_artifacts(tmp_path, mirror):
+    ref = tmp_path / "ref"
+    assert subprocess.run(cron(ref, mirror), capture_output=True).returncode == 0
+    root = tmp_path / "killed"
+    proc = subprocess.Popen(cron(root, mirror, "--chunk-mb", "0.02"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not list((root / "work").rglob("chunk-*.parquet")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    snap = root / "snapshots" / "enwiki" / "2016-05"
+    assert read_manifest(snap) is None, "the build finished before it could be killed"
+    # The lock died with the process: the next scheduled run starts and resumes.
+    res = subprocess.run(cron(root, mirror, "--chunk-mb", "0.02"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    want = ref / "snapshots" / "enwiki" / "2016-05"
+    parts = sorted(p.name for p in want.glob("part-*"))
+    assert parts and [(snap / n).read_bytes() for n in parts] == [(want / n).read_bytes() for n in parts]
