@@ -13,7 +13,7 @@ real format, with the run's sha1sums/md5sums and the entities listing. The entit
 
 Deterministic: rerunning gives identical bytes.
 
-    python -m pipelines.build_sample_mirror [--source FILE] [--wikidata DIR] [--out data/sample/mirror]
+    python -m pipelines.build_sample_mirror [--source FILE] [--wikidata DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ ENTITY_SOURCES = (
     "wbgetentities-Q1.json",                               # Q1
     "wbgetentities-Q6-Q42-P31.json",                       # P31 (Q42 older; Q6 missing)
     "wbgetentites-Oliver-Kahn.json",                       # Q131261
-    "wbgetentities-Q32063953.json",                        # Q1040 (the target of redirect Q32063953)
+    "wbgetentities-Q32063953.json",                        # Q1040 (redirect Q32063953's target)
     "Q1299.json", "Q8646.json", "Q20145.json", "Q494290.json", "Q33281.json",
-    "Q16231742.json",                                      # Q3571994 (the target of redirect Q16231742)
+    "Q16231742.json",                                      # Q3571994 (redirect Q16231742's target)
     "P434.json", "P2003.json", "property.json", "item.json", "wd_P279.json",
     "Q271094__2023-01-21__9fb7065.json", "Q328212__2023-01-21__9fb7065.json",
     "Q646148__2023-01-21__9fb7065.json", "Q217447__2023-01-21__9fb7065.json",
@@ -82,7 +82,6 @@ ENTITY_SOURCES = (
     "P8098__2023-01-21__9fb7065.json", "Q22002395__2023-01-21__9fb7065.json",
     "Q19180293__2023-01-21__9fb7065.json", "Q970917__2023-01-21__9fb7065.json",
     "P3035__2023-06-15__3df975a.json", "wbgetentities_response__2023-01-21__9fb7065.json",
-    "Q1__2023-01-21__9fb7065.json",
     "sample-dump-20150815.json.gz",                        # 55 items + 46 properties, 2015-08
 )
 # all.json holds items and properties; lexemes (and Commons' mediainfo) have dumps of their own.

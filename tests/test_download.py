@@ -1,18 +1,20 @@
 """The download stage against a real HTTP server on 127.0.0.1 serving the sample mirror
 (data/sample/mirror), with faults injected by the server: cut connections, 503s, ignored
-ranges, corrupt files, hostile metadata. Also month resolution on real enwiki metadata."""
+ranges, corrupt files, hostile metadata. Also month resolution on real enwiki metadata, the
+Wikidata JSON entity dump nearest a month's enwiki run, and one manifest per job."""
 
 from __future__ import annotations
 
 import bz2
+import gzip
 import hashlib
-import importlib.util
 import json
 import logging
 import re
 import shutil
 import socket
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,10 +22,15 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from twiki.artifacts import MANIFEST
-from twiki.download import (DownloadConfig, download_month, find_downloaded, manifest_path,
-                            multistream_parts, read_download_manifest, resolve_run)
-from twiki.errors import (ChecksumError, DownloadError, DumpNotReadyError, NoDumpError,
-                          UnsafePathError)
+import pipelines.build_sample_mirror as builder
+from pipelines.build_sample_mirror import (WIKIDATA_DIR, build_entities_run, split_entity_dump,
+                                           write_listing)
+from twiki.download import (DownloadConfig, download_month, download_wikidata, entities_folder,
+                            find_downloaded, find_downloaded_wikidata, manifest_path,
+                            multistream_parts, read_download_manifest, resolve_run,
+                            resolve_wikidata_run)
+from twiki.errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError,
+                          NoDumpError, UnsafePathError)
 from twiki.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,13 +205,11 @@ def test_download_over_http_then_rerun_is_a_noop(server, mirror, root, caplog):
     expected = sha1sums(mirror)
     assert len(expected) == 4
     job_manifest = "_manifest.articlesmultistreamdump.json"
-    # _manifest.json: the copy that extract.py reads until it calls read_download_manifest.
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, job_manifest, MANIFEST])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, job_manifest])
     for name, digest in expected.items():
         assert sha1(folder / name) == digest
     manifest = json.loads((folder / job_manifest).read_text())
     assert read_download_manifest(folder) == manifest
-    assert json.loads((folder / MANIFEST).read_text()) == manifest
     assert (manifest["stage"], manifest["wiki"], manifest["run"], manifest["month"]) == \
         ("download", "enwiki", RUN, MONTH)
     assert manifest["job"] == "articlesmultistreamdump"
@@ -537,27 +542,17 @@ def test_multistream_parts_pairs_the_real_file_names():
 
 # ------------------------------------------------------------------------------- sample mirror
 
-def _builder():
-    spec = importlib.util.spec_from_file_location(
-        "build_sample_mirror", REPO / "pipelines" / "build_sample_mirror.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_sample_mirror_is_what_the_script_builds_from_real_pages(tmp_path):
-    builder = _builder()
-    if not builder.SOURCE.exists():
-        pytest.skip(f"source pages not here: {builder.SOURCE}")
-    source = bz2.decompress(builder.SOURCE.read_bytes())
-    header, pages, _ = builder.split_dump(source)
-    builder.build_run(tmp_path, header, pages)
-    builder.write_listing(tmp_path)
+def test_sample_mirror_is_what_the_script_builds_from_real_data(tmp_path):
+    for source in (builder.SOURCE, builder.WIKIDATA_SOURCE):
+        if not source.exists():
+            pytest.skip(f"source data not here: {source}")
+    builder.build_mirror(tmp_path)
     built = {p.relative_to(tmp_path): p.read_bytes() for p in files_under(tmp_path)}
     committed = {p.relative_to(SAMPLE_MIRROR): p.read_bytes() for p in files_under(SAMPLE_MIRROR)}
     assert built == committed  # rerun the script and commit its output if this fails
 
     # Every index offset starts a bz2 stream of whole <page> elements, byte for byte real.
+    header, pages, _ = builder.split_dump(bz2.decompress(builder.SOURCE.read_bytes()))
     seen = []
     for data_name, index_name in multistream_parts({"files": job_files(SAMPLE_MIRROR)}):
         data = (run_dir(SAMPLE_MIRROR) / data_name).read_bytes()
@@ -571,3 +566,285 @@ def test_sample_mirror_is_what_the_script_builds_from_real_pages(tmp_path):
         assert len(index.splitlines()) == sum(s.count(b"  <page>\n") for s in seen[-len(offsets):])
     assert b"".join(seen) == b"".join(pages)
     assert len(pages) == 206
+
+
+def test_sample_entities_dump_is_in_the_real_format():
+    run = SAMPLE_MIRROR / WIKIDATA_DIR / WD_RUN
+    data = bz2.decompress((run / f"wikidata-{WD_RUN}-all.json.bz2").read_bytes())
+    gz = (run / f"wikidata-{WD_RUN}-all.json.gz").read_bytes()
+    assert gzip.decompress(gz) == data
+    members, rest = 0, gz
+    while rest:  # several gzip members, like the real file
+        inflate = zlib.decompressobj(wbits=31)
+        inflate.decompress(rest)
+        rest, members = inflate.unused_data, members + 1
+    assert members == 8
+    lines = data.split(b"\n")
+    assert lines[0] == b"[" and lines[-2:] == [b"]", b""]
+    assert all(line.endswith(b",") for line in lines[1:-3]) and lines[-3].endswith(b"}")
+    entities = [json.loads(line) for line in split_entity_dump(data)]
+    ids = [e["id"] for e in entities]
+    assert len(ids) == len(set(ids)) == 126
+    assert {e["type"] for e in entities} == {"item", "property"}
+    by_id = {e["id"]: e for e in entities}
+    assert by_id["Q42"]["sitelinks"]["enwiki"]["title"] == "Douglas Adams"
+    assert by_id["Q1"]["labels"]["en"]["value"] == "universe"  # the full answer, not the trimmed
+    assert "P434" in by_id and "Q8646" in by_id and "P3467" in by_id
+    sums = {n: h for h, n in (line.split() for line in
+                              (run / f"wikidata-{WD_RUN}-sha1sums.txt").read_text().splitlines())}
+    assert sums == {f"wikidata-{WD_RUN}-all.json.{f}": sha1(run / f"wikidata-{WD_RUN}-all.json.{f}")
+                    for f in ("bz2", "gz")}
+
+
+# ------------------------------------------------------------------------- one manifest per job
+
+def add_job(mirror: Path, job: str, name: str, blob: bytes) -> None:
+    """A finished job with one file, its checksums in dumpstatus.json (as the real host does for
+    most jobs)."""
+    (run_dir(mirror) / name).write_bytes(blob)
+    edit_dumpstatus(mirror, lambda s: s["jobs"].update({job: {
+        "status": "done", "updated": "2016-05-02 01:00:00", "files": {name: {
+            "size": len(blob), "url": f"/enwiki/{RUN}/{name}",
+            "sha1": hashlib.sha1(blob).hexdigest(), "md5": hashlib.md5(blob).hexdigest()}}}}))
+
+
+def test_two_jobs_of_one_run_keep_their_own_manifests(server, mirror, root):
+    stats = f"enwiki-{RUN}-site_stats.sql.gz"
+    add_job(mirror, "sitestatstable", stats,
+            gzip.compress(b"INSERT INTO `site_stats` VALUES (1,0,0,0,0,0);\n", mtime=0))
+    articles = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    other = download_month(MONTH, mirrors=server.url, data_root=root, job="sitestatstable",
+                           config=FAST)
+
+    assert other == articles
+    first = read_download_manifest(articles)
+    second = read_download_manifest(articles, "sitestatstable")
+    assert first["job"] == "articlesmultistreamdump" and len(first["files"]) == 4
+    assert second["job"] == "sitestatstable" and [f["name"] for f in second["files"]] == [stats]
+    assert second["files"][0]["verified_with"] == "sha1+md5"
+    assert find_downloaded(root, "enwiki", MONTH) == articles
+    assert find_downloaded(root, "enwiki", MONTH, job="sitestatstable") == articles
+
+    server.requests.clear()
+    download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    download_month(MONTH, mirrors=server.url, data_root=root, job="sitestatstable", config=FAST)
+    assert server.requests == []
+
+    (articles / stats).unlink()  # one job's loss does not hide the other
+    assert find_downloaded(root, "enwiki", MONTH, job="sitestatstable") is None
+    assert find_downloaded(root, "enwiki", MONTH) == articles
+
+
+def test_folder_with_only_a_legacy_manifest_is_still_downloaded(server, root):
+    folder = download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    manifest_path(folder).replace(folder / MANIFEST)  # as written before manifests were per job
+    assert find_downloaded(root, "enwiki", MONTH) == folder
+    assert read_download_manifest(folder)["run"] == RUN
+    assert find_downloaded(root, "enwiki", MONTH, job="sitestatstable") is None
+    with pytest.raises(ConfigError):
+        find_downloaded(root, "enwiki", MONTH, job="../x")
+
+
+# ------------------------------------------------------------------------------- wikidata entities
+
+WD_RUN = "20160502"
+WD_FILE = f"wikidata-{WD_RUN}-all.json.bz2"
+
+
+def wd_path(run: str = WD_RUN, fmt: str = "bz2") -> str:
+    return f"/{WIKIDATA_DIR}/{run}/wikidata-{run}-all.json.{fmt}"
+
+
+def wd_sums(mirror: Path, run: str = WD_RUN, algo: str = "sha1") -> dict[str, str]:
+    text = (mirror / WIKIDATA_DIR / run / f"wikidata-{run}-{algo}sums.txt").read_text()
+    return {name: digest for digest, name in (line.split() for line in text.splitlines())}
+
+
+def add_entities_run(mirror: Path, run_date: str, **kw) -> Path:
+    """Another entities run made of a few of the sample's real entities (small: fast)."""
+    data = bz2.decompress((mirror / WIKIDATA_DIR / WD_RUN / WD_FILE).read_bytes())
+    run = build_entities_run(mirror, split_entity_dump(data)[:3], run_date=run_date, **kw)
+    write_listing(mirror, WIKIDATA_DIR)
+    return run
+
+
+def test_wikidata_download_then_rerun_is_a_noop(server, mirror, root, caplog):
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, config=FAST)
+
+    assert folder == root.root / "raw" / "wikidatawiki" / "entities" / WD_RUN
+    assert folder == entities_folder(root, WD_RUN)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [WD_FILE, "_manifest.entities-all-json.json"])
+    assert sha1(folder / WD_FILE) == wd_sums(mirror)[WD_FILE]
+    entities = split_entity_dump(bz2.decompress((folder / WD_FILE).read_bytes()))
+    assert len(entities) == 126
+    manifest = read_download_manifest(folder, "entities-all-json")
+    assert (manifest["stage"], manifest["wiki"], manifest["job"], manifest["run"],
+            manifest["month"], manifest["for_enwiki_run"]) == \
+        ("download", "wikidatawiki", "entities-all-json", WD_RUN, MONTH, RUN)
+    assert manifest["format"] == "bz2" and manifest["days_from_enwiki_run"] == 1
+    [record] = manifest["files"]
+    assert record["name"] == WD_FILE and record["size"] == (folder / WD_FILE).stat().st_size
+    assert record["sha1"] == wd_sums(mirror)[WD_FILE]
+    assert record["md5"] == wd_sums(mirror, algo="md5")[WD_FILE]
+    assert record["verified_with"] == "sha1+md5"
+    # Nothing on disk for enwiki: its run of the month was resolved on the mirror.
+    assert f"/enwiki/{RUN}/dumpstatus.json" in server.paths()
+    assert find_downloaded_wikidata(root, MONTH) == folder
+    assert find_downloaded_wikidata(root, "2016-06") is None
+
+    server.requests.clear()
+    with caplog.at_level(logging.INFO, logger="twiki"):
+        assert download_wikidata(MONTH, mirrors=server.url, data_root=root, config=FAST) == folder
+    assert server.requests == []
+    assert "already downloaded" in caplog.text
+
+
+def test_wikidata_follows_the_downloaded_enwiki_run(server, mirror, root):
+    download_month(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    add_entities_run(mirror, "20160425")
+    server.requests.clear()
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, config=FAST)
+    assert folder.name == WD_RUN
+    assert not any(p.startswith("/enwiki/") for p in server.paths())  # read from the manifest
+    assert server.paths()[0] == f"/{WIKIDATA_DIR}/"
+
+
+def test_nearest_entities_run_wins_and_ties_go_to_the_earlier(server, mirror, root):
+    for run in ("20160425", "20160504", "20160509"):  # Mondays and a Wednesday, as on the host
+        add_entities_run(mirror, run)
+
+    def nearest(enwiki_run: str) -> str:
+        return resolve_wikidata_run(server.url, enwiki_run, config=FAST).run_date
+
+    assert nearest("20160501") == "20160502"
+    assert nearest("20160503") == "20160502"  # 20160502 and 20160504 are both 1 day away
+    assert nearest("20160507") == "20160509"
+    assert nearest("20160428") == "20160425"  # 3 days before beats 4 days after
+
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run="20160507",
+                               config=FAST)
+    assert folder.name == "20160509"
+    assert sha1(folder / "wikidata-20160509-all.json.bz2") == \
+        wd_sums(mirror, "20160509")["wikidata-20160509-all.json.bz2"]
+    assert not (root.root / "raw" / "wikidatawiki" / "entities" / WD_RUN).exists()
+
+
+def test_unfinished_entities_run_is_not_ready(server, mirror, root):
+    add_entities_run(mirror, WD_RUN, listed=())  # files there, not yet in the sums files
+    add_entities_run(mirror, "20160425")
+    for algo in ("sha1", "md5"):  # a run folder that has nothing finished at all
+        (mirror / WIKIDATA_DIR / "20160425" / f"wikidata-20160425-{algo}sums.txt").unlink()
+    with pytest.raises(DumpNotReadyError) as err:
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN, config=FAST)
+    message = str(err.value)
+    assert WD_RUN in message and "20160425" in message and "Try again later" in message
+    assert err.value.exit_code == 75
+    assert files_under(root.root) == []
+    assert not any(p.endswith((".bz2", ".gz")) for p in server.paths())
+
+
+def test_unfinished_nearest_run_gives_way_to_a_finished_one_in_the_window(server, mirror, root):
+    add_entities_run(mirror, WD_RUN, listed=())
+    add_entities_run(mirror, "20160509")
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN,
+                               config=FAST)
+    assert folder.name == "20160509"
+    assert read_download_manifest(folder, "entities-all-json")["days_from_enwiki_run"] == 8
+
+
+def test_no_entities_run_in_the_window_lists_the_runs_seen(server, root):
+    with pytest.raises(NoDumpError) as err:
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run="20160601",
+                          config=FAST)
+    assert not isinstance(err.value, DumpNotReadyError)
+    assert WD_RUN in str(err.value) and "14 days" in str(err.value)
+    with pytest.raises(NoDumpError, match=WD_RUN):
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN,
+                          window_days=0, config=FAST)
+    assert files_under(root.root) == []
+
+
+def test_gz_when_asked_or_when_only_it_is_finished(server, mirror, root):
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, fmt="gz", config=FAST)
+    name = f"wikidata-{WD_RUN}-all.json.gz"
+    assert [f["name"] for f in read_download_manifest(folder, "entities-all-json")["files"]] \
+        == [name]
+    assert sha1(folder / name) == wd_sums(mirror)[name]
+
+    later = DataRoot(root.root.parent / "later")
+    add_entities_run(mirror, "20160509", listed=("gz",))  # its bz2 is still being written
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=later,
+                               enwiki_run="20160508", config=FAST)
+    manifest = read_download_manifest(folder, "entities-all-json")
+    assert (folder.name, manifest["format"], manifest["requested_format"]) == \
+        ("20160509", "gz", "bz2")
+    server.requests.clear()
+    download_wikidata(MONTH, mirrors=server.url, data_root=later, enwiki_run="20160508",
+                      config=FAST)
+    assert server.requests == []
+
+
+def test_corrupt_entities_file_raises_checksum_error_and_publishes_nothing(server, mirror, root):
+    path = mirror / WIKIDATA_DIR / WD_RUN / WD_FILE
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as err:
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN, config=FAST)
+    assert WD_FILE in str(err.value) and wd_sums(mirror)[WD_FILE] in str(err.value)
+    assert files_under(root.root) == []  # no file, no .part, no manifest
+    assert find_downloaded_wikidata(root, MONTH) is None
+
+
+def test_cut_entities_transfer_is_resumed_with_a_range_request(server, mirror, root):
+    server.faults[wd_path()] = ["cut"]
+    single_try = DownloadConfig(attempts=1, backoff_s=0, connect_timeout_s=2, read_timeout_s=5,
+                                chunk_bytes=16 * 1024)
+    with pytest.raises(DownloadError, match=WD_FILE):
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN,
+                          config=single_try)
+    folder = entities_folder(root, WD_RUN)
+    part = folder / (WD_FILE + ".part")
+    kept = part.stat().st_size
+    assert 0 < kept < (mirror / WIKIDATA_DIR / WD_RUN / WD_FILE).stat().st_size
+    assert find_downloaded_wikidata(root, MONTH) is None
+
+    download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN,
+                      config=single_try)
+    assert server.requests_for(WD_FILE)[-1].get("Range") == f"bytes={kept}-"
+    assert sha1(folder / WD_FILE) == wd_sums(mirror)[WD_FILE]
+    assert not part.exists()
+
+
+def test_entities_from_the_second_mirror_when_the_first_is_down(server, mirror, root):
+    down = f"http://127.0.0.1:{closed_port()}"
+    folder = download_wikidata(MONTH, mirrors=[down, server.url], data_root=root,
+                               enwiki_run=RUN, config=FAST)
+    manifest = read_download_manifest(folder, "entities-all-json")
+    assert manifest["mirror"] == server.url and manifest["mirrors_used"] == [server.url]
+    local = download_wikidata(MONTH, mirrors=mirror, data_root=DataRoot(root.root / "local"),
+                              enwiki_run=RUN, config=FAST)
+    assert sha1(local / WD_FILE) == sha1(folder / WD_FILE)
+
+
+def test_one_entities_run_can_serve_two_months(server, root):
+    folder = download_wikidata(MONTH, mirrors=server.url, data_root=root, enwiki_run=RUN,
+                               config=FAST)
+    server.requests.clear()
+    again = download_wikidata("2016-04", mirrors=server.url, data_root=root,
+                              enwiki_run="20160430", config=FAST)
+    assert again == folder
+    assert not server.requests_for(WD_FILE)  # the file there verified, not fetched again
+    assert read_download_manifest(folder, "entities-all-json")["months"] == \
+        {"2016-04": "20160430", MONTH: RUN}
+    assert find_downloaded_wikidata(root, MONTH) == folder
+    assert find_downloaded_wikidata(root, "2016-04") == folder
+
+
+@pytest.mark.parametrize("kw", [{"fmt": "xz"}, {"enwiki_run": "2016-05-01"},
+                                {"enwiki_run": "20160231"}, {"window_days": -1}])
+def test_bad_wikidata_arguments_are_config_errors(server, root, kw):
+    with pytest.raises(ConfigError):
+        download_wikidata(MONTH, mirrors=server.url, data_root=root, config=FAST, **kw)
+    assert server.requests == []

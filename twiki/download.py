@@ -790,10 +790,6 @@ def _forget(folder: Path, job: str) -> None:
 
 
 def _publish(folder: Path, job: str, manifest: dict) -> None:
-    if job == DEFAULT_JOB:
-        # Transitional: extract.py still reads `_manifest.json` itself. Once it reads
-        # read_download_manifest(raw), drop this copy (the reader above keeps accepting it).
-        write_json_atomic(folder / MANIFEST, manifest)
     write_json_atomic(manifest_path(folder, job), manifest)  # last: the download is done
 
 
@@ -940,7 +936,7 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
 def entities_folder(data_root: DataRoot, run_date: str) -> Path:
     """data/raw/wikidatawiki/entities/<YYYYMMDD>/: the host's layout, below the data root."""
     _run_day(run_date)
-    return safe_join(data_root.raw_wiki(WIKIDATA_WIKI), f"{ENTITIES_DIR}/{run_date}")
+    return data_root.raw_entities(run_date)
 
 
 def find_downloaded_wikidata(data_root: DataRoot, month: str) -> Path | None:
@@ -1002,8 +998,8 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
 
     Raises NoDumpError (no run within the window: the message names the runs nearest) or
     DumpNotReadyError (runs in the window, none finished yet: try later). A month already
-    downloaded (for the same enwiki run, when one is given, and format) is a no-op that
-    touches no network.
+    downloaded (for the same enwiki run when that is known, and in `fmt` or as asked for with
+    `fmt`) is a no-op that touches no network.
     """
     start = time.monotonic()
     parse_month(month)
@@ -1026,9 +1022,9 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
         folder = entities_folder(data_root, run.run_date)
         name = run.files[0]["name"]
         # A run nearest to two months' enwiki runs serves both: keep what it served before.
-        before = _job_manifest(folder, WIKIDATA_JOB) if folder.is_dir() else None
+        before = _intact_manifest(folder, WIKIDATA_JOB) if folder.is_dir() else None
         months = dict(before.get("months") or {}) \
-            if before and [f.get("name") for f in before.get("files", [])] == [name] else {}
+            if before and [f.get("name") for f in before["files"]] == [name] else {}
         records, used, fetched = _transfer(run, folder, ms, config)
     end = time.monotonic()
     months[month] = enwiki_run

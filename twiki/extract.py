@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from .artifacts import (PARQUET_OPTIONS, ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
                         read_manifest, shard_name, shard_of, sum_counts)
-from .download import find_downloaded, multistream_parts
+from .download import find_downloaded, multistream_parts, read_download_manifest
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, parse_month
@@ -534,7 +534,7 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     if raw is None:
         raise TwikiError(f"no downloaded {wiki} dump for {month} under {data_root.raw_wiki(wiki)}: "
                          f"run `twiki download --month {month}` first")
-    raw_manifest = json.loads((raw / "_manifest.json").read_text())
+    raw_manifest = read_download_manifest(raw)
     parts = multistream_parts(raw_manifest)
     if not parts:
         raise InputError(f"{raw}: the download has no pages-articles-multistream file")

@@ -79,6 +79,12 @@ class DataRoot:
             raise ConfigError(f"dump run date {run_date!r} is not YYYYMMDD")
         return self.root / "raw" / check_wiki(wiki) / run_date
 
+    def raw_entities(self, run_date: str) -> Path:
+        """Downloaded Wikidata JSON entity dump of one run: data/raw/wikidatawiki/entities/<YYYYMMDD>/."""
+        if not RUN_DATE_RE.match(run_date):
+            raise ConfigError(f"dump run date {run_date!r} is not YYYYMMDD")
+        return self.root / "raw" / "wikidatawiki" / "entities" / run_date
+
     def raw_wiki(self, wiki: str) -> Path:
         return self.root / "raw" / check_wiki(wiki)
 
