@@ -291,7 +291,8 @@ def make_edit(article: Article, rng: random.Random, donor: Donor):
     return paras, gold_keys, names
 
 
-def precision_recall(articles: list[Article], cases: int = LABELLED_CASES, seed: int = SEED) -> dict:
+def precision_recall(articles: list[Article], cases: int = LABELLED_CASES,
+                     seed: int = SEED) -> dict:
     """Sentence-level precision and recall of `diff_article`'s changed text on labelled edits.
 
     A found sentence (the diff's rows, split into sentences) is right when it holds changed
@@ -432,7 +433,7 @@ def bench_diff(out_dir: Path | str = Path("data/bench/diff")) -> dict:
             shutil.rmtree(root)
         made = write_month_pair(root, articles, BASE_PAGES * scale)
         run = run_diff_subprocess(root)
-        pages = max(made["pages_a"], made["pages_b"]) + made["new"]
+        pages = made["pages_a"] + made["new"]  # pages of either month
         figures[f"{scale}x"] = {
             "pages": pages, **{k: made[k] for k in ("edited", "new", "deleted")},
             "diffset_share_of_articles": run["report"]["share_of_snapshot"]["articles"],

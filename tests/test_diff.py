@@ -30,7 +30,8 @@ import pytest
 from twiki import download
 from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
 from twiki.diff import (DiffConfig, diff_article, diff_months, diffset_folder,
-                        export_training_text, iter_documents, normalize, split_sentences)
+                        export_training_text, iter_documents, normalize, sentence_spans,
+                        split_sentences)
 from twiki.errors import ConfigError, TwikiError
 from twiki.executors import LocalExecutor
 from twiki.extract import SCHEMA, ExtractConfig, extract_month
@@ -159,11 +160,14 @@ def month_b(pages: list[dict], accessibility: dict) -> list[dict]:
             p = edited(p, replace_once(text, "Generally, an '''answer'''",
                                        moved + "\n\nGenerally, an '''answer'''"))
         elif t == "Adventure":  # whitespace only: doubled spaces, a line break in a paragraph
-            text = replace_once(text, "It may also be a bold, usually", "It may  also be a bold,\nusually")
-            p = edited(p, replace_once(text, "pursuit in and of itself.", "pursuit in and  of itself. "))
+            text = replace_once(text, "It may also be a bold, usually",
+                                "It may  also be a bold,\nusually")
+            p = edited(p, replace_once(text, "pursuit in and of itself.",
+                                       "pursuit in and  of itself. "))
         elif t == "Abstract (law)":  # punctuation only
-            text = replace_once(text, "The Abstract of Title, used in [[real estate]] transactions, is",
-                                "The Abstract of Title used in [[real estate]] transactions is")
+            text = replace_once(
+                text, "The Abstract of Title, used in [[real estate]] transactions, is",
+                "The Abstract of Title used in [[real estate]] transactions is")
             p = edited(p, replace_once(text, "several related legal papers.",
                                        "several related legal papers;"))
         elif t == "Ampere":  # markup only (a reference date): sha1 changes, clean text does not
@@ -172,9 +176,9 @@ def month_b(pages: list[dict], accessibility: dict) -> list[dict]:
         elif t == "Algorithms (journal)":  # renamed, same text
             p = edited(p, title="Algorithms (MDPI journal)")
         elif t == "Aa River":  # renamed and edited
-            p = edited(p, replace_once(text, "is the name of a large number of small European rivers.",
-                                       "is the name of many small rivers in Europe."),
-                       title="Aa (river)")
+            p = edited(p, replace_once(
+                text, "is the name of a large number of small European rivers.",
+                "is the name of many small rivers in Europe."), title="Aa (river)")
         elif t == "Alien":  # deleted
             continue
         out.append(p)
@@ -275,7 +279,7 @@ def test_deleted_is_counted_and_new_article_is_whole(diffed, real_pages):
     new = w2v["Computer accessibility"]
     expected = [("new", s, t) for s, t in clean_wikitext(new["text"], new["title"])]
     assert got[new["id"]] == expected
-    assert got[new["id"]][0][2].startswith("In human–computer interaction, computer accessibility")
+    assert got[new["id"]][0][2].startswith("In human–computer interaction, computer access")
     table = pq.read_table(diffed.path).to_pylist()
     assert {r["old_revid"] for r in table if r["page_id"] == new["id"]} == {None}
 
@@ -287,7 +291,8 @@ def test_only_edited_and_new_pages_are_in_the_diffset_and_report_adds_up(diffed,
     assert set(rows(diffed.path)) == {page_id(pages, t) for t in changed} | {411964}
     r = diffed.report
     assert r["pages"] == {
-        "old": len(articles), "new_snapshot": len(articles), "unchanged": len(articles) - 10,
+        "in_old_snapshot": len(articles), "in_new_snapshot": len(articles),
+        "unchanged": len(articles) - 10,
         "edited": 9, "new": 1, "deleted": 1, "renamed": 2, "edited_without_new_text": 4}
     assert r["diffset"]["articles"] == 6 and r["diffset"]["new_articles"] == 1
     assert r["share_of_snapshot"]["articles"] == round(6 / len(articles), 6)
@@ -320,7 +325,8 @@ def test_pear_2002_to_2014(tmp_path):
     extract_pages(root, "2014-12", [new], shards=2)
     res = diff_months("2002-09", "2014-12", data_root=root)
     got = rows(res.path)[24278]
-    kept = "Other species are used as rootstocks for European and Asian pears and as ornamental trees."
+    kept = ("Other species are used as rootstocks for European and Asian pears and as "
+            "ornamental trees.")
     # Every 2014 paragraph is new text, except the one sentence the 2002 article already had.
     expected = []
     for section, text in clean_wikitext(new["text"], "Pear"):
@@ -403,6 +409,22 @@ def test_split_and_merged_paragraphs_add_nothing():
     assert diff_article(old, split).added == []
     merged = old[:i] + [(s, t + " " + old[i + 1][1])] + old[i + 2:]
     assert diff_article(old, merged).added == []
+
+
+def test_punctuation_that_rejoins_sentences_is_not_new_but_a_cut_sentence_is():
+    text = (SAMPLE.parent / "wikitext" / "statoil.txt").read_text(encoding="utf-8")
+    old = clean_wikitext(text, "Statoil")
+    i = next(k for k, (_, t) in enumerate(old) if len(sentence_spans(t)) >= 3
+             and t[sentence_spans(t)[0][1] - 1] == "." and len(split_sentences(t)[2].split()) > 4)
+    s, t = old[i]
+    (_, end0), _, (a, b) = sentence_spans(t)[:3]
+    cut = " ".join(t[a:b].rstrip(".").split()[:-2]) + "."  # "... of Y until 2019." -> "... of Y."
+    # In one paragraph: "A. B" -> "A; B" (one sentence now, no new text) and a sentence cut.
+    new = list(old)
+    new[i] = (s, t[:end0 - 1] + ";" + t[end0:a] + cut + t[b:])
+    d = diff_article(old, new)
+    assert [(x.section, x.text) for x in d.added] == [(s, cut)]
+    assert [(x.section, x.text) for x in d.removed] == [(s, t[a:b])]
 
 
 def test_sentence_splitter_and_normalization():
@@ -493,7 +515,7 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, two_months):
                       (resumed.removed_path, reference.removed_path),
                       (resumed.articles_path, reference.articles_path)]:
         names = sorted(p.name for p in want.glob("part-*.parquet"))
-        assert names == sorted(p.name for p in got.glob("part-*.parquet"))
+        assert sorted(p.name for p in got.iterdir()) == ["_manifest.json"] + names
         for n in names:
             assert (got / n).read_bytes() == (want / n).read_bytes(), f"{got.name}/{n}"
     assert resumed.report == reference.report
