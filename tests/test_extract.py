@@ -265,3 +265,13 @@ def test_a_page_that_fails_is_skipped_and_reported_with_id_and_reason(tmp_path, 
     assert "no text" in failed[25]
     titles = set(pq.read_table(res.path, columns=["title"]).column(0).to_pylist())
     assert "Albedo" not in titles and "Autism" not in titles and "Anarchism" in titles
+
+
+def test_mass_failure_stops_instead_of_publishing_an_empty_snapshot(tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    hostile = [re.sub(rb"(<text[^>]*>)", rb"\1" + b"{{unclosed\n\n" * 300, p, count=1)
+               for p in pages]
+    make_run(mirror, "20160601", pages=hostile)
+    with pytest.raises(InputError, match=r"pages failed .*nothing published.*cleaning failed"):
+        build(tmp_path, month="2016-06", mirror=mirror)
+    assert not DataRoot(tmp_path).snapshot("enwiki", "2016-06").exists()

@@ -193,6 +193,8 @@ class ArtifactBuild:
             self.state = "build"
             self.manifest = manifest
             self._prepare_staging()
+        if self.state == "repair":
+            drop_temporaries(self.final)
 
     def _prepare_staging(self) -> None:
         # A staging folder from a killed run with the same key is resumed shard by shard;
@@ -204,6 +206,7 @@ class ArtifactBuild:
         self.staging.mkdir(parents=True, exist_ok=True)
         if not marker.exists():
             marker.write_text(self.key + "\n")
+        drop_temporaries(self.staging)
 
     @property
     def folder(self) -> Path:
@@ -267,6 +270,13 @@ class ArtifactBuild:
         return manifest
 
 
+def drop_temporaries(folder: Path) -> None:
+    """Remove files a killed writer left half-written (`.<name>.tmp-<pid>`), so that they
+    are never published with an artifact."""
+    for tmp in folder.glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
 def _shard_intact(path: Path, entry: dict) -> bool:
     try:
         return path.stat().st_size == entry["bytes"]
@@ -285,12 +295,20 @@ def replace_folder(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def iter_shard_tables(folder: Path, index: int, columns: list[str] | None = None,
-                      batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
-    """Stream one shard of a published artifact, a row group's worth at a time."""
-    pf = pq.ParquetFile(folder / shard_name(index))
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-        yield pa.Table.from_batches([batch])
+def iter_shard_tables(folder: Path, index: int,
+                      columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Stream one shard of a published artifact, one row group at a time.
+
+    Row group by row group on purpose: `iter_batches` reads ahead several row groups, so its
+    memory grows with the shard."""
+    yield from iter_row_groups(folder / shard_name(index), columns)
+
+
+def iter_row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The row groups of one Parquet file, in order, one in memory at a time."""
+    pf = pq.ParquetFile(path)
+    for i in range(pf.num_row_groups):
+        yield pf.read_row_group(i, columns=columns)
 
 
 def require_artifact(folder: Path, what: str, hint: str) -> dict:

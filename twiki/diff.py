@@ -624,8 +624,6 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
         return DiffResult(**paths, state="current", manifest=diffset_b.manifest)
 
     t0 = time.perf_counter()
-    for b in builds:
-        _drop_stale_temporaries(b.folder)
     pending = {b.final: set(b.pending_shards()) for b in builds}
     todo = sorted(set().union(*pending.values()))
 
@@ -654,13 +652,6 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
     log.info("diffset %s %s -> %s %s: %s", wiki, month_a, month_b, state,
              _short_counts(report))
     return DiffResult(**paths, state=state, manifest=diffset_b.manifest, shards_built=len(todo))
-
-
-def _drop_stale_temporaries(folder: Path) -> None:
-    """Remove shard files a killed run was still writing (`.part-NNNNN.parquet.tmp-PID`), so
-    that they are not published with the artifact. (Belongs in ArtifactBuild's staging.)"""
-    for tmp in folder.glob(".part-*.parquet.tmp-*"):
-        tmp.unlink(missing_ok=True)
 
 
 def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b: dict) -> dict:

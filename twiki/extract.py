@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import (PARQUET_OPTIONS, ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
-                        read_manifest, shard_name, shard_of, sum_counts)
+                        iter_row_groups, read_manifest, shard_name, shard_of, sum_counts)
 from .download import find_downloaded, multistream_parts, read_download_manifest
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -58,6 +58,9 @@ SCHEMA = pa.schema([
 # Map-phase work files: the articles' metadata and raw wikitext, grouped by output shard.
 WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
                         + [pa.field("wikitext", pa.string())])
+
+# Below this many failed pages a build is never stopped for its failure rate (tiny samples).
+MIN_FAILURES_TO_STOP = 10
 
 # Failed pages listed by id in the report; beyond this only the count grows (a broken dump
 # should not make a manifest of gigabytes).
@@ -87,6 +90,9 @@ class RunOptions:
     """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
+    max_failed_fraction: float = 0.05
+    """Above this share of failed pages the stage stops instead of publishing: one bad page is
+    a skip, thousands are a broken dump or a bug (real enwiki months fail almost none)."""
     incremental: bool = True
     """Reuse the clean text of the latest earlier snapshot for pages whose revision sha1 is
     unchanged (same output as a cold extract, a fraction of the work)."""
@@ -587,6 +593,13 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     timings = {"map_s": round(t_map, 3), "reduce_s": round(t_total - t_map, 3),
                "total_s": round(t_total, 3), "cpu_s": round(cpu_seconds, 3),
                "workers": executor.workers}
+    failed, seen = counts["failed"], counts["failed"] + counts["articles"]
+    if failed > MIN_FAILURES_TO_STOP and failed > options.max_failed_fraction * seen:
+        reasons = "; ".join(f"page {f['page_id']}: {f['reason']}" for f in failures[:3])
+        shutil.rmtree(build.staging, ignore_errors=True)
+        raise InputError(f"snapshot {wiki} {month}: {failed} of {seen} pages failed (more than "
+                         f"{options.max_failed_fraction:.0%}); nothing published. First "
+                         f"reasons: {reasons}")
     state = "repaired" if build.state == "repair" else "built"
     manifest = build.publish(report=report, timings=timings)
     if not options.keep_work:
