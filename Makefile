@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2
+	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2 --no-diff
 	$(BIN)/python -m pipelines.show_snapshot --month $(SAMPLE_MONTH)
 
 snapshot: $(STAMP)

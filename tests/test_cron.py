@@ -13,7 +13,7 @@ from twiki.artifacts import read_manifest
 
 
 def cron(root, mirror, *extra):
-    return [sys.executable, "-m", "twiki", "cron", "--month", "2016-05", "--data-root",
+    return [sys.executable, "-m", "twiki", "cron", "--month", "2016-05", "--no-diff", "--data-root",
             str(root), "--mirror", str(mirror), "--shards", "8", *extra]
 
 

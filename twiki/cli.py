@@ -22,6 +22,23 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
+def _month(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--month", required=True, metavar="YYYY-MM",
+                   help="the month: its first dump run whose job is done")
+
+
+def _month_optional(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--month", default=None, metavar="YYYY-MM",
+                   help="the month (default: last calendar month, UTC)")
+
+
+def _month_pair(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="month_a", required=True, metavar="YYYY-MM",
+                   help="the earlier month (A)")
+    p.add_argument("--to", dest="month_b", required=True, metavar="YYYY-MM",
+                   help="the later month (B)")
+
+
 def _mirrors(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", action="append", default=None, metavar="URL_OR_DIR",
                    help="dump mirror: an http(s) base URL or a local folder with the same "
@@ -70,7 +87,8 @@ def cmd_snapshot(args) -> None:
                          data_root=_root(args),
                          executor=make_executor(args.executor, args.workers),
                          extract_config=ExtractConfig(shards=args.shards),
-                         options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work))
+                         options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work),
+                         with_previous=not args.no_diff)
     print(result.summary())
 
 
@@ -87,9 +105,51 @@ def cmd_cron(args) -> int:
                             executor=make_executor(args.executor, args.workers),
                             extract_config=ExtractConfig(shards=args.shards),
                             options=RunOptions(chunk_mb=args.chunk_mb,
-                                               keep_work=args.keep_work))
+                                               keep_work=args.keep_work),
+                            with_previous=not args.no_diff)
     print(line, file=sys.stdout if status == 0 else sys.stderr)
     return status
+
+
+def cmd_diff(args) -> None:
+    from .diff import diff_months
+    from .executors import make_executor
+    res = diff_months(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
+                      executor=make_executor(args.executor, args.workers))
+    print(res.summary())
+
+
+def cmd_training_text(args) -> None:
+    from .diff import export_training_text
+    from .executors import make_executor
+    from .paths import parse_month
+    root = _root(args)
+    if args.view == "diffset":
+        if not args.month_a:
+            raise TwikiError("--view diffset needs --from A (the diffset from A to --month)")
+        source = root.diffset(args.wiki, args.month_a, args.month)
+        name = f"diffset_{args.month_a}_{args.month}_{args.unit}"
+    else:
+        source = root.snapshot(args.wiki, parse_month(args.month))
+        name = f"snapshot_{args.month}_{args.unit}"
+    manifest = export_training_text(source, root.training_text(args.wiki, name), view=args.view,
+                                    unit=args.unit,
+                                    executor=make_executor(args.executor, args.workers))
+    print(f"{root.training_text(args.wiki, name)}: {manifest['rows']} documents")
+
+
+def _pair_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-diff", action="store_true",
+                   help="build this month's snapshot alone (no previous month, no diffset)")
+
+
+def _training_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--view", choices=["diffset", "snapshot"], default="diffset",
+                   help="the diffset A->month, or the month's full snapshot (default: diffset)")
+    p.add_argument("--from", dest="month_a", default=None, metavar="YYYY-MM",
+                   help="month A of the diffset (needed with --view diffset)")
+    p.add_argument("--unit", choices=["article", "chunk"], default="article",
+                   help="one document per article, or per diff chunk (default: article)")
 
 
 def _root(args) -> DataRoot:
@@ -99,18 +159,22 @@ def _root(args) -> DataRoot:
 COMMANDS = {
     "download": (cmd_download, "download and verify a month's dump files",
                  "twiki download --month 2023-03 --mirror https://dumps.wikimedia.org",
-                 [_mirrors]),
+                 [_month, _mirrors]),
     "extract": (cmd_extract, "turn a downloaded month into a Parquet snapshot of articles",
-                "twiki extract --month 2023-03 --workers 8", [_executor, _extract_opts]),
-    "snapshot": (cmd_snapshot, "download + extract a month (the monthly build)",
+                "twiki extract --month 2023-03 --workers 8", [_month, _executor, _extract_opts]),
+    "diff": (cmd_diff, "the diffset: what changed in the articles from month A to month B",
+             "twiki diff --from 2016-05 --to 2016-06 --workers 2", [_month_pair, _executor]),
+    "training-text": (cmd_training_text, "export a diffset or a snapshot as plain documents "
+                      "for the LM stage",
+                      "twiki training-text --month 2016-06 --from 2016-05 --view diffset",
+                      [_month, _training_opts, _executor]),
+    "snapshot": (cmd_snapshot, "the monthly build: download, extract and diff a month",
                  "twiki snapshot --month 2016-05 --mirror data/sample/mirror --workers 2",
-                 [_mirrors, _executor, _extract_opts]),
+                 [_month, _mirrors, _executor, _extract_opts, _pair_opts]),
     "cron": (cmd_cron, "scheduled build of last month (lock, log, 'try later' status)",
              "twiki cron --workers 8   # in crontab: 0 3 * * * cd ~/twiki && .venv/bin/twiki cron",
-             [_mirrors, _executor, _extract_opts]),
+             [_month_optional, _mirrors, _executor, _extract_opts, _pair_opts]),
 }
-# Commands whose --month may be left out (they pick a default month).
-MONTH_OPTIONAL = {"cron"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,12 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
                            epilog=f"example:\n  {example}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        if name in MONTH_OPTIONAL:
-            p.add_argument("--month", default=None, metavar="YYYY-MM",
-                           help="the month (default: last calendar month, UTC)")
-        else:
-            p.add_argument("--month", required=True, metavar="YYYY-MM",
-                           help="the month: its first dump run whose job is done")
         _common(p)
         for add in adders:
             add(p)

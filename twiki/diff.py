@@ -545,10 +545,7 @@ def _deleted(a: _Page, articles: _Rows) -> None:
 # The stage.
 
 def diffset_folder(data_root: DataRoot, wiki: str, month_a: str, month_b: str) -> Path:
-    """data/diffsets/<wiki>/<A>_<B>/ (the removed-text and per-article artifacts are its
-    siblings `<A>_<B>_removed/` and `<A>_<B>_articles/`)."""
-    return (data_root.root / "diffsets" / check_wiki(wiki)
-            / f"{parse_month(month_a)}_{parse_month(month_b)}")
+    return data_root.diffset(wiki, month_a, month_b)
 
 
 @dataclass
@@ -772,8 +769,7 @@ def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator
 
 
 def training_text_folder(data_root: DataRoot, wiki: str, name: str) -> Path:
-    """data/training/<wiki>/<name>/, e.g. name "diffset_2021-12_2022-01" or "snapshot_2022-01"."""
-    return data_root.root / "training" / check_wiki(wiki) / name
+    return data_root.training_text(wiki, name)
 
 
 @dataclass(frozen=True)

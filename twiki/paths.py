@@ -92,6 +92,16 @@ class DataRoot:
         """One month of clean articles: data/snapshots/<wiki>/<YYYY-MM>/."""
         return self.root / "snapshots" / check_wiki(wiki) / parse_month(month)
 
+    def diffset(self, wiki: str, month_a: str, month_b: str) -> Path:
+        """What changed from month A to B: data/diffsets/<wiki>/<A>_<B>/ (its siblings
+        `<A>_<B>_removed/` and `<A>_<B>_articles/` hold removed text and per-article counts)."""
+        return (self.root / "diffsets" / check_wiki(wiki)
+                / f"{parse_month(month_a)}_{parse_month(month_b)}")
+
+    def training_text(self, wiki: str, name: str) -> Path:
+        """Plain documents for the LM stage: data/training/<wiki>/<name>/."""
+        return self.root / "training" / check_wiki(wiki) / name
+
     def work(self, *parts: str) -> Path:
         """Intermediate files kept for resume and repair: data/work/..."""
         return self.root.joinpath("work", *parts)
