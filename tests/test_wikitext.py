@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import bz2
 import random
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from twiki.wikitext import DROPPED_SECTIONS, MAX_UNCLOSED, clean_wikitext
+from twiki.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
+                            clean_wikitext)
 
 SAMPLE = Path("/work/shared/data/wikimedia")
 WIKITEXT_DIR = SAMPLE / "wikitext"
@@ -123,10 +125,12 @@ def test_link_labels_kept_as_plain_text(cleaned_raw):
     assert feminist[0].startswith(
         "Kristeva has been regarded as a key proponent of French feminism together with "
         "Simone de Beauvoir, Hélène Cixous, and Luce Irigaray. Kristeva has had")
+    # ({{IPA-fr|kʁisteva|lang}}; {{lang-bg|Юлия Кръстева}}; born 24 June 1941) is a
     # [[Bulgarians|Bulgarian]]-French [[philosopher]], ... [[psychoanalysis|psychoanalyst]]
     lead = cleaned_raw["julia_kristeva"][0]
     assert lead[0] == ()
-    assert lead[1].startswith("Julia Kristeva (born 24 June 1941) is a Bulgarian-French "
+    assert lead[1].startswith("Julia Kristeva (Bulgarian: Юлия Кръстева; born 24 June 1941) is "
+                              "a Bulgarian-French "
                               "philosopher, literary critic, psychoanalyst, feminist, and, most "
                               "recently, novelist, who has lived in France since the mid-1960s.")
 
@@ -272,11 +276,12 @@ def clean(text: str) -> list[str]:
 
 
 def test_nested_templates_and_a_template_spanning_lines():
+    # Text templates inside an infobox go with it; inside a text template they are rendered.
     text = ("{{Infobox person\n| name = Hidden Name\n| birth = {{birth date|1900|1|1}}\n"
             "| spouse = {{marriage|[[Someone]]|{{nowrap|1920}}}}\n}}\n"
-            "'''Ada''' was a {{lang|fr|{{small|poet}}}}writer."
+            "'''Ada''' was a {{lang|fr|{{small|poète}}}} writer."
             "{{citation needed|date={{CURRENTYEAR}}}}")
-    assert clean(text) == ["Ada was a writer."]
+    assert clean(text) == ["Ada was a poète writer."]
 
 
 def test_template_alone_on_its_line_does_not_split_a_paragraph():
@@ -344,8 +349,11 @@ def test_punctuation_only_and_empty_paragraphs_are_dropped():
 
 
 def test_empty_brackets_left_by_templates_are_tidied():
-    text = "Julia ({{IPA-fr|x}}; {{lang-bg|y}}; born 1941) was."
+    text = "Julia ({{IPA-fr|x}}; {{respell|y}}; born 1941) was."
     assert clean(text) == ["Julia (born 1941) was."]
+    assert clean("Serper ({{IPAc-en|x}}) (born 1969) and {{sfn|a}}({{efn|b}}) then.") == [
+        "Serper (born 1969) and then."
+    ]
 
 
 def test_section_paths():
@@ -414,6 +422,233 @@ def test_windows_newlines():
     assert clean_wikitext("== H ==\r\nline one\r\nline two\r\n\r\nNext") == [
         (("H",), "line one line two"), (("H",), "Next")
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inline text templates: rendered to the words a reader sees, not dropped
+
+# (article, the template call as the page writes it, a sentence of the cleaned article that
+# holds its rendering). Each exercises one renderer on real text.
+REAL_TEMPLATE_SENTENCES = [
+    ("Alabama", "{{convert|52419|sqmi|km2|abbr=out|sp=us}}",
+     "Alabama is the thirtieth-largest state in the United States with 52,419 square miles of "
+     "total area: 3.2% of the area is water,"),
+    ("Arts_Club_of_Chicago", "{{convert|19000|sqft|m2}}",
+     "However, the new space is 19,000 square feet, which is 7,000 square feet larger than the "
+     "old space."),
+    ("Aardwolf", "{{convert|55|to|80|cm|in}}",
+     "The aardwolf is about 55 to 80 centimetres long, excluding its bushy tail, which is about "
+     "20–30 centimetres long, and stands about 40 to 50 centimetres tall at the shoulders."),
+    ("Algeria", "{{convert|400|to|670|mm|1|abbr=on}}",
+     "Rainfall is fairly plentiful along the coastal part of the Tell Atlas, ranging from 400 to "
+     "670 mm annually, the amount of precipitation increasing from west to east."),
+    ("Alaska", "{{convert|15|–|17|in|disp=or|abbr=on}}",
+     "It is a small (15–17 in) Arctic grouse that lives among willows and on open tundra and "
+     "muskeg."),
+    ("Adobe", "{{convert|25|by|36|cm|0|abbr=on}}",
+     "In North America, the brick is typically about 25 by 36 cm in size."),
+    ("Apollo 11", "{{convert|67|in|cm|0|adj=on}}",
+     "a light informed Aldrin that at least one of the 67-inch probes hanging from Eagle's "
+     "footpads had touched the surface"),  # also ''Eagle''{{'s}}: not read as bold
+    ("Autism", "{{as of|2014|lc=y}}",
+     "About 1.5% of children in the United States (one in 68) are diagnosed with ASD as of 2014, "
+     "a 30% increase from one in 88 in 2012."),
+    ("Afghanistan", "{{US$|2 billion}}",
+     "The state needs more than US$2 billion to rehabilitate its irrigation systems so that the "
+     "water is properly managed."),
+    ("Alkane", "{{frac|3}}",
+     "arranged spatially in the form of a tetrahedron, the angle of cos−1(−1/3) ≈ 109.47° "
+     "between them."),
+    ("Ampere", "{{val|6.241|e=18}}",
+     "The ampere is equivalent to one coulomb (roughly 6.241×10^18 times the elementary charge) "
+     "per second."),
+    ("Alkali metal", "{{e|24}}", "The mass of the Earth is approximately 5.98×10^24 kg."),
+    ("Alkane", "{{chem|C|''n''|H|2''n''+2}}",
+     "linear (general formula CnH2n+2) wherein the carbon atoms are joined in a snake-like "
+     "structure"),
+    ("Arts_Club_of_Chicago", "{{lang|fr|Personnage et oiseaux devant le soleil}}",
+     "Personage and Birds in Front of the Sun (Personnage et oiseaux devant le soleil), ink and "
+     "gouache on paper, 1942, by Joan Miró"),
+    ("Gregory-Serper", "{{lang-ru|Григорий Юрьевич Серпер}}",
+     "Gregory Serper (Russian: Григорий Юрьевич Серпер) (born September 14, 1969) is a Grand "
+     "Master of chess."),
+    # lang-xx holding {{large}}, then {{transl}} in italics, then lang-ber
+    ("Algeria", "{{lang-ar|{{large|الجزائر}}}} ''{{transl|ar|al-Jazā'ir}}''",
+     "Algeria (Arabic: الجزائر al-Jazā'ir; Berber: ⵍⵣⵣⴰⵢⴻⵔ Dzayer), officially People's "
+     "Democratic Republic of Algeria, is a sovereign state in North Africa"),
+    ("Alchemy", "{{rtl-lang|ar|الكيمياء}}",
+     "borrowed from Arabic al-kīmiyā’ (الكيمياء) ‘philosopher's stone’."),
+    ("Mozilla-Firefox", "{{IPA|moʊˈzɪlə ˈfaɪɹfɑks}}",
+     "Mozilla Firefox (amerikanisch-englische Aussprache [moʊˈzɪlə ˈfaɪɹfɑks]), auch kurz "
+     "Firefox genannt,"),
+    ("Aikido", "{{Nihongo|'''Aikido'''|合気道|Aikidō|lead=yes}}",
+     "Aikido is a modern Japanese martial art developed by Morihei Ueshiba"),
+    ("Alchemy", "{{nowrap|[[Pope Clement IV]]}}",
+     "composed his Great Work (Latin: Opus Majus) for Pope Clement IV as part of a project "
+     "towards rebuilding the medieval university curriculum"),
+    ("Aldous Huxley", "{{smaller|(for ''After Many a Summer Dies the Swan'')}}",
+     "1939 James Tait Black Memorial Prize (for After Many a Summer Dies the Swan)"),
+    ("Alchemy", "{{sc|ad}}", "after suppressing a revolt in Alexandria (ad 292)."),
+    ("ASCII", "{{mdashb}}readily",
+     "An intermediate order—readily implemented—converts uppercase letters to lowercase before "
+     "comparing ASCII values."),
+    ("A", "{{angbr|a}} represents",
+     "In modern English orthography, the letter ⟨a⟩ represents seven different vowel sounds:"),
+    # the older {{ill|language|local title|...}} form
+    ("Arthur Schopenhauer", "({{ill|de|Gymnasium Ernestinum Gotha|",
+     "He dedicated himself wholly to studies at the Gotha gymnasium (Gymnasium Ernestinum Gotha) "
+     "in Saxe-Gotha-Altenburg,"),
+    ("Achilles", "{{HMS|Ajax|22|6}}",
+     "It became famous for its part in the Battle of the River Plate, alongside Ajax (22) and "
+     "Exeter (68)."),
+    ("rnli_stations", "(ALBs): {{Lbb|Mersey}}",
+     "All weather lifeboats (ALBs): Mersey, Severn, Shannon, Tamar, Trent and Tyne"),
+    ("rnli_stations", "(ILBs): {{Lbc|D|IB1}}",
+     "Inshore lifeboats (ILBs): D-class (IB1), Atlantic 75, Atlantic 85 and E-class"),
+    # {{sfn}} stays dropped, and so does the gap it leaves: Staline"),{{sfn|...}} and in his
+    ("Animal Farm", '"),{{sfn|Davison|2000|p=}} and',
+     'Orwell described Animal Farm as a satirical tale against Stalin ("un conte satirique '
+     'contre Staline"), and in his essay "Why I Write" (1946), wrote that'),
+]
+
+
+@pytest.fixture(scope="module")
+def all_raw(raw_articles, dump) -> dict[str, str]:
+    return {**raw_articles, **dump}
+
+
+@pytest.fixture(scope="module")
+def all_cleaned(cleaned_raw, cleaned_dump) -> dict[str, list]:
+    return {**cleaned_raw, **cleaned_dump}
+
+
+@needs_sample
+@pytest.mark.parametrize("article, template, sentence", REAL_TEMPLATE_SENTENCES,
+                         ids=[f"{a}:{t[:24]}" for a, t, _ in REAL_TEMPLATE_SENTENCES])
+def test_text_templates_render_in_real_sentences(all_raw, all_cleaned, article, template,
+                                                 sentence):
+    assert template in all_raw[article]
+    assert [t for t in texts(all_cleaned[article]) if sentence in t] != []
+
+
+@needs_sample
+def test_text_templates_inside_an_infobox_stay_dropped(all_raw, all_cleaned):
+    # |death_date = {{nowrap|{{death date and age|2012|2|16|1929|8|22}}}} in the infobox only.
+    assert "{{nowrap|{{death date and age|2012|2|16|1929|8|22}}}}" in all_raw["Harry-McPherson"]
+    mcpherson = texts(all_cleaned["Harry-McPherson"])
+    assert not any("(aged 82)" in t or "16 February 2012" in t for t in mcpherson)
+    assert mcpherson[0].startswith("Harry Cummings McPherson, Jr. (August 22, 1929 – February "
+                                   "16, 2012) served as counsel")
+
+
+@needs_sample
+def test_named_arguments_never_reach_the_text(all_cleaned):
+    option = re.compile(r"\b(?:df|mf|abbr|lc|sp|adj|lk|disp|italic|order|sigfig|lead|e|u)=")
+    leaked = [t for ps in all_cleaned.values() for t in texts(ps) if option.search(t)]
+    assert leaked == []
+
+
+@pytest.mark.parametrize(
+    "wikitext, expected",
+    [
+        # convert/cvt: the value as written (thousands separated) and the input unit, spelled
+        # out unless abbreviated; nothing converted
+        ("At {{convert|52419|sqmi|km2}}, Alabama is large.",
+         "At 52,419 square miles, Alabama is large."),
+        ("At {{cvt|52419|sqmi|km2}}.", "At 52,419 sq mi."),
+        ("{{convert|10|to|20|km}} and {{convert|10|-|20|km|abbr=on}}",
+         "10 to 20 kilometres and 10–20 km"),
+        ("a {{convert|10|to|20|km|adj=on}} walk of {{convert|1|mi|km}}",
+         "a 10-to-20-kilometre walk of 1 mile"),
+        ("a {{convert|600000|sqft|m2|adj=on}} hall", "a 600,000-square-foot hall"),
+        ("{{convert|6|ft|2|in|cm}} tall", "6 feet 2 inches tall"),
+        ("{{convert|20|C|F}}, {{convert|20|C|F|abbr=off}}", "20 °C, 20 degrees Celsius"),
+        ("{{convert|5|e6acre|e6ha}}; {{convert|3|Moilbbl/d}}",
+         "5 million acres; 3 million barrels per day"),
+        ("{{convert|1000|m|comma=off}}, {{convert|1000|m|sp=us}}, {{convert|1+1/2|mi}}",
+         "1000 metres, 1,000 meters, 1 1/2 miles"),
+        # an unknown unit as written; no value (or a computed one) -> dropped
+        ("{{convert|7|zorps}}, then {{convert||km}}{{convert|{{#expr:2*3}}|km}}.",
+         "7 zorps, then."),
+        ("{{formatnum:1234567.5}}", "1,234,567.5"),
+        # dates: day first unless the call asks for month first; no age counted to today
+        ("born {{birth date|1952|3|11}}", "born 11 March 1952"),
+        ("born {{birth date|mf=yes|1905|02|02}}", "born February 2, 1905"),
+        ("born {{Birth date and age|df=yes|1989|7|23}}", "born 23 July 1989"),
+        ("died {{death date and age|2012|2|16|1929|8|22}}", "died 16 February 2012 (aged 82)"),
+        ("founded {{start date|1997-05-16}}, {{start date and age|1883}}, {{end date|2001|5}}",
+         "founded 16 May 1997, 1883, May 2001"),
+        ("{{dts|2001|3|1}}, {{dts|2001-03-01|format=mdy}}, {{dts|||1810}}",
+         "1 March 2001, March 1, 2001, 1810"),
+        ("{{date|2016-05-01}} and {{date}} today", "1 May 2016 and today"),
+        ("{{as of|2016}}, {{as of|2016|5|lc=y}}, {{as of|2016|5|12|df=US}}, "
+         "{{as of|2010|since=y}}", "As of 2016, as of May 2016, As of May 12, 2016, Since 2010"),
+        ("{{circa|1900}}, {{c.|1900}}, {{fl.|1200}}", "c. 1900, c. 1900, fl. 1200"),
+        ("the {{ordinal|1}}, {{ordinal|12}}, {{ordinal|22}} and {{ordinal|103}}",
+         "the 1st, 12th, 22nd and 103rd"),
+        # names, foreign text, typography
+        ("{{lang-fr|texte}}, {{lang-xx-unknown|text}}, {{lang|de|Wort|italic=no}}",
+         "French: texte, text, Wort"),
+        ("{{abbr|NASA|National Aeronautics and Space Administration}} by "
+         "{{sortname|Ada|Lovelace}}", "NASA by Ada Lovelace"),
+        ("{{ill|Hans Meier|de|Johann Meier}} and {{ill|A|de|B|lt=the A}}",
+         "Hans Meier and the A"),
+        ("{{GBP|3}}, {{€|4}}, {{USD|5}}", "£3, €4, US$5"),
+        ("{{frac|1|2}}, {{frac|1|1|2}}, {{mvar|x}}, {{math|1=x = 2}}", "1/2, 1 1/2, x, x = 2"),
+        ("{{USS|Hornet|CV-12}}", "USS Hornet (CV-12)"),
+        ("7{{nbsp}}September{{snd}}''GQ''{{'}}s critic", "7 September – GQ's critic"),
+        # names compare as MediaWiki compares them, and case-insensitively
+        ("{{Birth_date|1952|3|11}}, {{ BIRTH  DATE |1952|3|11}}, {{Template:Nowrap|x}}",
+         "11 March 1952, 11 March 1952, x"),
+    ],
+)
+def test_text_templates(wikitext, expected):
+    assert clean(wikitext) == [expected]
+
+
+def test_nested_text_templates():
+    # allowed in allowed: rendered; dropped in allowed: dropped; allowed in dropped: dropped
+    text = "{{nowrap|{{convert|10|km}} away}} and {{nowrap|a{{sfn|x}} b}}{{efn|{{nowrap|n}}}}."
+    assert clean(text) == ["10 kilometres away and a b."]
+    # nested deeper than MAX_TEMPLATE_NESTING: the deep part is dropped, nothing raises
+    deep = "{{nowrap|" * (MAX_TEMPLATE_NESTING + 5) + "deep" + "}}" * (MAX_TEMPLATE_NESTING + 5)
+    assert clean(f"Before {deep} after.") == ["Before after."]
+
+
+def test_named_arguments_are_options_not_text():
+    text = ("{{birth date|df=yes|1952|3|11}}; {{lang|fr|texte|italic=no}}; "
+            "{{convert|1|km|abbr=on|lk=on}}; {{nowrap|df=y}}{{nowrap|1=a=b}}")
+    assert clean(text) == ["11 March 1952; texte; 1 km; a=b"]
+
+
+@pytest.mark.parametrize(
+    "wikitext, expected",
+    [
+        ("Lifeboats: {{x|a}}, {{x|b}}, {{x|c}} and {{x|d}}.", "Lifeboats: and."),
+        ("the city{{efn|x}}, which lies", "the city, which lies"),
+        ("in groups: {{a}}, {{b}}.", "in groups."),
+        ("a {{x}} b and foo{{x}}bar", "a b and foobar"),
+        ("Medicus {{x}}. Next", "Medicus. Next"),
+        ("{{x}}, sales rose.", "sales rose."),
+        ("Kristeva ({{IPA-fr|x}}; {{lang-bg|y}}; born 1941)", "Kristeva (Bulgarian: y; born 1941)"),
+        ("Let v be <math>v</math>. Text <ref>a</ref>. More <ref name=x/>, and",
+         "Let v be. Text. More, and"),
+        # real punctuation away from a dropped template stays as written
+        ("the . operator , or ; and ... c . . . d: e {{x}}, f",
+         "the . operator , or ; and ... c . . . d: e, f"),
+    ],
+)
+def test_punctuation_left_by_dropped_templates_is_tidied(wikitext, expected):
+    assert clean(wikitext) == [expected]
+
+
+@needs_sample
+def test_real_punctuation_is_not_tidied(all_cleaned):
+    # (others, including the No.&nbsp;2, did not shift ,&nbsp;(comma) or .&nbsp;(full stop)
+    ascii_text = " ".join(texts(all_cleaned["ASCII"]))
+    assert "did not shift , (comma) or . (full stop)" in ascii_text
+    # "the best way to learn an algorithm is to try it . . . immediately take pen and paper
+    assert "to try it . . . immediately take pen" in " ".join(texts(all_cleaned["Algorithm"]))
 
 
 def test_bench_helper_reports_both_rates():

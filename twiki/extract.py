@@ -41,7 +41,7 @@ from .wikitext import clean_wikitext
 log = logging.getLogger("twiki")
 
 # Bump when the cleaning or the row layout changes: snapshots made before are rebuilt.
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 SCHEMA = pa.schema([
     pa.field("page_id", pa.int64(), nullable=False),
