@@ -8,7 +8,7 @@ MONTH   ?=
 MIRROR  ?=
 WORKERS ?= 1
 SAMPLE_MIRROR := data/sample/mirror
-SAMPLE_MONTH  := 2016-05
+SAMPLE_MONTH  := 2016-06
 
 .PHONY: help install test demo snapshot bench clean
 
@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2 --no-diff
+	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2
 	$(BIN)/python -m pipelines.show_snapshot --month $(SAMPLE_MONTH)
 
 snapshot: $(STAMP)

@@ -26,7 +26,7 @@ def test_default_month_is_last_calendar_month():
 def test_cron_builds_and_logs(tmp_path, mirror):
     res = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "106 articles" in res.stdout
+    assert "117 articles" in res.stdout
     runs = [json.loads(line) for line in (tmp_path / "logs" / "cron.jsonl").read_text().splitlines()]
     assert runs[-1]["outcome"] == "built" and runs[-1]["month"] == "2016-05"
     log = (tmp_path / "logs" / runs[-1]["log"]).read_text()
