@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
-from twiki.errors import InputError
+from twiki.errors import InputError, TwikiError
 from twiki.executors import LocalExecutor
 from twiki.facts import (FactsConfig, RunOptions, build_facts, build_mapping, normalize_title,
                          shard_array)
@@ -356,15 +356,25 @@ def test_same_bytes_whatever_the_chunking_and_workers(tmp_path, suffix):
     assert whole.manifest["rows"] == 119 * 60
 
 
-def test_dump_folder_and_default_run(tmp_path):
+def test_the_months_downloaded_dump_is_found(tmp_path, mirror):
+    """No --dump: the Wikidata run that `twiki download` fetched for the month (the sample
+    mirror's real-entity dump), identified by the checksums the download verified."""
+    from twiki.download import download_wikidata
     root = DataRoot(tmp_path / "data")
-    run = root.root / "raw" / "wikidatawiki" / "20150509"
-    run.mkdir(parents=True)
-    write_dump(run / "wikidata-20150509-all.json.gz", entities("wbgetentities-Douglas-Adams.json"))
-    other = root.root / "raw" / "wikidatawiki" / "20150301"
-    other.mkdir(parents=True)
-    write_dump(other / "wikidata-20150301-all.json.gz", entities("wbgetentities-Q1.json"))
-    res = build_facts("2015-05", data_root=root, config=FactsConfig(shards=2), options=SMALL)
+    with pytest.raises(TwikiError, match="twiki download --month 2016-05"):
+        build_facts("2016-05", data_root=root, config=FactsConfig(shards=2), options=SMALL)
+    download_wikidata("2016-05", mirrors=[str(mirror)], data_root=root)
+    res = build_facts("2016-05", data_root=root, config=FactsConfig(shards=2), options=SMALL)
+    dump = res.manifest["inputs"]["dump"][0]
+    assert dump["name"].startswith("wikidata-2016") and dump["sha1"] and "sha256" not in dump
+    assert res.manifest["rows"] > 0 and res.manifest["report"]["counts"]["bad_lines"] == 0
+
+
+def test_a_dump_folder(tmp_path):
+    folder = tmp_path / "wikidatawiki" / "20150509"
+    folder.mkdir(parents=True)
+    write_dump(folder / "wikidata-20150509-all.json.gz", entities("wbgetentities-Douglas-Adams.json"))
+    res = build(tmp_path, "2015-05", folder)
     assert {r["subject"] for r in facts_of(res)} == {"Q42"}
     assert res.manifest["inputs"]["dump"][0]["name"] == "wikidata-20150509-all.json.gz"
 

@@ -32,11 +32,10 @@ import shutil
 import time
 import unicodedata
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import orjson
@@ -44,12 +43,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (PARQUET_OPTIONS, ArtifactBuild, ShardWriter, file_sha256, read_manifest,
+from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest,
                         require_artifact, shard_of, sum_counts)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
-from .wikidata import (DumpChunk, DumpFormatError, aliases_of, best_statements, check_entity,
+from .wikidata import (DumpChunk, DumpFormatError, aliases_of, check_entity,
                        description_of, entities_of, iter_chunk_pieces, iter_owned_lines,
                        label_of, normalize_amount, plan_chunks, read_document, render_time,
                        sitelink_title, time_key, unit_qid)
@@ -160,9 +159,12 @@ class RunOptions:
     """Compressed MB of dump per map task (cut at gzip members / bz2 blocks / newlines)."""
     partitions: int = 64
     """Object-QID partitions of the label join; more partitions, less memory per join task
-    (at full Wikidata scale use ~256: labels of ~110M items are spread over them)."""
-    spill_rows: int = 50_000
+    (for a full Wikidata dump use 256: ~400k labels and ~600k statements a partition)."""
+    spill_rows: int = 20_000
     """Rows a map task buffers before writing them out: bounds its memory."""
+    compress_work: bool = False
+    """LZ4-compress the work files: ~3x less disk (a full dump's shuffle is tens of GB
+    uncompressed), at ~1.5 s more CPU per GB of facts."""
     keep_work: bool = False
     """Keep data/work/facts/... after publishing."""
 
@@ -200,21 +202,17 @@ DUMP_PATTERNS = ("*all.json", "*all.json.gz", "*all.json.bz2")
 
 def resolve_dump(dump, data_root: DataRoot, month: str) -> list[Path]:
     """The dump file(s) to read: `dump` may be a file, a folder holding a `*all.json[.gz|.bz2]`
-    file, a list of files (e.g. API responses), or None for the data root's raw Wikidata run
-    nearest to the month's first day."""
+    file, a list of files (e.g. API responses), or None for the month's download
+    (data/raw/wikidatawiki/entities/<YYYYMMDD>/, chosen by twiki.download)."""
     if dump is None:
-        base = data_root.root / "raw" / "wikidatawiki"
-        runs = sorted(p for p in base.glob("[0-9]" * 8) if p.is_dir()) if base.exists() else []
-        if not runs:
-            raise TwikiError(f"no Wikidata dump for {month} under {base}: download one into "
-                             f"{base}/<YYYYMMDD>/ or pass the dump file with --dump PATH")
-        y, m = map(int, month.split("-"))
-        first = date(y, m, 1)
-
-        def distance(p: Path) -> tuple[int, str]:
-            d = date(int(p.name[:4]), int(p.name[4:6]), int(p.name[6:]))
-            return abs((d - first).days), p.name
-        return resolve_dump(min(runs, key=distance), data_root, month)
+        from .download import find_downloaded_wikidata
+        folder = find_downloaded_wikidata(data_root, month)
+        if folder is None:
+            raise TwikiError(f"no downloaded Wikidata dump for {month} under "
+                             f"{data_root.root / 'raw' / 'wikidatawiki' / 'entities'}: run "
+                             f"`twiki download --month {month}` (it fetches the Wikidata dump "
+                             f"nearest the month) or pass the dump with --dump PATH")
+        return resolve_dump(folder, data_root, month)
     if isinstance(dump, (list, tuple)):
         paths = [Path(p) for p in dump]
     else:
@@ -234,17 +232,24 @@ def resolve_dump(dump, data_root: DataRoot, month: str) -> list[Path]:
     return paths
 
 
+def _download_checksums(folder: Path) -> dict[str, dict]:
+    """Checksums the download stage verified, by file name ({} when it did not fetch it)."""
+    try:
+        from .download import WIKIDATA_JOB, read_download_manifest
+        manifest = read_download_manifest(folder, WIKIDATA_JOB)
+    except (TwikiError, ImportError, OSError, ValueError):
+        return {}
+    return {f["name"]: f for f in manifest.get("files", []) if isinstance(f, dict)}
+
+
 def _dump_inputs(paths: list[Path]) -> list[dict]:
-    """What identifies the dump in the artifact key: a checksum from the download's manifest
-    when there is one, else sha256 of files up to 1 GB, else size and mtime."""
+    """What identifies the dump in the artifact key: the checksum the download verified when
+    there is one, else sha256 of files up to 1 GB, else size and mtime."""
     out = []
     for p in paths:
         st = p.stat()
         entry = {"name": p.name, "size": st.st_size}
-        manifest = read_manifest(p.parent)
-        known = None
-        if manifest:
-            known = next((f for f in manifest.get("files", []) if f.get("name") == p.name), None)
+        known = _download_checksums(p.parent).get(p.name)
         if known and (known.get("sha1") or known.get("md5")):
             entry.update({k: known[k] for k in ("sha1", "md5") if known.get(k)})
         elif st.st_size <= 1 << 30:
@@ -273,61 +278,88 @@ def shard_array(keys: np.ndarray, shards: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Partitioned work files: one Parquet file per kind, one row group per partition per spill,
-# with an index {partition: [row groups]} in the task's JSON sidecar (written last).
+# Partitioned work files: Arrow IPC files (LZ4) with one record batch per partition per spill;
+# the batch index {partition: [batches]} lives in the task's JSON sidecar, written last. IPC
+# rather than Parquet: a batch is written and read back without encoding, and thousands of
+# small batches cost little.
 
 class _PartitionedWriter:
-    def __init__(self, path: Path, schema: pa.Schema):
+    def __init__(self, path: Path, schema: pa.Schema, compress: bool = False):
         self.path, self.schema = path, schema
         self.tmp = path.with_name(f".{path.name}.tmp")
-        self.writer: pq.ParquetWriter | None = None
+        options = pa.ipc.IpcWriteOptions(compression="lz4" if compress else None)
+        self.writer = pa.ipc.new_file(self.tmp, schema, options=options)
         self.index: dict[int, list[int]] = {}
-        self.groups = 0
+        self.batches = 0
         self.rows = 0
 
     def write(self, table: pa.Table, parts: np.ndarray) -> None:
         if table.num_rows == 0:
             return
         order = np.argsort(parts, kind="stable")
-        table = table.take(pa.array(order))
+        table = table.take(pa.array(order)).combine_chunks()
         parts = parts[order]
         bounds = np.flatnonzero(np.diff(parts)) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(parts)]))
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="lz4")
+        batch = table.to_batches()[0]
         for a, b in zip(starts.tolist(), ends.tolist()):
-            self.writer.write_table(table.slice(a, b - a), row_group_size=b - a)
-            self.index.setdefault(int(parts[a]), []).append(self.groups)
-            self.groups += 1
+            self.writer.write_batch(batch.slice(a, b - a))
+            self.index.setdefault(int(parts[a]), []).append(self.batches)
+            self.batches += 1
         self.rows += table.num_rows
 
     def close(self) -> dict:
-        if self.writer is None:
-            pq.write_table(self.schema.empty_table(), self.tmp)
-        else:
-            self.writer.close()
+        self.writer.close()
         os.replace(self.tmp, self.path)
         return {"file": self.path.name, "rows": self.rows,
                 "index": {str(k): v for k, v in self.index.items()}}
 
 
+# Readers and sidecars stay open across the tasks a worker runs (a reduce task reads a batch
+# from every map file: reopening them each time was most of its cost). Plain file reads, not
+# memory maps: mapped pages would stay resident and make memory grow with the dump.
+_OPEN: "OrderedDict[str, object]" = OrderedDict()
+MAX_OPEN = 256   # well under the usual 1024 open files
+
+
+def _cached(path: str, make):
+    """`make()` for a work file, kept open; keyed by the file's identity too, so that a worker
+    that lives on (Ray, a persistent pool) never reads a stale copy from an earlier run."""
+    st = os.stat(path)
+    key = f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0{st.st_ino}"
+    if key in _OPEN:
+        _OPEN.move_to_end(key)
+        return _OPEN[key]
+    while len(_OPEN) >= MAX_OPEN:
+        _OPEN.popitem(last=False)
+    _OPEN[key] = value = make()
+    return value
+
+
+def _release_memory() -> None:
+    """Hand freed Arrow memory back to the OS at the end of a task: pyarrow's default
+    allocator (mimalloc) otherwise keeps it, and a worker's RSS creeps up with the dump."""
+    pa.default_memory_pool().release_unused()
+
+
 def _read_parts(work: Path, sidecars: Sequence[str], kind: str, part: int,
-                schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+                schema: pa.Schema) -> pa.Table:
     """Every row of one partition of one kind, from all tasks' work files, in task order."""
-    tables = []
+    batches = []
     for name in sidecars:
-        info = json.loads((work / name).read_text())["files"].get(kind)
+        side = _cached(str(work / name), lambda: json.loads((work / name).read_text()))
+        info = side["files"].get(kind)
         if not info:
             continue
         groups = info["index"].get(str(part))
         if groups:
-            pf = pq.ParquetFile(work / info["file"])
-            tables.append(pf.read_row_groups(groups, columns=columns))
-    if not tables:
-        return (schema if columns is None else pa.schema([schema.field(c) for c in columns])
-                ).empty_table()
-    return pa.concat_tables(tables)
+            path = str(work / info["file"])
+            reader = _cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
+            batches.extend(reader.get_batch(i) for i in groups)
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -356,13 +388,14 @@ def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
 class MapTask:
     chunk: DumpChunk
     work: str
-    name: str            # "map-00003": its files are map-00003.<kind>.parquet + .json
+    name: str            # "map-00003": its files are map-00003.<kind>.arrow + .json
     wiki: str
     language: str
     require_sitelink: bool
     shards: int
     partitions: int
     spill_rows: int
+    compress: bool = False
 
 
 class _Buffer:
@@ -395,7 +428,7 @@ class _MapRows:
     def __init__(self, task: MapTask, prefix: Path):
         self.task = task
         self.lang = task.language
-        w = {k: _PartitionedWriter(prefix.with_name(f"{prefix.name}.{k}.parquet"), s)
+        w = {k: _PartitionedWriter(prefix.with_name(f"{prefix.name}.{k}.arrow"), s, task.compress)
              for k, s in (("labels", W_LABELS), ("stmts", W_STMTS), ("direct", W_STMTS),
                           ("entities", W_ENTITIES), ("props", W_PROPS))}
         self.writers = w
@@ -469,18 +502,24 @@ class _MapRows:
             claims = e.get("statements")
         if not claims or not isinstance(claims, dict):
             return
-        counts, skipped = self.counts, self.skipped_values
+        skipped = self.skipped_values
         to_join, direct = self.stmts.append, self.direct.append
+        n_all = n_best = n_facts = 0
         for pid, statements in claims.items():
-            rank, best = best_statements(statements)
-            counts["statements"] += len(statements)
-            counts["statements_best_rank"] += len(best)
+            n_all += len(statements)
+            rank = "normal"   # best rank: preferred if the property has any, else normal
+            for s in statements:
+                if s.get("rank") == "preferred":
+                    rank = "preferred"
+                    break
             p = int(pid[1:])
-            for i, s in enumerate(best):
+            for i, s in enumerate(statements):
+                if s.get("rank", "normal") != rank:
+                    continue
+                n_best += 1
                 m = s.get("mainsnak") or {}
-                snaktype = m.get("snaktype")
-                if snaktype != "value":
-                    skipped[snaktype or "no_snaktype"] += 1
+                if m.get("snaktype") != "value":
+                    skipped[m.get("snaktype") or "no_snaktype"] += 1
                     continue
                 dv = m.get("datavalue") or {}
                 vtype = dv.get("type")
@@ -538,7 +577,11 @@ class _MapRows:
                 else:
                     direct((num, p, sid, rank, vt, datatype, value, text, obj, unit, precision,
                             ord_))
-                counts["facts"] += 1
+                n_facts += 1
+        counts = self.counts
+        counts["statements"] += n_all
+        counts["statements_best_rank"] += n_best
+        counts["facts"] += n_facts
 
     def close(self) -> dict:
         for b in (self.labels, self.stmts, self.direct, self.entities, self.props):
@@ -615,6 +658,8 @@ def map_chunk(task: MapTask) -> dict:
               "counts": dict(rows.counts), "skipped_values": dict(rows.skipped_values),
               "skipped_entities": dict(rows.skipped_entities), "bad": rows.bad,
               "redirects": rows.redirects, "seconds": round(seconds, 3)}
+    del rows
+    _release_memory()
     tmp = sidecar.with_name(f".{sidecar.name}.tmp")
     tmp.write_text(json.dumps({"files": files, "report": report}))
     os.replace(tmp, sidecar)
@@ -633,35 +678,69 @@ class JoinTask:
     shards: int
 
 
+def _iter_parts(work: Path, sidecars: Sequence[str], kind: str, part: int):
+    """The record batches of one partition of one kind, one at a time (task order)."""
+    for name in sidecars:
+        side = _cached(str(work / name), lambda: json.loads((work / name).read_text()))
+        info = side["files"].get(kind)
+        groups = info["index"].get(str(part)) if info else None
+        if groups:
+            path = str(work / info["file"])
+            reader = _cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
+            for i in groups:
+                yield reader.get_batch(i)
+
+
+def _grouped(batches, schema: pa.Schema, rows: int = 16384):
+    """Tables of consecutive batches, about `rows` rows each (few calls, bounded memory)."""
+    group, n = [], 0
+    for b in batches:
+        group.append(b)
+        n += b.num_rows
+        if n >= rows:
+            yield pa.Table.from_batches(group, schema=schema)
+            group, n = [], 0
+    if group:
+        yield pa.Table.from_batches(group, schema=schema)
+
+
 def join_partition(task: JoinTask) -> dict:
+    """Attach labels to the statements whose object (or unit) hashes to this partition.
+
+    Only the partition's labels are held (one row per item); statements stream through batch
+    by batch, because their objects are skewed: 'instance of: human' alone is millions."""
     work = Path(task.work)
     sidecar = work / f"{task.name}.json"
     if sidecar.exists():
         return json.loads(sidecar.read_text())["report"]
     labels = _first_per_key(_read_parts(work, task.maps, "labels", task.part, W_LABELS),
                             ["qid"])
-    stmts = _read_parts(work, task.maps, "stmts", task.part, W_STMTS)
-    writer = _PartitionedWriter(work / f"{task.name}.joined.parquet", W_JOINED)
-    unlabeled = 0
-    if stmts.num_rows:
+    qids = labels.column("qid").combine_chunks()
+    label_col, alias_col = labels.column("label"), labels.column("aliases")
+    writer = _PartitionedWriter(work / f"{task.name}.joined.arrow", W_JOINED)
+    unlabeled = n_stmts = 0
+    for stmts in _grouped(_iter_parts(work, task.maps, "stmts", task.part), W_STMTS):
+        n_stmts += stmts.num_rows
         is_item = pc.equal(stmts.column("value_type"), "item")
         key = pc.if_else(is_item, stmts.column("object"), stmts.column("unit"))
-        idx = pc.index_in(key, value_set=labels.column("qid").combine_chunks())
-        label = labels.column("label").take(idx)
+        idx = pc.index_in(key, value_set=qids)
+        label = label_col.take(idx)
         text = stmts.column("text")
         qty_text = pc.if_else(pc.is_valid(label),
                               pc.binary_join_element_wise(text, label, " "), text)
         is_qty = pc.equal(stmts.column("value_type"), "quantity")
         text = pc.if_else(is_item, label, pc.if_else(is_qty, qty_text, text))
         item_idx = pc.if_else(is_item, idx, pa.scalar(None, idx.type))
-        unlabeled = int(pc.sum(pc.and_(is_item, pc.is_null(label))).as_py() or 0)
+        unlabeled += int(pc.sum(pc.and_(is_item, pc.is_null(label))).as_py() or 0)
         joined = stmts.set_column(stmts.schema.get_field_index("text"), "text", text)
-        joined = joined.append_column("object_label", labels.column("label").take(item_idx))
-        joined = joined.append_column("object_aliases", labels.column("aliases").take(item_idx))
+        joined = joined.append_column("object_label", label_col.take(item_idx))
+        joined = joined.append_column("object_aliases", alias_col.take(item_idx))
         writer.write(joined, shard_array(joined.column("subject").to_numpy(), task.shards))
     files = {"joined": writer.close()}
-    report = {"part": task.part, "labels": labels.num_rows, "statements": stmts.num_rows,
+    report = {"part": task.part, "labels": labels.num_rows, "statements": n_stmts,
               "items_without_label": unlabeled}
+    del labels, label_col, alias_col, qids
+    _release_memory()
     tmp = sidecar.with_name(f".{sidecar.name}.tmp")
     tmp.write_text(json.dumps({"files": files, "report": report}))
     os.replace(tmp, sidecar)
@@ -704,7 +783,7 @@ def reduce_shard(task: ReduceTask) -> dict:
     # One sort gives the published order and puts repeats of a statement side by side.
     stmts = _first_per_key(stmts, ["subject", "property", "statement_id"])
     duplicates = before - stmts.num_rows
-    props = pq.read_table(work / task.props)
+    props = _cached(str(work / task.props), lambda: pq.read_table(work / task.props))
     n = stmts.num_rows
     pidx = pc.index_in(stmts.column("property"), value_set=props.column("pid").combine_chunks())
     sidx = pc.index_in(stmts.column("subject"), value_set=entities.column("qid").combine_chunks())
@@ -747,8 +826,11 @@ def reduce_shard(task: ReduceTask) -> dict:
         }, schema=ENTITIES_SCHEMA)
         with ShardWriter(Path(task.entities_out), ENTITIES_SCHEMA) as w:
             w.write(ents)
-    return {"shard": task.shard, "facts": n, "entities": entities.num_rows,
-            "duplicate_statements": duplicates}
+    result = {"shard": task.shard, "facts": n, "entities": entities.num_rows,
+              "duplicate_statements": duplicates}
+    del facts, stmts, entities, direct, joined
+    _release_memory()
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,22 +880,32 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
 
 
 def _run_facts(month, paths, builds, data_root, executor, config, options, wiki) -> FactsResult:
+    _OPEN.clear()   # work files of an earlier run in this process may have had the same names
+    try:
+        return _run_facts_phases(month, paths, builds, data_root, executor, config, options,
+                                 wiki)
+    finally:
+        _OPEN.clear()
+
+
+def _run_facts_phases(month, paths, builds, data_root, executor, config, options, wiki
+                      ) -> FactsResult:
     key = builds["facts"].key
     work = data_root.work("facts", month, key[:16])
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     chunks = plan_chunks(paths, max(1, int(options.chunk_mb * 1e6)))
+    partitions = options.partitions
     maps = [MapTask(c, str(work), f"map-{c.index:05d}", wiki, config.language,
-                    config.require_sitelink, config.shards, options.partitions,
-                    options.spill_rows) for c in chunks]
+                    config.require_sitelink, config.shards, partitions,
+                    options.spill_rows, options.compress_work) for c in chunks]
     map_reports = executor.run(map_chunk, maps, desc=f"facts {month}: read dump",
                                weights=[max(c.size, 1) for c in chunks], unit="B")
     t_map = time.perf_counter()
     _check_dump_complete(paths, chunks, map_reports)
     map_names = tuple(f"{m.name}.json" for m in maps)
 
-    props = _first_per_key(pa.concat_tables(
-        [_read_parts(work, map_names, "props", 0, W_PROPS)]), ["pid"])
+    props = _first_per_key(_read_parts(work, map_names, "props", 0, W_PROPS), ["pid"])
     pq.write_table(props, work / "properties.parquet")
     if builds["properties"].pending_shards():
         table = pa.table({"property": _qids(props.column("pid"), "P"),
@@ -825,7 +917,7 @@ def _run_facts(month, paths, builds, data_root, executor, config, options, wiki)
             w.write(table)
 
     joins = [JoinTask(p, str(work), map_names, f"join-{p:05d}", config.shards)
-             for p in range(options.partitions)]
+             for p in range(partitions)]
     join_reports = executor.run(join_partition, joins, desc=f"facts {month}: object labels",
                                 unit="partition")
     t_join = time.perf_counter()
@@ -879,6 +971,8 @@ def _facts_report(chunks, map_reports, join_reports, reduce_reports, n_props) ->
     counts = sum_counts(r["counts"] for r in map_reports)
     for k in ("dump_open_bracket", "dump_close_bracket"):
         counts.pop(k, None)
+    for k in ("entities", "items", "items_kept", "properties", "facts", "bad_lines"):
+        counts.setdefault(k, 0)
     counts["facts_published"] = sum(r["facts"] for r in reduce_reports)
     counts["duplicate_statements"] = sum(r["duplicate_statements"] for r in reduce_reports)
     counts["item_objects_without_label"] = sum(r["items_without_label"] for r in join_reports)
@@ -1004,7 +1098,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         hops = pa.table({"norm": redirects.column("title").take(ridx.filter(rhit)),
                          "id": missed.column("id").filter(rhit),
                          "title": missed.column("title").filter(rhit)}, schema=W_TITLES)
-        hop_writer = _PartitionedWriter(out.with_name(out.stem + ".hops.parquet"), W_TITLES)
+        hop_writer = _PartitionedWriter(out.with_name(out.stem + ".hops.arrow"), W_TITLES)
         if hops.num_rows:
             parts = np.array([_title_part(t, task.shards) for t in
                               hops.column("norm").to_pylist()], dtype=np.int64)
@@ -1103,22 +1197,33 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         log.info("mapping %s is up to date (%d pages): nothing to do", month,
                  build.manifest["rows"])
         return MappingResult(build.final, "current", build.manifest)
+    _OPEN.clear()
+    try:
+        return _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, snap,
+                            red_files)
+    finally:
+        _OPEN.clear()
+
+
+def _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, snap, red_files
+                 ) -> MappingResult:
+    shards = build.shards
     t0 = time.perf_counter()
     work = data_root.work("mapping", month, build.key[:16])
     work.mkdir(parents=True, exist_ok=True)
-    tasks = [TitleMapTask("sitelinks", str(ents_dir), i, str(work / f"sl-{i:05d}.parquet"), shards)
+    tasks = [TitleMapTask("sitelinks", str(ents_dir), i, str(work / f"sl-{i:05d}.arrow"), shards)
              for i in range(shards)]
-    tasks += [TitleMapTask("articles", str(snap_dir), i, str(work / f"ar-{i:05d}.parquet"), shards)
+    tasks += [TitleMapTask("articles", str(snap_dir), i, str(work / f"ar-{i:05d}.arrow"), shards)
               for i in range(snap["shard_count"])]
-    tasks += [TitleMapTask("redirects", str(p), None, str(work / f"rd-{i:05d}.parquet"), shards)
+    tasks += [TitleMapTask("redirects", str(p), None, str(work / f"rd-{i:05d}.arrow"), shards)
               for i, p in enumerate(red_files)]
     executor.run(map_titles, tasks, desc=f"mapping {month}: titles", unit="shard")
     sides = tuple(Path(t.out).with_suffix(".json").name for t in tasks)
-    r1 = [TitleJoinTask(p, str(work), sides, str(work / f"j1-{p:05d}.parquet"), shards, 1)
+    r1 = [TitleJoinTask(p, str(work), sides, str(work / f"j1-{p:05d}.arrow"), shards, 1)
           for p in range(shards)]
     rep1 = executor.run(join_titles, r1, desc=f"mapping {month}: match titles", unit="part")
     sides1 = tuple(Path(t.out).with_suffix(".json").name for t in r1)
-    r2 = [TitleJoinTask(p, str(work), sides + sides1, str(work / f"j2-{p:05d}.parquet"), shards, 2)
+    r2 = [TitleJoinTask(p, str(work), sides + sides1, str(work / f"j2-{p:05d}.arrow"), shards, 2)
           for p in range(shards)]
     rep2 = executor.run(join_titles, r2, desc=f"mapping {month}: follow redirects", unit="part")
     sides2 = tuple(Path(t.out).with_suffix(".json").name for t in r2)

@@ -392,19 +392,22 @@ _PATTERNS = {BZ_BLOCK_MAGIC: _magic_patterns(BZ_BLOCK_MAGIC),
              BZ_EOS_MAGIC: _magic_patterns(BZ_EOS_MAGIC)}
 
 
-def find_magic(buf: bytes, magic: int, start_bit: int, base_bit: int = 0) -> int | None:
-    """First bit offset >= start_bit (relative to base_bit = bit offset of buf[0]) where the
-    48-bit `magic` starts, or None. The whole magic must lie inside buf."""
+def find_magic(buf: bytes, magic: int, start_bit: int, base_bit: int = 0,
+               end_bit: int | None = None) -> int | None:
+    """First bit offset in [start_bit, end_bit) (relative to base_bit = bit offset of buf[0])
+    where the 48-bit `magic` starts, or None. The whole magic must lie inside buf."""
     best = None
     rel = start_bit - base_bit
+    # only bytes that can hold a magic starting before end_bit are searched
+    stop = len(buf) if end_bit is None else min(len(buf), (end_bit - base_bit) // 8 + 7)
     for s, mid, m0, v0, m6, v6 in _PATTERNS[magic]:
         if s == 0:
-            i = buf.find(mid, max(0, -(-rel // 8)))
+            i = buf.find(mid, max(0, -(-rel // 8)), stop)
             if i >= 0 and (best is None or i * 8 < best):
                 best = i * 8
             continue
         # the magic starts in byte i-1 at bit s; its full bytes are buf[i:i+5]
-        i = buf.find(mid, max(1, (rel - s) // 8 + 1))
+        i = buf.find(mid, max(1, (rel - s) // 8 + 1), stop)
         while i >= 0:
             bit = (i - 1) * 8 + s
             if best is not None and bit >= best:
@@ -413,8 +416,10 @@ def find_magic(buf: bytes, magic: int, start_bit: int, base_bit: int = 0) -> int
                     and (buf[i + 5] & m6) == v6):
                 best = bit
                 break
-            i = buf.find(mid, i + 1)
-    return None if best is None else best + base_bit
+            i = buf.find(mid, i + 1, stop)
+    if best is None or (end_bit is not None and best + base_bit >= end_bit):
+        return None
+    return best + base_bit
 
 
 def bits_to_bytes(buf: bytes, base_bit: int, a: int, b: int) -> tuple[int, int]:
@@ -453,18 +458,23 @@ class _BitScanner:
         self.buf = self.f.read(max(byte_end - byte_start, self.window))
         self.base = byte_start
 
-    def find(self, magic: int, start_bit: int, limit_bit: int | None = None) -> int | None:
-        """First bit >= start_bit where `magic` starts (before limit_bit when given)."""
+    def find(self, magic: int, start_bit: int, limit_bit: int | None = None,
+             step: int = 1 << 18) -> int | None:
+        """First bit >= start_bit where `magic` starts (before limit_bit when given),
+        searched in steps of `step` bytes (a block is ~100-250 kB compressed)."""
         pos = start_bit // 8
         while pos < self.size:
-            self.load(pos, pos + self.window)
-            hit = find_magic(self.buf, magic, max(start_bit, self.base * 8), self.base * 8)
+            hi = min(pos + step, self.size)
+            if limit_bit is not None:
+                hi = min(hi, -(-limit_bit // 8) + 8)
+            self.load(pos, hi + 8)
+            end = hi * 8 if limit_bit is None else min(hi * 8, limit_bit)
+            hit = find_magic(self.buf, magic, max(start_bit, pos * 8), self.base * 8, end)
             if hit is not None:
-                return hit if limit_bit is None or hit < limit_bit else None
-            end = self.base + len(self.buf)
-            if end >= self.size or (limit_bit is not None and end * 8 >= limit_bit):
+                return hit
+            if hi >= self.size or (limit_bit is not None and end >= limit_bit):
                 return None
-            pos = max(end - 8, pos + 1)  # overlap: a magic may straddle the window's end
+            pos = hi
         return None
 
     def bits(self, a: int, b: int) -> tuple[int, int]:
