@@ -1,0 +1,246 @@
+"""The LM experiment: every method over a chain of months, evaluated, tabulated, plotted.
+
+For months M0, M1, ..., Mn and each method, month pair (Mi-1, Mi) trains from the method's
+previous month's run (the first from the preset's model) on Mi's diffset (or Mi's snapshot
+for `full`; month Mi-1's snapshot is replayed by mixreview), then scores the pair's probes.
+The initial model is scored on every pair too. Everything goes under data/runs/<name>/:
+  <method>/<A>_<B>/   one run folder per method and pair (twiki.lm.training)
+  initial/eval/       the starting model's scores
+  tokens/             token caches shared by all runs
+  report/             table.md, table.csv, stability_plasticity.png
+
+Presets are small TOML files in pipelines/presets/ (see tiny-sample.toml). Finished runs are
+not trained again, so rerunning a preset resumes it.
+
+    .venv/bin/python -m pipelines.lm_experiment pipelines/presets/tiny-sample.toml --build-sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from twiki.errors import ConfigError, TwikiError
+from twiki.paths import parse_month
+
+log = logging.getLogger("twiki")
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+METHOD_NAMES = ("full", "diff", "lora", "recadam", "mixreview", "kadapter")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """An experiment: a model, a chain of months, methods, and their settings."""
+
+    name: str
+    """Names the experiment's folder, <data_root>/runs/<name>/."""
+    model: str
+    """The starting model: a Hugging Face name or folder, or a twiki run ({data} expands)."""
+    months: tuple[str, ...]
+    """The chain of months, oldest first (YYYY-MM); at least two."""
+    methods: tuple[str, ...] = METHOD_NAMES
+    """Methods to run, each over the whole chain."""
+    wiki: str = "enwiki"
+    """The wiki whose diffsets and snapshots are read."""
+    data_root: str = "data"
+    """The artifact root ({data} in the path templates)."""
+    diffset: str = "{data}/diffsets/{wiki}/{a}_{b}"
+    """Where the diffset of months a -> b is."""
+    snapshot: str = "{data}/snapshots/{wiki}/{b}"
+    """Where month b's snapshot is (the `full` method's text)."""
+    replay: str = "{data}/snapshots/{wiki}/{a}"
+    """Earlier-month text that mixreview replays while training on a -> b."""
+    probes: str = "{data}/probes/{a}_{b}"
+    """Where the probes of months a -> b are."""
+    evaluate_initial: bool = True
+    """Score the starting model on every pair (the paper's "Initial" row)."""
+    train: dict = field(default_factory=dict)
+    """TrainConfig settings for every run."""
+    method_train: dict = field(default_factory=dict)
+    """Per-method TrainConfig settings ({method: {setting: value}}) over `train`."""
+    eval: dict = field(default_factory=dict)
+    """EvalConfig settings (scoring, batch_size, ...)."""
+
+    def __post_init__(self) -> None:
+        if len(self.months) < 2:
+            raise ConfigError("an experiment needs at least two months (one month pair)")
+        for m in self.months:
+            parse_month(m)
+        if list(self.months) != sorted(set(self.months)):
+            raise ConfigError(f"months must be distinct and oldest first: {list(self.months)}")
+        bad = [m for m in self.methods if m not in METHOD_NAMES]
+        if bad or not self.methods:
+            raise ConfigError(f"unknown method(s) {bad}; choose from {', '.join(METHOD_NAMES)}")
+        for key in ("run_dir", "model", "train_data", "method", "replay_data"):
+            if key in self.train or any(key in v for v in self.method_train.values()):
+                raise ConfigError(f"[train] cannot set {key}: the experiment decides it")
+
+    def path(self, template: str, a: str, b: str) -> str:
+        return template.format(data=self.data_root, wiki=self.wiki, a=a, b=b)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.data_root) / "runs" / self.name
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(zip(self.months, self.months[1:]))
+
+
+def load_preset(path: str | Path, **overrides: Any) -> ExperimentConfig:
+    """An ExperimentConfig from a TOML preset (a path, or a name in pipelines/presets/)."""
+    p = Path(path)
+    if not p.exists() and (PRESETS / f"{path}.toml").exists():
+        p = PRESETS / f"{path}.toml"
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no preset {path}: give a TOML file or one of "
+                          f"{sorted(x.stem for x in PRESETS.glob('*.toml'))}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"preset {p} is not valid TOML: {e}") from None
+    paths = raw.pop("paths", {})
+    train = dict(raw.pop("train", {}))
+    method_train = {m: train.pop(m) for m in list(train) if m in METHOD_NAMES}
+    known = {"name", "model", "months", "methods", "wiki", "data_root", "evaluate_initial", "eval"}
+    unknown = set(raw) - known
+    unknown |= {f"paths.{k}" for k in paths if k not in ("diffset", "snapshot", "replay", "probes")}
+    if unknown:
+        raise ConfigError(f"preset {p}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kw = {**raw, **paths, "train": train, "method_train": method_train}
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    for k in ("months", "methods"):
+        if k in kw:
+            kw[k] = tuple(kw[k])
+    try:
+        return ExperimentConfig(**kw)
+    except TypeError as e:
+        raise ConfigError(f"preset {p}: {e}") from None
+
+
+def run_experiment(cfg: ExperimentConfig) -> dict:
+    """Train and evaluate every method over the chain, then write the report; returns the
+    report's paths and rows. Finished runs and evaluations are reused."""
+    from twiki.lm import EvalConfig, TrainConfig, evaluate, train, write_report
+    from twiki.lm.report import table_row
+
+    folder = cfg.folder
+    cache = str(folder / "tokens")
+    start_model = cfg.model.format(data=cfg.data_root)
+    eval_opts = dict(cfg.eval)
+    # The initial model is not a run: give it the runs' held-out pages and block length.
+    for key in ("heldout_permille", "block_size"):
+        if key in cfg.train:
+            eval_opts.setdefault(key, cfg.train[key])
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+
+    def scored(model: str, a: str, b: str, out: Path, fresh_after: float) -> dict:
+        if out.exists() and out.stat().st_mtime >= fresh_after:
+            return json.loads(out.read_text())
+        ev = evaluate(EvalConfig(model=model, probes=cfg.path(cfg.probes, a, b), label=f"{a}_{b}",
+                                 heldout_data=cfg.path(cfg.diffset, a, b), cache_dir=cache,
+                                 out=str(out), **eval_opts))
+        return ev.to_dict()
+
+    if cfg.evaluate_initial:
+        for a, b in cfg.pairs:
+            ev = scored(start_model, a, b, folder / "initial" / "eval" / f"{a}_{b}.json", 0.0)
+            rows.append(table_row("initial", f"{a}_{b}", ev, None))
+    for method in cfg.methods:
+        prev = start_model
+        for a, b in cfg.pairs:
+            run_dir = folder / method / f"{a}_{b}"
+            settings = {**cfg.train, **cfg.method_train.get(method, {})}
+            tc = TrainConfig.from_dict({
+                **settings, "run_dir": str(run_dir), "model": prev, "method": method,
+                "train_data": cfg.path(cfg.snapshot if method == "full" else cfg.diffset, a, b),
+                "replay_data": [cfg.path(cfg.replay, a, b)] if method == "mixreview" else [],
+                "cache_dir": settings.get("cache_dir", cache)})
+            tr = train(tc)
+            result_time = (run_dir / "result.json").stat().st_mtime
+            ev = scored(str(run_dir), a, b, run_dir / "eval" / f"{a}_{b}.json", result_time)
+            rows.append(table_row(method, f"{a}_{b}", ev, tr.to_dict()))
+            prev = str(run_dir)
+    order = {p: i for i, p in enumerate(f"{a}_{b}" for a, b in cfg.pairs)}
+    rows.sort(key=lambda r: order[r["pair"]])  # stable: initial first, then methods in order
+    paths = write_report(rows, folder / "report")
+    (folder / "report" / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    log.info("experiment %s: %d rows in %.1f s; report in %s", cfg.name, len(rows),
+             time.perf_counter() - t0, folder / "report")
+    return {"rows": rows, **paths}
+
+
+def build_sample(data_root: str | Path, *, size: str = "tiny", base_steps: int = 800,
+                 block_size: int = 128) -> Path:
+    """The demo's inputs under <data_root>/lm-sample/: the sample month pair (pipelines.bench_lm),
+    a locally trained tokenizer, and a tiny GPT-2 pretrained on month A's snapshot (the
+    "initial" model, as TemporalWiki starts from GPT-2 trained up to its first month)."""
+    from pipelines.bench_lm import (
+        build_model,
+        build_sample_pair,
+        build_tokenizer,
+        sample_texts,
+    )
+    from twiki.lm import TrainConfig, train
+
+    root = Path(data_root) / "lm-sample"
+    sp = build_sample_pair(root, articles=None, max_paragraphs=None)
+    if not (root / "tokenizer" / "tokenizer.json").exists():
+        build_tokenizer(sample_texts(sp), root / "tokenizer", vocab_size=1024)
+    if not (root / f"gpt2-{size}" / "config.json").exists():
+        build_model(root / "tokenizer", root / f"gpt2-{size}", size)
+    train(TrainConfig(run_dir=str(root / "base"), model=str(root / f"gpt2-{size}"),
+                      train_data=str(sp.snapshot_a), method="full", block_size=block_size,
+                      micro_batch_size=8, max_steps=base_steps, learning_rate=3e-3, warmup=0.05,
+                      lr_schedule="cosine", cache_dir=str(root / "tokens"), save_every=10**9,
+                      log_every=50))
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipelines.lm_experiment",
+                                description=__doc__.split("\n\n")[0],
+                                epilog="example:\n  python -m pipelines.lm_experiment "
+                                       "tiny-sample --build-sample",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("preset", help="a TOML preset: a path or a name in pipelines/presets/")
+    p.add_argument("--data-root", default=None, help="artifact root (default: the preset's)")
+    p.add_argument("--methods", nargs="+", default=None, help="run only these methods")
+    p.add_argument("--build-sample", action="store_true",
+                   help="first build the sample month pair and tiny base model (tiny-sample)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; 1 is fastest for the tiny model "
+                        "on a shared machine)")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        cfg = load_preset(args.preset, data_root=args.data_root,
+                          methods=tuple(args.methods) if args.methods else None)
+        if args.build_sample:
+            build_sample(cfg.data_root)
+        res = run_experiment(cfg)
+    except TwikiError as e:
+        print(f"lm_experiment: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(Path(res["markdown"]).read_text())
+    print(f"report: {res['markdown']}, {res['csv']}, {res['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,622 @@
+"""Continued pretraining of a causal LM on one month's text (`twiki train`).
+
+Reads month B's diffset or snapshot (or any Parquet of title + text) and, for mixreview,
+earlier-month text; writes the run folder data/runs/<name>/:
+  train_config.json   the config the run was started with (a resume must match it)
+  tokens/             token caches (unless cache_dir points elsewhere)
+  checkpoint/         the resumable state, safetensors only (see checkpoint.py)
+  log.jsonl           one line per logged step: loss, lr, tokens seen, seconds
+  result.json         the finished run: steps, tokens seen, budget, time, throughput
+
+The loop reads top to bottom, nanoGPT style: setup, get_batch(step), get_lr(step) (pure),
+estimate_loss() under no_grad, then steps with logging and checkpoints. A batch is a pure
+function of (seed, step), so a resumed run replays exactly the batches it would have had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from .checkpoint import (
+    latest_checkpoint,
+    load_optimizer,
+    load_rng,
+    save_optimizer,
+    save_rng,
+    write_checkpoint,
+)
+from .data import Blocks, ConcatBlocks, collate, source_kind, tokenize_source
+from .methods import (
+    METHODS,
+    RecAdam,
+    checkpoint_kind,
+    parameter_groups,
+    replay_schedule,
+)
+from .models import (
+    base_reference,
+    build_model,
+    load_model_part,
+    load_tokenizer,
+    max_positions,
+    read_checkpoint_info,
+    resolve_start,
+    save_model_part,
+)
+
+log = logging.getLogger("twiki")
+
+# Fields that change how a run is operated, not what it computes: a resume may change them.
+OPERATIONAL = frozenset({"save_every", "log_every", "eval_every", "cache_dir", "threads",
+                         "device", "precision"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One month's continued pretraining. Defaults follow TemporalWiki's GPT-2 runs where they
+    say something (lr 1e-4, 512-token inputs, one epoch, 10% warmup then linear decay)."""
+
+    run_dir: str
+    """The run folder, data/runs/<name>/: checkpoints, logs, result."""
+    model: str
+    """Where training starts: a Hugging Face causal LM (hub name or local folder), or a twiki
+    run/checkpoint folder, which is how a chain of months goes on (C starts from B's run)."""
+    train_data: str
+    """Month B's text: a diffset or snapshot artifact folder, or Parquet with title + text."""
+    method: str = "diff"
+    """One of full, diff, lora, recadam, mixreview, kadapter (see twiki.lm.methods)."""
+    tokenizer: str | None = None
+    """Tokenizer to use; None: the starting model's (a chain keeps its first tokenizer)."""
+    replay_data: tuple[str, ...] = ()
+    """mixreview only: earlier-month text mixed into the batches (e.g. month A's snapshot)."""
+    cache_dir: str | None = None
+    """Where token caches go; None: <run_dir>/tokens. Runs that share one tokenize a month once."""
+    prepend_title: bool = True
+    """Start every document with its title line (the diffset's edited text then says whose it is)."""
+    heldout_permille: int = 10
+    """Pages (by a hash of page_id) whose text is held out of training for held-out
+    perplexity, in thousandths: 10 = 1%."""
+    block_size: int = 512
+    """Tokens per training row: TemporalWiki's GPT-2 input length."""
+    micro_batch_size: int = 8
+    """Rows per forward/backward pass."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (TemporalWiki: 8 GPUs x 8 rows = 64 rows a step)."""
+    learning_rate: float = 1e-4
+    """Peak learning rate (TemporalWiki: 1e-4)."""
+    min_lr: float = 0.0
+    """Learning rate at the end of the decay."""
+    warmup: float = 0.1
+    """Share of the steps spent warming up linearly (TemporalWiki: 10%)."""
+    lr_schedule: str = "linear"
+    """Decay after warmup: linear (TemporalWiki's WarmupDecayLR), cosine, or constant."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay of matrices (biases and norms never decay)."""
+    beta1: float = 0.9
+    """Adam's first-moment decay."""
+    beta2: float = 0.999
+    """Adam's second-moment decay."""
+    eps: float = 1e-8
+    """Adam's epsilon."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this; 0 turns clipping off."""
+    epochs: float = 1.0
+    """Passes over the month's text (TemporalWiki: 1), unless max_tokens or max_steps is set."""
+    max_tokens: int | None = None
+    """Token budget: steps = ceil(max_tokens / tokens per step). Reported with what was seen."""
+    max_steps: int | None = None
+    """Fixed number of optimizer steps (smoke tests, benchmarks); overrides the two above."""
+    seed: int = 1234
+    """Seeds data order, initial adapter weights and dropout."""
+    device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu, cuda, cuda:N."""
+    precision: str = "auto"
+    """auto (bf16-mixed on a GPU that has bf16, else fp32), fp32, bf16-mixed."""
+    threads: int | None = None
+    """torch CPU threads; None: torch's default. 1 is fastest for small models on a busy
+    machine (measured: 15x faster than 2 threads for the tiny GPT-2 on 2 shared cores)."""
+    save_every: int = 1000
+    """Steps between checkpoints (and one at the end)."""
+    log_every: int = 10
+    """Steps between log lines."""
+    eval_every: int = 0
+    """Steps between held-out loss estimates; 0: only at the end."""
+    eval_blocks: int = 32
+    """Held-out blocks in each loss estimate."""
+    lora_r: int = 16
+    """lora: rank of the update matrices."""
+    lora_alpha: int = 32
+    """lora: scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """lora: dropout on the adapter's input."""
+    lora_targets: tuple[str, ...] | None = None
+    """lora: module names to adapt; None: peft's default for the model type (GPT-2: c_attn)."""
+    recadam_gamma: float = 5000.0
+    """recadam: strength of the quadratic pull (RecAdam's pretrain_cof; its default 5000)."""
+    recadam_k: float = 0.5
+    """recadam: slope of the sigmoid annealing (RecAdam's default 0.5)."""
+    recadam_t0: float = 250.0
+    """recadam: step where the task loss reaches half weight (RecAdam's default 250)."""
+    recadam_w: float = 1.0
+    """recadam: the annealing's ceiling: task weight lambda(t) -> w, pull weight w - lambda(t)."""
+    mix_ratio: float = 0.3
+    """mixreview: share of a step's rows that are replayed earlier-month text at the start."""
+    mix_decay: float = 0.7
+    """mixreview: the share is multiplied by this for every epoch of new text seen."""
+    kadapter_size: int | None = None
+    """kadapter: adapter width; None: a quarter of the model's hidden size."""
+    kadapter_heads: int = 4
+    """kadapter: attention heads of each adapter block."""
+    kadapter_layers: tuple[int, ...] | None = None
+    """kadapter: base layers whose output feeds an adapter block (1-based); None: first,
+    middle and last."""
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(msg)
+
+        if self.method not in METHODS:
+            bad(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if not self.run_dir or not self.model or not self.train_data:
+            bad("run_dir, model and train_data are required")
+        if self.block_size < 2 or self.micro_batch_size < 1 or self.grad_accum < 1:
+            bad("block_size must be >= 2, micro_batch_size and grad_accum >= 1")
+        if not 0 <= self.heldout_permille < 1000:
+            bad(f"heldout_permille must be in [0, 1000), not {self.heldout_permille}")
+        if self.learning_rate <= 0 or not 0 <= self.min_lr <= self.learning_rate:
+            bad("learning_rate must be > 0 and 0 <= min_lr <= learning_rate")
+        if not 0 <= self.warmup < 1:
+            bad(f"warmup is a share of the steps, in [0, 1), not {self.warmup}")
+        if self.lr_schedule not in ("linear", "cosine", "constant"):
+            bad(f"lr_schedule must be linear, cosine or constant, not {self.lr_schedule!r}")
+        if self.epochs <= 0 or (self.max_tokens is not None and self.max_tokens <= 0) or (
+                self.max_steps is not None and self.max_steps <= 0):
+            bad("epochs, max_tokens and max_steps must be positive")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            bad(f"device must be auto, cpu or cuda[:N], not {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16-mixed"):
+            bad(f"precision must be auto, fp32 or bf16-mixed, not {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            bad("threads must be >= 1")
+        if self.save_every < 1 or self.log_every < 1 or self.eval_every < 0:
+            bad("save_every and log_every must be >= 1, eval_every >= 0")
+        if self.method == "mixreview":
+            if not self.replay_data:
+                bad("mixreview needs replay_data: earlier-month text to mix in")
+            if not 0 < self.mix_ratio < 1 or not 0 < self.mix_decay <= 1:
+                bad("mix_ratio must be in (0, 1) and mix_decay in (0, 1]")
+        elif self.replay_data:
+            bad(f"replay_data is only used by mixreview, not {self.method}")
+        if self.method == "recadam":
+            if self.recadam_gamma <= 0 or self.recadam_w <= 0 or self.recadam_k <= 0:
+                bad("recadam_gamma, recadam_w and recadam_k must be > 0")
+            # The pull is p -= lr * (w - lambda) * gamma * (p - p0): past 1 it overshoots the
+            # starting weights, past 2 it diverges.
+            if self.learning_rate * self.recadam_gamma * self.recadam_w > 1:
+                bad(f"recadam: learning_rate x recadam_gamma x recadam_w = "
+                    f"{self.learning_rate * self.recadam_gamma * self.recadam_w:g} > 1 makes the "
+                    f"pull overshoot the starting weights; lower recadam_gamma")
+        if self.method == "lora" and (self.lora_r < 1 or self.lora_alpha < 1
+                                      or not 0 <= self.lora_dropout < 1):
+            bad("lora_r and lora_alpha must be >= 1, lora_dropout in [0, 1)")
+        if self.method == "kadapter" and (self.kadapter_heads < 1 or (
+                self.kadapter_size is not None and self.kadapter_size % self.kadapter_heads)):
+            bad("kadapter_size must be a multiple of kadapter_heads")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """From TOML/JSON values: lists become tuples, an unknown key is a clear error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    """What a run did: written to result.json and returned by train()."""
+
+    run_dir: str
+    method: str
+    finished: bool
+    step: int
+    max_steps: int
+    tokens_seen: int
+    """Target tokens trained on (replay included)."""
+    replay_tokens_seen: int
+    token_budget: int
+    """Target tokens the planned steps hold (max_steps x rows x block_size, at most)."""
+    train_tokens_available: int
+    """Target tokens of the month's training split (one epoch)."""
+    train_documents: int
+    data_kind: str
+    train_seconds: float
+    """Wall time in the training loop, all resumes added up."""
+    tokens_per_s: float
+    final_loss: float | None
+    heldout_loss: float | None
+    checkpoint: str
+    device: str
+    precision: str
+    trainable_params: int
+    total_params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------
+# Setup helpers
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} asked for but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return ("bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported()
+                else "fp32")
+    if name == "bf16-mixed" and device.type != "cuda":
+        raise ConfigError("bf16-mixed is for GPUs; use fp32 on the CPU")
+    return name
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def get_lr(step: int, cfg: TrainConfig, max_steps: int) -> float:
+    """Learning rate of optimizer step `step` (0-based): linear warmup, then the decay."""
+    warmup = int(cfg.warmup * max_steps)
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / (warmup + 1)
+    if cfg.lr_schedule == "constant" or max_steps <= warmup:
+        return cfg.learning_rate
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    scale = 1 - progress if cfg.lr_schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.min_lr + scale * (cfg.learning_rate - cfg.min_lr)
+
+
+def lm_loss_sum(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over the unmasked targets."""
+    logits = model(input_ids=x).logits
+    loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1), reduction="none")
+    return (loss * mask.view(-1)).sum()
+
+
+class TrainData:
+    """The batches of a run: a pure function of (seed, step) over the packed blocks.
+
+    Row j of the main text (counting across steps) is block perm_e[j mod n] with e = j div n,
+    perm_e a seeded permutation per epoch; the same for the replay text. Step t takes
+    rows_per_step - r_t main rows and r_t replay rows (r_t from replay_schedule, 0 but for
+    mixreview), shuffled together with a per-step seed, then cut into micro-batches.
+    """
+
+    def __init__(self, main: Blocks, replay: Blocks | ConcatBlocks | None, replay_rows: list[int], *,
+                 seed: int, micro_batch_size: int, grad_accum: int, pad_id: int):
+        self.main, self.replay = main, replay
+        self.seed = seed
+        self.micro, self.accum = micro_batch_size, grad_accum
+        self.rows_per_step = micro_batch_size * grad_accum
+        self.pad_id = pad_id
+        self.replay_rows = replay_rows
+        self._replay_before = np.concatenate([[0], np.cumsum(replay_rows)]).astype(np.int64)
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def _block(self, source: int, j: int) -> int:
+        blocks = self.main if source == 0 else self.replay
+        n = len(blocks)
+        epoch, i = divmod(j, n)
+        key = (source, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 4:
+                self._perms.clear()
+            self._perms[key] = np.random.default_rng([self.seed, source, epoch]).permutation(n)
+        return int(self._perms[key][i])
+
+    def rows(self, step: int) -> list[tuple[str, int]]:
+        """The (source, block index) rows of step `step`, in batch order."""
+        r = int(self.replay_rows[step]) if step < len(self.replay_rows) else 0
+        before = int(self._replay_before[min(step, len(self.replay_rows))])
+        main_before = step * self.rows_per_step - before
+        rows = [("main", self._block(0, main_before + k)) for k in range(self.rows_per_step - r)]
+        rows += [("replay", self._block(1, before + k)) for k in range(r)]
+        order = np.random.default_rng([self.seed, 2, step]).permutation(len(rows))
+        return [rows[i] for i in order]
+
+    def get_batch(self, step: int):
+        """Micro-batches of step `step`: (x, y, loss_mask, replay_mask) tensors each."""
+        rows = self.rows(step)
+        out = []
+        for m in range(self.accum):
+            chunk = rows[m * self.micro:(m + 1) * self.micro]
+            windows = [(self.main if s == "main" else self.replay).window(i) for s, i in chunk]
+            x, y, mask = collate(windows, self.main.block_size, self.pad_id)
+            replay = torch.tensor([s == "replay" for s, _ in chunk])
+            out.append((x, y, mask, replay))
+        return out
+
+
+def plan_steps(cfg: TrainConfig, main_blocks: int) -> tuple[int, list[int]]:
+    """(max_steps, replay rows per step) from the budget: max_steps, else max_tokens, else
+    epochs over the month's text (replay rows come on top of it, as in Mix-review)."""
+    rows = cfg.micro_batch_size * cfg.grad_accum
+    mix = dict(ratio=cfg.mix_ratio, decay=cfg.mix_decay)
+    if cfg.max_steps is not None:
+        steps = cfg.max_steps
+    elif cfg.max_tokens is not None:
+        steps = math.ceil(cfg.max_tokens / (rows * cfg.block_size))
+    elif cfg.method == "mixreview":
+        steps = len(replay_schedule(rows, main_blocks, epochs=cfg.epochs, **mix))
+    else:
+        steps = math.ceil(cfg.epochs * main_blocks / rows)
+    steps = max(1, steps)
+    if cfg.method != "mixreview":
+        return steps, [0] * steps
+    return steps, replay_schedule(rows, main_blocks, max_steps=steps, **mix)
+
+
+def _check_data_kind(cfg: TrainConfig, kind: str) -> None:
+    if cfg.method == "full" and kind == "diffset":
+        raise ConfigError(f"method full trains on month B's whole snapshot, but {cfg.train_data} "
+                          f"is a diffset: use method diff, or give the snapshot")
+    if cfg.method == "diff" and kind == "snapshot":
+        raise ConfigError(f"method diff trains on the diffset, but {cfg.train_data} is a "
+                          f"snapshot: use method full, or give the diffset")
+
+
+def _check_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """A run that has trained (it has a checkpoint) resumes only with the same settings."""
+    path = run_dir / "train_config.json"
+    if not path.exists() or latest_checkpoint(run_dir) is None:
+        return
+    old = json.loads(path.read_text())
+    new = cfg.to_dict()
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in OPERATIONAL and old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(f"run {run_dir} was started with other settings ({', '.join(diff)} "
+                          f"differ): give the run another name, or delete the folder to start over")
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2,
+                                                          sort_keys=True) + "\n")
+
+
+@torch.no_grad()
+def estimate_loss(model: torch.nn.Module, blocks: Blocks | None, n: int, batch: int,
+                  device: torch.device, precision: str, pad_id: int) -> float | None:
+    """Mean next-token loss on the first n blocks (deterministic), or None without blocks."""
+    if blocks is None or len(blocks) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, min(n, len(blocks)), batch):
+        idx = range(start, min(start + batch, n, len(blocks)))
+        x, y, mask = collate([blocks.window(i) for i in idx], blocks.block_size, pad_id)
+        with autocast(device, precision):
+            total += float(lm_loss_sum(model, x.to(device), y.to(device), mask.to(device)))
+        count += int(mask.sum())
+    model.train(was_training)
+    return total / count
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+
+
+def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
+    """Train one month (resuming from the run's checkpoint if there is one).
+
+    A finished run is a no-op that returns its result. stop_at_step: save a checkpoint and
+    return after that step, as if the process had been killed there (tests, time slices).
+    """
+    run_dir = Path(cfg.run_dir)
+    result_path = run_dir / "result.json"
+    _check_config(run_dir, cfg)
+    if result_path.exists():
+        done = json.loads(result_path.read_text())
+        if done.get("finished"):
+            log.info("run %s is finished (%d steps): nothing to do", run_dir, done["step"])
+            return TrainResult(**done)
+
+    # -- setup -----------------------------------------------------------------------------
+    device = pick_device(cfg.device)
+    precision = pick_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    start = resolve_start(cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer or start.tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    data_kind = source_kind(cfg.train_data)
+    _check_data_kind(cfg, data_kind)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "tokens"
+    tok_args = dict(heldout_permille=cfg.heldout_permille, prepend_title=cfg.prepend_title)
+    train_set = tokenize_source(cfg.train_data, tokenizer, cache, split="train", **tok_args)
+    heldout_set = tokenize_source(cfg.train_data, tokenizer, cache, split="heldout", **tok_args)
+    main = Blocks(train_set.tokens, cfg.block_size)
+    if len(main) == 0:
+        raise ConfigError(f"{cfg.train_data} has no training text left "
+                          f"({train_set.meta['documents']} documents, {train_set.n_tokens} tokens)")
+    replay = None
+    if cfg.replay_data:
+        replay_sets = [tokenize_source(p, tokenizer, cache, split="train", **tok_args)
+                       for p in cfg.replay_data]
+        replay = ConcatBlocks([Blocks(s.tokens, cfg.block_size) for s in replay_sets])
+        if len(replay) == 0:
+            raise ConfigError(f"the replay text {cfg.replay_data} is empty")
+    heldout = Blocks(heldout_set.tokens, cfg.block_size) if heldout_set.n_tokens > 1 else None
+
+    max_steps, replay_rows = plan_steps(cfg, len(main))
+    data = TrainData(main, replay, replay_rows, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
+                     grad_accum=cfg.grad_accum, pad_id=pad_id)
+    rows_per_step = cfg.micro_batch_size * cfg.grad_accum
+
+    model = build_model(cfg.method, start, cfg)
+    limit = max_positions(model)
+    if limit is not None and cfg.block_size > limit:
+        raise ConfigError(f"block_size {cfg.block_size} is longer than the model's "
+                          f"{limit} positions: lower block_size")
+    model.to(device)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = sum(p.numel() for _, p in named)
+    total_params = sum(p.numel() for p in model.parameters())
+    groups = parameter_groups(iter(named), cfg.weight_decay)
+    opt_args = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    if cfg.method == "recadam":
+        # The anchors are the weights this month started from, taken before any resume.
+        anchors = {p: p.detach().clone() for _, p in named}
+        optimizer = RecAdam(groups, anchors, gamma=cfg.recadam_gamma, anneal_k=cfg.recadam_k,
+                            anneal_t0=cfg.recadam_t0, anneal_w=cfg.recadam_w, **opt_args)
+    else:
+        # foreach on the CPU too (faster than the per-tensor loop); fused kernels are not
+        # used so that CPU and GPU runs do the same arithmetic steps.
+        optimizer = torch.optim.AdamW(groups, foreach=True, **opt_args)
+    param_name = {id(p): n for n, p in named}
+    order = [param_name[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    names = dict(enumerate(order))
+
+    step, tokens_seen, replay_seen, train_seconds, last_loss = 0, 0, 0, 0.0, None
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:  # written once setup has passed, so a bad first try blocks nothing
+        _write_config(run_dir, cfg)
+    if ckpt is not None:
+        info = read_checkpoint_info(ckpt)
+        load_model_part(model, cfg.method, ckpt)
+        load_optimizer(optimizer, names, ckpt)
+        load_rng(ckpt)
+        step, tokens_seen = info["step"], info["tokens_seen"]
+        replay_seen, train_seconds = info["replay_tokens_seen"], info["train_seconds"]
+        last_loss = info.get("loss")
+        log.info("resuming %s at step %d of %d", run_dir, step, max_steps)
+        _trim_log(run_dir / "log.jsonl", step)
+
+    base = base_reference(cfg.method, start)
+
+    def save(finished: bool) -> Path:
+        info = {"method": cfg.method, "kind": checkpoint_kind(cfg.method), "base": base,
+                "step": step, "max_steps": max_steps, "tokens_seen": tokens_seen,
+                "replay_tokens_seen": replay_seen, "train_seconds": train_seconds,
+                "loss": last_loss, "finished": finished}
+
+        def write(folder: Path) -> None:
+            save_model_part(model, cfg.method, folder, tokenizer)
+            save_optimizer(optimizer, names, folder)
+            save_rng(folder)
+
+        return write_checkpoint(run_dir, write, info)
+
+    log.info("train %s: %s on %s (%s, %d tokens, %d blocks of %d), %d steps of %d rows, "
+             "%s/%s, %d of %d parameters trainable", run_dir.name, cfg.method, cfg.train_data,
+             data_kind, train_set.n_tokens, len(main), cfg.block_size, max_steps, rows_per_step,
+             device, precision, trainable, total_params)
+
+    # -- the loop --------------------------------------------------------------------------
+    model.train()
+    call_tokens, call_seconds = 0, 0.0
+    with open(run_dir / "log.jsonl", "a") as logf:
+        while step < max_steps:
+            t0 = time.perf_counter()
+            lr = get_lr(step, cfg, max_steps)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            batch = data.get_batch(step)
+            step_targets = sum(int(mask.sum()) for _, _, mask, _ in batch)
+            loss_total = 0.0
+            for x, y, mask, replay_mask in batch:
+                x, y, mask = x.to(device), y.to(device), mask.to(device)
+                with autocast(device, precision):
+                    loss = lm_loss_sum(model, x, y, mask) / step_targets
+                loss.backward()
+                loss_total += float(loss.detach())
+                replay_seen += int(mask[replay_mask.to(device)].sum())
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += step_targets
+            call_tokens += step_targets
+            train_seconds += time.perf_counter() - t0
+            call_seconds += time.perf_counter() - t0
+            last_loss = loss_total
+            heldout_loss = None
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size,
+                                             device, precision, pad_id)
+            if step % cfg.log_every == 0 or step == max_steps or heldout_loss is not None:
+                line = {"step": step, "loss": round(loss_total, 5), "lr": lr,
+                        "tokens_seen": tokens_seen, "replay_tokens_seen": replay_seen,
+                        "train_seconds": round(train_seconds, 3)}
+                if heldout_loss is not None:
+                    line["heldout_loss"] = round(heldout_loss, 5)
+                logf.write(json.dumps(line) + "\n")
+                logf.flush()
+                log.info("step %d/%d loss %.4f lr %.2e tokens %d (%.0f tok/s)", step, max_steps,
+                         loss_total, lr, tokens_seen, tokens_seen / max(train_seconds, 1e-9))
+            if step % cfg.save_every == 0 or step == max_steps:
+                save(finished=step == max_steps)
+            if stop_at_step is not None and step >= stop_at_step and step < max_steps:
+                if step % cfg.save_every:
+                    save(finished=False)
+                break
+
+    finished = step >= max_steps
+    heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size, device,
+                                 precision, pad_id) if finished else None
+    result = TrainResult(
+        run_dir=str(run_dir), method=cfg.method, finished=finished, step=step,
+        max_steps=max_steps, tokens_seen=tokens_seen, replay_tokens_seen=replay_seen,
+        token_budget=max_steps * rows_per_step * cfg.block_size,
+        train_tokens_available=main.total_targets, train_documents=train_set.meta["documents"],
+        data_kind=data_kind, train_seconds=round(train_seconds, 3),
+        tokens_per_s=round(call_tokens / call_seconds, 1) if call_seconds > 0 else 0.0,
+        final_loss=last_loss, heldout_loss=heldout_loss, checkpoint=str(run_dir / "checkpoint"),
+        device=str(device), precision=precision, trainable_params=trainable,
+        total_params=total_params)
+    if finished:
+        result_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        log.info("run %s finished: %d steps, %d tokens seen (budget %d) in %.1f s",
+                 run_dir.name, step, tokens_seen, result.token_budget, train_seconds)
+    return result
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
