@@ -1,5 +1,5 @@
-"""The monthly build: for month B, make sure month A = B - 1 is built, then build B and the
-diffset A -> B.
+"""The monthly build: for month B, make sure month A = B - 1 is built, then build B, the
+diffset A -> B, both months' Wikidata facts and the fact diff A -> B.
 
 Each step is a stage that is idempotent and resumable, so rerunning the build after a crash
 (or the next cron run) continues where it stopped, and finished steps say "up to date".
@@ -13,7 +13,9 @@ import time
 from dataclasses import dataclass, field
 
 from twiki.diff import DiffResult, diff_months
-from twiki.download import download_month
+from twiki.download import download_month, download_wikidata
+from twiki.factdiff import FactDiffResult, diff_facts
+from twiki.facts import FactsConfig, FactsResult, build_facts
 from twiki.errors import NoDumpError, TwikiError
 from twiki.executors import Executor, LocalExecutor
 from twiki.extract import ExtractConfig, ExtractResult, RunOptions, extract_month
@@ -28,6 +30,8 @@ class MonthBuild:
     wiki: str
     snapshots: dict[str, ExtractResult] = field(default_factory=dict)
     diff: DiffResult | None = None
+    facts: dict[str, FactsResult] = field(default_factory=dict)
+    factdiff: FactDiffResult | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -42,6 +46,15 @@ class MonthBuild:
                          f"{counts.get('failed', 0)} pages failed)")
         if self.diff is not None:
             lines.append(self.diff.summary())
+        for month, facts in self.facts.items():
+            mapping = facts.mapping.manifest.get("rows") if facts.mapping else None
+            lines.append(f"wikidata {month}: {facts.manifest.get('rows', 0)} facts "
+                         f"({'up to date' if facts.state == 'current' else facts.state}); "
+                         f"{mapping if mapping is not None else 'no'} pages mapped to items")
+        if self.factdiff is not None:
+            c = self.factdiff.counts
+            lines.append(f"fact diff {self.factdiff.path.name}: " + ", ".join(
+                f"{k} {c.get(k, 0)}" for k in ("unchanged", "new", "updated", "removed")))
         lines.append(f"done in {self.seconds:.1f}s")
         return "\n".join(lines)
 
@@ -54,28 +67,46 @@ def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, execu
                          config=extract_config, options=options)
 
 
+def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
+                      executor: Executor, facts_config: FactsConfig) -> FactsResult:
+    """Download the Wikidata dump nearest the month's enwiki run; facts and page mapping."""
+    download_wikidata(month, mirrors=mirrors, data_root=data_root)
+    return build_facts(month, wiki=wiki, data_root=data_root, executor=executor,
+                       config=facts_config)
+
+
 def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None = None,
                 data_root: DataRoot | None = None, executor: Executor | None = None,
                 extract_config: ExtractConfig = ExtractConfig(),
-                options: RunOptions = RunOptions(), with_previous: bool = True) -> MonthBuild:
-    """Build `month` and, with `with_previous`, month - 1 and the diffset between them."""
+                options: RunOptions = RunOptions(), with_previous: bool = True,
+                with_facts: bool = True, facts_config: FactsConfig | None = None) -> MonthBuild:
+    """Build `month` and, with `with_previous`, month - 1 and the diffs between them; with
+    `with_facts`, the months' Wikidata facts too (and their diff)."""
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
+    facts_config = facts_config or FactsConfig(shards=extract_config.shards)
     t0 = time.perf_counter()
     result = MonthBuild(month, wiki)
-    common = dict(wiki=wiki, mirrors=mirrors, data_root=data_root, executor=executor,
-                  extract_config=extract_config, options=options)
+    common = dict(wiki=wiki, mirrors=mirrors, data_root=data_root, executor=executor)
     prev = previous_month(month)
-    if with_previous:
+    months = [prev, month] if with_previous else [month]
+    for m in months:
         try:
-            result.snapshots[prev] = build_snapshot(prev, **common)
+            result.snapshots[m] = build_snapshot(m, extract_config=extract_config,
+                                                 options=options, **common)
         except NoDumpError as e:
+            if m == month:
+                raise
             raise TwikiError(f"the diff of {month} needs the previous month {prev}, whose dump "
                              f"cannot be had: {e}. Build {month} alone with --no-diff, or "
                              f"point --mirror at a mirror that still has {prev}") from None
-    result.snapshots[month] = build_snapshot(month, **common)
     if with_previous:
         result.diff = diff_months(prev, month, wiki=wiki, data_root=data_root, executor=executor)
+    if with_facts:
+        for m in months:
+            result.facts[m] = build_month_facts(m, facts_config=facts_config, **common)
+        if with_previous:
+            result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
     result.seconds = time.perf_counter() - t0
     return result

@@ -138,6 +138,56 @@ def cmd_training_text(args) -> None:
     print(f"{root.training_text(args.wiki, name)}: {manifest['rows']} documents")
 
 
+def cmd_facts(args) -> None:
+    from .executors import make_executor
+    from .facts import FactsConfig, build_facts
+    res = build_facts(args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
+                      executor=make_executor(args.executor, args.workers),
+                      config=FactsConfig(shards=args.shards,
+                                         require_sitelink=not args.all_items))
+    print(res.path)
+
+
+def _facts_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dump", action="append", type=Path, default=None, metavar="PATH",
+                   help="a Wikidata JSON dump file or folder (default: the month's download "
+                        "under data/raw/wikidatawiki/entities/); repeatable")
+    p.add_argument("--shards", type=int, default=64,
+                   help="output shards by subject QID; keep it the same every month (default 64)")
+    p.add_argument("--all-items", action="store_true",
+                   help="keep items without a sitelink to --wiki too")
+
+
+def cmd_factdiff(args) -> None:
+    from .executors import make_executor
+    from .factdiff import diff_facts
+    res = diff_facts(args.month_a, args.month_b, data_root=_root(args),
+                     executor=make_executor(args.executor, args.workers))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(res.counts.items())
+                       if not isinstance(v, dict))
+    print(f"{res.path}: {counts}")
+
+
+def cmd_train(args) -> None:
+    from .lm.cli import cmd_train as train
+    train(args)
+
+
+def cmd_eval(args) -> None:
+    from .lm.cli import cmd_eval as evaluate
+    evaluate(args)
+
+
+def _train_opts(p: argparse.ArgumentParser) -> None:
+    from .lm.cli import add_train_arguments
+    add_train_arguments(p)
+
+
+def _eval_opts(p: argparse.ArgumentParser) -> None:
+    from .lm.cli import add_eval_arguments
+    add_eval_arguments(p)
+
+
 def _pair_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-diff", action="store_true",
                    help="build this month's snapshot alone (no previous month, no diffset)")
@@ -168,6 +218,16 @@ COMMANDS = {
                       "for the LM stage",
                       "twiki training-text --month 2016-06 --from 2016-05 --view diffset",
                       [_month, _training_opts, _executor]),
+    "facts": (cmd_facts, "a month's Wikidata facts about the wiki's articles, and the "
+              "page <-> item mapping", "twiki facts --month 2016-06 --workers 2",
+              [_month, _facts_opts, _executor]),
+    "factdiff": (cmd_factdiff, "facts unchanged / new / updated / removed from month A to B",
+                 "twiki factdiff --from 2016-05 --to 2016-06", [_month_pair, _executor]),
+    "train": (cmd_train, "continue pretraining a causal LM on a month's diffset or snapshot",
+              "twiki train --month 2016-06 --method diff --model gpt2", [_month, _train_opts]),
+    "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
+             "twiki eval --month 2016-06 --model data/runs/diff_2016-05_2016-06",
+             [_month, _eval_opts]),
     "snapshot": (cmd_snapshot, "the monthly build: download, extract and diff a month",
                  "twiki snapshot --month 2016-05 --mirror data/sample/mirror --workers 2",
                  [_month, _mirrors, _executor, _extract_opts, _pair_opts]),

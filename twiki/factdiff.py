@@ -64,8 +64,7 @@ class FactDiffResult:
 
 
 def factdiff_dir(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    """data/factdiff/<A>_<B>/ (to move into DataRoot)."""
-    return data_root.root / "factdiff" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+    return data_root.factdiff(month_a, month_b)
 
 
 @dataclass(frozen=True)

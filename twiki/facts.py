@@ -189,8 +189,7 @@ class MappingResult:
 
 
 def facts_root(data_root: DataRoot, month: str) -> Path:
-    """data/facts/<YYYY-MM>/ (to move into DataRoot)."""
-    return data_root.root / "facts" / parse_month(month)
+    return data_root.facts(month)
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,6 +98,23 @@ class DataRoot:
         return (self.root / "diffsets" / check_wiki(wiki)
                 / f"{parse_month(month_a)}_{parse_month(month_b)}")
 
+    def facts(self, month: str) -> Path:
+        """A month's Wikidata facts: data/facts/<YYYY-MM>/ (facts/, entities/, properties/,
+        mapping/ inside)."""
+        return self.root / "facts" / parse_month(month)
+
+    def factdiff(self, month_a: str, month_b: str) -> Path:
+        """Facts unchanged / new / updated / removed from A to B: data/factdiff/<A>_<B>/."""
+        return self.root / "factdiff" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+
+    def probes(self, month_a: str, month_b: str) -> Path:
+        """TWiki-Probes of the pair: data/probes/<A>_<B>/ (+ rejected/<reason>/)."""
+        return self.root / "probes" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+
+    def runs(self, name: str) -> Path:
+        """An LM training run: data/runs/<name>/."""
+        return self.root / "runs" / name
+
     def training_text(self, wiki: str, name: str) -> Path:
         """Plain documents for the LM stage: data/training/<wiki>/<name>/."""
         return self.root / "training" / check_wiki(wiki) / name

@@ -43,7 +43,7 @@ def diffset_path(root: DataRoot, wiki: str, a: str, b: str) -> Path:
 
 def probes_path(root: DataRoot, a: str, b: str) -> Path:
     """data/probes/<A>_<B>/ (DESIGN.md's layout of the probes stage)."""
-    return root.root / "probes" / f"{a}_{b}"
+    return root.probes(a, b)
 
 
 def _value(text: str) -> Any:
