@@ -71,9 +71,9 @@ def make_mirror(folder: Path, replicas: int) -> Path:
     return mirror
 
 
-def run_child(args: list[str]) -> dict:
+def run_child(args: list[str], mode: str = "child") -> dict:
     """Run `python -m pipelines.bench child ...`; returns its JSON plus its peak RSS."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench", "child", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench", mode, *args],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -157,7 +157,115 @@ def bench_extract(work: Path, scale: float) -> dict:
     }
 
 
-BENCHES = {"extract": bench_extract}
+# Share of the articles edited in the made-up second month (the paper's diffsets: ~8%).
+CHANGED_SHARE = 0.08
+
+
+def make_pair_mirror(folder: Path, replicas: int) -> Path:
+    """Two runs: month A = the replicated sample, month B = A with ~8% of articles edited
+    (a sentence appended, a new sha1): made up for benchmarking."""
+    import hashlib
+    import random
+    mirror = folder / f"pair-x{replicas}"
+    if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
+        return mirror
+    shutil.rmtree(mirror, ignore_errors=True)
+    header, pages = sample_pages()
+    month_a = replicate(pages, replicas)
+    rng = random.Random(0)
+    month_b = []
+    for p in month_a:
+        if b"<redirect" not in p and b"<ns>0</ns>" in p and rng.random() < CHANGED_SHARE:
+            stamp = hashlib.sha1(p).hexdigest()[:8].encode()
+            p = p.replace(b"</text>", b"\n\nA sentence added in June, marked " + stamp
+                          + b".</text>", 1)
+            p = re.sub(rb"<sha1>\w+</sha1>", b"<sha1>" + stamp + b"0" * 23 + b"</sha1>", p, 1)
+        month_b.append(p)
+    for run, pgs in (("20160501", month_a), ("20160601", month_b)):
+        build_run(mirror, header, pgs, run_date=run, parts=2, pages_per_stream=PAGES_PER_STREAM)
+    write_listing(mirror)
+    return mirror
+
+
+def child_incremental(argv: list[str]) -> int:
+    """Month A cold, then month B incrementally (+ the diff), and month B cold: CPU seconds."""
+    from twiki.diff import diff_months
+    from twiki.download import download_month
+    from twiki.extract import ExtractConfig, RunOptions, extract_month
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mirror", required=True)
+    ap.add_argument("--root", required=True)
+    a = ap.parse_args(argv)
+    shutil.rmtree(a.root, ignore_errors=True)
+    warm, cold = DataRoot(Path(a.root) / "warm"), DataRoot(Path(a.root) / "cold")
+    for root in (warm, cold):
+        for month in ("2016-05", "2016-06"):
+            download_month(month, mirrors=[a.mirror], data_root=root)
+    extract_month("2016-05", data_root=warm, config=ExtractConfig())
+
+    def timed(fn):
+        c0, w0 = time.process_time(), time.perf_counter()
+        out = fn()
+        return out, time.process_time() - c0, time.perf_counter() - w0
+
+    inc, inc_cpu, inc_wall = timed(lambda: extract_month("2016-06", data_root=warm,
+                                                         config=ExtractConfig()))
+    diff, diff_cpu, diff_wall = timed(lambda: diff_months("2016-05", "2016-06", data_root=warm))
+    cold_res, cold_cpu, cold_wall = timed(lambda: extract_month(
+        "2016-06", data_root=cold, config=ExtractConfig(), options=RunOptions(incremental=False)))
+    c = inc.manifest["report"]["counts"]
+    print(json.dumps({
+        "articles": c["articles"], "reused": c["reused"], "cleaned": c["cleaned"],
+        "diffset_share_of_articles": diff.report["share_of_snapshot"]["articles"],
+        "incremental_extract_cpu_s": round(inc_cpu, 2), "diff_cpu_s": round(diff_cpu, 2),
+        "cold_extract_cpu_s": round(cold_cpu, 2),
+        "incremental_plus_diff_vs_cold_pct": round(100 * (inc_cpu + diff_cpu) / cold_cpu, 1),
+        "incremental_extract_only_vs_cold_pct": round(100 * inc_cpu / cold_cpu, 1),
+        "wall_s": {"incremental": round(inc_wall, 2), "diff": round(diff_wall, 2),
+                   "cold": round(cold_wall, 2)},
+        "identical_to_cold": all(
+            (inc.path / f).read_bytes() == (cold_res.path / f).read_bytes()
+            for f in (p.name for p in cold_res.path.glob("part-*"))),
+    }))
+    return 0
+
+
+def bench_incremental(work: Path, scale: float) -> dict:
+    replicas = max(2, round(THROUGHPUT_REPLICAS * scale))
+    mirror = make_pair_mirror(work, replicas)
+    return run_child(["--mirror", str(mirror), "--root", str(work / "root-pair")],
+                     mode="child-incremental")
+
+
+def bench_wikitext(work: Path, scale: float) -> dict:
+    from pipelines.bench_wikitext import bench_clean, sample_texts
+    return bench_clean(sample_texts(), repeat=3)
+
+
+def bench_diff(work: Path, scale: float) -> dict:
+    from pipelines.bench_diff import bench_diff as run
+    return run(work / "diff")
+
+
+def bench_facts(work: Path, scale: float) -> dict:
+    from pipelines.bench_facts import bench_facts as run
+    return run(work / "facts")
+
+
+def bench_probes(work: Path, scale: float) -> dict:
+    from pipelines.bench_probes import bench_probes as run
+    return run(work / "probes")
+
+
+def bench_lm(work: Path, scale: float) -> dict:
+    from pipelines.bench_lm import bench_lm as run
+    return run(work / "lm")
+
+
+BENCHES = {"extract": bench_extract, "incremental": bench_incremental,
+           "wikitext": bench_wikitext, "diff": bench_diff, "facts": bench_facts,
+           "probes": bench_probes, "lm": bench_lm}
 
 
 def to_markdown(results: dict) -> str:
@@ -176,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["child"]:
         return child(argv[1:])
+    if argv[:1] == ["child-incremental"]:
+        return child_incremental(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated benches")
     ap.add_argument("--scale", type=float, default=1.0, help="input size factor (default 1)")
@@ -188,8 +298,15 @@ def main(argv: list[str] | None = None) -> int:
                           f"Python {platform.python_version()}",
                "benches": {}}
     for name in args.only.split(","):
+        if name not in BENCHES:
+            ap.error(f"unknown bench {name!r}; choose from {', '.join(BENCHES)}")
         print(f"bench {name} ...", file=sys.stderr, flush=True)
-        results["benches"][name] = BENCHES[name](work, args.scale)
+        t0 = time.perf_counter()
+        try:
+            results["benches"][name] = BENCHES[name](work, args.scale)
+        except ImportError as e:  # a stage not installed (e.g. the lm extra)
+            results["benches"][name] = {"skipped": f"{type(e).__name__}: {e}"}
+        results["benches"][name]["bench_seconds"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(results["benches"][name], indent=1), file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for path in (args.out / "results.json", args.out / f"results-{stamp}.json"):
