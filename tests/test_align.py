@@ -1,0 +1,371 @@
+"""The align stage (TWiki-Probes, step 1) on a small month pair of real entities.
+
+Facts come from the real facts and fact-diff stages on real Wikidata entity JSON
+(shared/data/wikimedia/wikidata): Douglas Adams (Q42) as saved in 2015-02 (month A) and about
+2015-05 (month B), Karlsruhe (Q1040) in both months, Oliver Kahn (Q131261) only in month B (so
+every fact of his is new). The diff is the real diff stage.
+
+MADE UP for these tests (marked so where they are defined below):
+- the article text of both months (ARTICLES): short articles written by us that state real
+  Wikidata facts of those entities in sentences, with edits between the months;
+- LABEL_ENTITIES: label-only entities for the objects and properties that the articles state
+  (the real files lack them; the facts stage takes every label from the same dump). The labels
+  and aliases are Wikidata's English ones, typed in.
+Page ids and revision ids are made up too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from twiki.align import (AlignConfig, AlignOptions, Article, align_article, align_month_pair,
+                         date_forms, fuzzy_score, normalize, object_forms)
+from twiki.artifacts import ArtifactBuild, ShardWriter, shard_name, shard_of
+from twiki.diff import diff_months
+from twiki.errors import TwikiError
+from twiki.executors import LocalExecutor
+from twiki.extract import SCHEMA
+from twiki.factdiff import diff_facts
+from twiki.facts import FactsConfig, RunOptions, build_facts
+from twiki.paths import DataRoot
+from twiki.wikitext import clean_wikitext
+
+REPO = Path(__file__).resolve().parents[1]
+WD = REPO.parent / "shared" / "data" / "wikimedia" / "wikidata"
+A, B = "2015-02", "2015-05"
+SHARDS = 4
+
+pytestmark = pytest.mark.skipif(not WD.exists(), reason="shared Wikidata sample not present")
+
+# ---------------------------------------------------------------------------------------
+# MADE UP: article text (wikitext) of both months, written for these tests. Each sentence
+# states facts that the real entities hold (comments name them).
+
+ADAMS_A = """\
+'''Douglas Noël Adams''' (11 March 1952 – 11 May 2001) was an English [[writer]] and humorist.
+He is best known as the author of ''[[The Hitchhiker's Guide to the Galaxy]]''.
+
+== Early life ==
+Adams was born in [[Cambridge]], England.
+He was educated at [[St John's College, Cambridge|St Johns College]].
+
+== Death ==
+Adams died of a [[myocardial infarction|heart attack]] in [[Santa Barbara, California]].
+"""
+# P569 11 March 1952, P570 11 May 2001, P106 writer, P800 The Hitchhiker's Guide to the Galaxy,
+# P19 Cambridge, P69 St John's College (written without the apostrophe: a near match),
+# P509 myocardial infarction (its alias 'heart attack'), P20 Santa Barbara, P1477 birth name.
+
+ADAMS_B_ADDED = ("Among his other works is the comic detective novel "
+                 "''[[Dirk Gently's Holistic Detective Agency]]''.")
+ADAMS_B = ADAMS_A.replace(
+    "He is best known as the author of ''[[The Hitchhiker's Guide to the Galaxy]]''.",
+    "He is best known as the author of ''[[The Hitchhiker's Guide to the Galaxy]]''. "
+    + ADAMS_B_ADDED)
+# P800 Dirk Gently's Holistic Detective Agency: the value month B's Q42 adds (an update).
+
+KAHN_A = """\
+'''Oliver Kahn''' is a German former [[association football|footballer]].
+Kahn was born in [[Karlsruhe]].
+He played as a [[goalkeeper]] for [[FC Bayern Munich|Bayern Munich]].
+"""
+KAHN_B = """\
+'''Oliver Kahn''' (born 15 June 1969) is a German former [[association football|footballer]].
+He played as a [[goalkeeper]] for [[FC Bayern Munich|Bayern Munich]].
+"""
+# Month B drops "born in Karlsruhe" (P19: only in removed text) and adds the birth date (P569)
+# to the first sentence, which also names his occupation (P106 footballer: an alias).
+
+KARLSRUHE = """\
+'''Karlsruhe''' is a city in the southwest of [[Germany]]. In 2016 it had a population of 307,755.
+"""
+# P17 Germany, P1082 307755 (the entity's preferred population value). Same in both months.
+
+ADAMS_ID, KAHN_ID, KARLSRUHE_ID = 100001, 100002, 100003
+ARTICLES = {
+    A: [(ADAMS_ID, "Douglas Adams", 1001, ADAMS_A), (KAHN_ID, "Oliver Kahn", 2001, KAHN_A),
+        (KARLSRUHE_ID, "Karlsruhe", 3001, KARLSRUHE)],
+    B: [(ADAMS_ID, "Douglas Adams", 1002, ADAMS_B), (KAHN_ID, "Oliver Kahn", 2002, KAHN_B),
+        (KARLSRUHE_ID, "Karlsruhe", 3001, KARLSRUHE)],
+}
+
+# MADE UP: label-only entities (Wikidata's English labels and aliases, typed in).
+ITEM_LABELS = {
+    "Q350": ("Cambridge", []), "Q159288": ("Santa Barbara", ["Santa Barbara, California"]),
+    "Q12152": ("myocardial infarction", ["heart attack"]),
+    "Q691283": ("St John's College", ["St John's College, Cambridge"]),
+    "Q25169": ("The Hitchhiker's Guide to the Galaxy", []),
+    "Q902712": ("Dirk Gently's Holistic Detective Agency", []),
+    "Q36180": ("writer", []), "Q463035": ("Douglas", []), "Q183": ("Germany", []),
+    "Q201330": ("goalkeeper", []),
+    "Q937857": ("association football player", ["footballer"]),
+    "Q15789": ("FC Bayern Munich", ["Bayern Munich"]),
+}
+PROPERTY_LABELS = {
+    "P17": ("country", "wikibase-item"), "P19": ("place of birth", "wikibase-item"),
+    "P20": ("place of death", "wikibase-item"), "P27": ("country of citizenship", "wikibase-item"),
+    "P31": ("instance of", "wikibase-item"), "P54": ("member of sports team", "wikibase-item"),
+    "P69": ("educated at", "wikibase-item"), "P106": ("occupation", "wikibase-item"),
+    "P509": ("cause of death", "wikibase-item"), "P569": ("date of birth", "time"),
+    "P570": ("date of death", "time"), "P735": ("given name", "wikibase-item"),
+    "P800": ("notable work", "wikibase-item"), "P1082": ("population", "quantity"),
+    "P1477": ("birth name", "monolingualtext"),
+}
+DUMPS = {
+    A: ["wbgetentities-Q6-Q42-P31.json", "wbgetentities-Q32063953.json"],
+    B: ["wbgetentities-Douglas-Adams.json", "wbgetentities-Q32063953.json",
+        "wbgetentites-Oliver-Kahn.json"],
+}
+
+
+def label_entities() -> dict:
+    ents = {}
+    for qid, (label, aliases) in ITEM_LABELS.items():
+        ents[qid] = {"type": "item", "id": qid,
+                     "labels": {"en": {"language": "en", "value": label}},
+                     "aliases": {"en": [{"language": "en", "value": a} for a in aliases]}}
+    for pid, (label, datatype) in PROPERTY_LABELS.items():
+        ents[pid] = {"type": "property", "id": pid, "datatype": datatype,
+                     "labels": {"en": {"language": "en", "value": label}}}
+    return {"entities": ents}
+
+
+# ---------------------------------------------------------------------------------------
+# Building the month pair with the real stages.
+
+def write_snapshot(root: DataRoot, month: str, pages, shards: int = SHARDS) -> None:
+    """A snapshot artifact as the extract stage writes it (its cleaner gives the paragraphs)."""
+    build = ArtifactBuild(root.snapshot("enwiki", month), stage="extract", stage_version=1,
+                          inputs={"made_up": month}, config={"shards": shards}, shards=shards,
+                          schema=SCHEMA)
+    ts = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=timezone.utc)
+    for s in range(shards):
+        rows = []
+        for page_id, title, revid, text in sorted(pages):
+            if shard_of(page_id, shards) != s:
+                continue
+            paras = clean_wikitext(text, title)
+            rows.append({"page_id": page_id, "title": title, "revid": revid, "timestamp": ts,
+                         "sha1": hashlib.sha1(text.encode()).hexdigest(),
+                         "paragraphs": [{"section": list(sec), "text": t} for sec, t in paras]})
+        with ShardWriter(build.shard_path(s), SCHEMA) as w:
+            w.write(pa.Table.from_pylist(rows, schema=SCHEMA))
+    build.publish(report={"counts": {}})
+
+
+def build_pair(root: DataRoot, articles=ARTICLES, dumps=DUMPS, executor=None) -> None:
+    """Snapshots, diffset, facts (+ mapping), fact diff of A -> B."""
+    executor = executor or LocalExecutor(1)
+    labels = root.root / "made_up_labels.json"
+    root.root.mkdir(parents=True, exist_ok=True)
+    labels.write_text(json.dumps(label_entities()))
+    for month in (A, B):
+        write_snapshot(root, month, articles[month])
+    diff_months(A, B, data_root=root, executor=executor)
+    for month in (A, B):
+        build_facts(month, dump=[WD / f for f in dumps[month]] + [labels], data_root=root,
+                    config=FactsConfig(shards=SHARDS), options=RunOptions(partitions=2),
+                    executor=executor)
+    diff_facts(A, B, data_root=root, executor=executor)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> DataRoot:
+    root = DataRoot(tmp_path_factory.mktemp("pair") / "data")
+    build_pair(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def aligned(pair):
+    res = align_month_pair(A, B, data_root=pair, options=AlignOptions(spill_rows=7))
+    rows = pq.read_table(res.path).to_pylist()
+    return res, rows
+
+
+def find(rows, subject, prop, obj=None):
+    got = [r for r in rows if r["subject_qid"] == subject and r["property"] == prop
+           and (obj is None or r["object"] == obj)]
+    return got
+
+
+# ---------------------------------------------------------------------------------------
+# The issue's cases, end to end.
+
+def test_new_fact_stated_in_added_text_is_changed(aligned):
+    _, rows = aligned
+    [r] = find(rows, "Q131261", "P569")
+    assert r["kind"] == "new" and r["object"] == "15 June 1969"
+    assert r["evidence"] == "Oliver Kahn (born 15 June 1969) is a German former footballer."
+    assert r["match_kind"] == "date" and r["match_score"] == 100
+    assert r["evidence_in_diffset"] is True and r["object_in_month_a"] is False
+    assert r["page_id"] == KAHN_ID and r["old_revid"] == 2001 and r["new_revid"] == 2002
+    assert r["relation"] == "date of birth" and r["subject"] == "Oliver Kahn"
+
+
+def test_updated_fact_with_new_object_in_diff_keeps_old_object(aligned):
+    _, rows = aligned
+    [r] = find(rows, "Q42", "P800", "Dirk Gently's Holistic Detective Agency")
+    assert r["kind"] == "updated"
+    assert r["old_objects"] == ["The Hitchhiker's Guide to the Galaxy"]
+    assert r["old_values"] == ["Q25169"] and r["object_qid"] == "Q902712"
+    assert r["evidence"] == ("Among his other works is the comic detective novel Dirk Gently's "
+                             "Holistic Detective Agency.")
+    assert r["match_kind"] == "exact_label" and r["relation"] == "notable work"
+    assert r["object_in_month_a"] is False and r["evidence_in_diffset"] is True
+
+
+def test_object_only_in_removed_text_is_not_a_changed_probe(aligned):
+    res, rows = aligned
+    assert find(rows, "Q131261", "P19") == []          # Karlsruhe: only in A's removed sentence
+    assert res.report["rejected"]["changed"]["object_only_in_removed_text"] >= 1
+
+
+def test_changed_fact_whose_object_was_already_in_month_a_is_flagged(aligned):
+    _, rows = aligned
+    [r] = find(rows, "Q131261", "P106")               # 'footballer', in the changed sentence
+    assert r["kind"] == "new" and r["match_kind"] == "alias" and r["matched"] == "footballer"
+    assert r["object_in_month_a"] is True               # A's first sentence said it already
+    # goalkeeper: stated only in a sentence month B did not touch -> not a Changed probe
+    assert find(rows, "Q131261", "P54") == []
+
+
+def test_unchanged_fact_in_unchanged_text_is_unchanged_probe(aligned):
+    _, rows = aligned
+    [born] = find(rows, "Q42", "P569")
+    assert born["kind"] == "unchanged" and born["object"] == "11 March 1952"
+    assert born["evidence"].startswith("Douglas Noël Adams (11 March 1952 – 11 May 2001)")
+    assert born["object_in_month_a"] is None and born["evidence_in_diffset"] is None
+    [death] = find(rows, "Q42", "P509")
+    assert death["match_kind"] == "alias" and death["matched"] == "heart attack"
+    assert death["evidence"] == "Adams died of a heart attack in Santa Barbara, California."
+    [college] = find(rows, "Q42", "P69")
+    assert college["match_kind"] == "fuzzy" and 90 <= college["match_score"] < 100
+    assert college["evidence"] == "He was educated at St Johns College."
+    [pop] = find(rows, "Q1040", "P1082")                # a page the diff did not touch
+    assert pop["object"] == "307755" and pop["match_kind"] == "number"
+    assert pop["evidence"] == "In 2016 it had a population of 307,755."
+    assert find(rows, "Q1040", "P17")[0]["object"] == "Germany"
+
+
+def test_report_counts_every_stage(aligned):
+    res, rows = aligned
+    r = res.report
+    assert r["initial"]["changed"] == r["initial"]["new"] + r["initial"]["updated"]
+    assert r["aligned"]["unchanged"] == sum(1 for x in rows if x["kind"] == "unchanged")
+    assert r["aligned"]["changed"] == sum(1 for x in rows if x["kind"] != "unchanged")
+    # every fact that entered is either aligned or rejected with a reason
+    for g in ("unchanged", "changed"):
+        assert r["initial"][g] == r["aligned"][g] + sum(r["rejected"].get(g, {}).values()), g
+    # images, links, identifiers (2015 dumps typed identifiers as strings: those are searched,
+    # and found nowhere in prose)
+    assert r["rejected"]["unchanged"]["datatype_excluded"] >= 1
+    assert r["rejected"]["changed"]["object_not_in_article"] >= 3   # Q42's new identifiers
+    # output order: page_id, subject, property, statement
+    keys = [(x["page_id"], int(x["subject_qid"][1:]), int(x["property"][1:]), x["statement_id"])
+            for x in rows]
+    for s in range(SHARDS):
+        part = [(x["page_id"]) for x in pq.read_table(res.path / shard_name(s)).to_pylist()]
+        assert part == sorted(part)
+    assert len(keys) == len(set(keys))
+
+
+def test_rerun_is_a_noop_and_output_is_deterministic(pair, aligned, tmp_path):
+    res, rows = aligned
+    again = align_month_pair(A, B, data_root=pair)
+    assert again.state == "current"
+    # other run options (bigger spills, narrow buckets, 2 workers) give the same bytes
+    other = DataRoot(tmp_path / "data")
+    build_pair(other)
+    res2 = align_month_pair(A, B, data_root=other, executor=LocalExecutor(2),
+                            options=AlignOptions(spill_rows=100_000, bucket_page_ids=1))
+    for s in range(SHARDS):
+        assert ((res.path / shard_name(s)).read_bytes()
+                == (res2.path / shard_name(s)).read_bytes())
+
+
+class Stopped(Exception):
+    pass
+
+
+class StopAfter(LocalExecutor):
+    """A run that dies (as a killed process would) after `n` tasks of the phase whose progress
+    description contains `phase`; other phases run normally, in this process."""
+
+    def __init__(self, phase: str, n: int):
+        super().__init__(1)
+        self.phase, self.n = phase, n
+
+    def run(self, fn, tasks, *, desc, weights=None, unit="task"):
+        if self.phase in desc:
+            for t in tasks[:self.n]:
+                fn(t)
+            raise Stopped(desc)
+        return super().run(fn, tasks, desc=desc, weights=weights, unit=unit)
+
+
+def test_killed_run_resumes_to_the_same_bytes_and_counts(aligned, tmp_path):
+    res, _ = aligned
+    root = DataRoot(tmp_path / "data")
+    build_pair(root)
+    with pytest.raises(Stopped):
+        align_month_pair(A, B, data_root=root, executor=StopAfter("text", 2),
+                         options=AlignOptions(spill_rows=7))
+    again = align_month_pair(A, B, data_root=root)
+    assert again.state == "built"
+    assert again.report == res.report
+    for s in range(SHARDS):
+        assert (again.path / shard_name(s)).read_bytes() == (res.path / shard_name(s)).read_bytes()
+    # a lost shard of the published artifact is rebuilt alone, identical
+    (again.path / shard_name(1)).unlink()
+    fixed = align_month_pair(A, B, data_root=root)
+    assert fixed.state == "repaired"
+    assert (fixed.path / shard_name(1)).read_bytes() == (res.path / shard_name(1)).read_bytes()
+
+
+def test_missing_input_says_what_to_run(tmp_path):
+    with pytest.raises(TwikiError, match="twiki factdiff --from 2015-02 --to 2015-05"):
+        align_month_pair(A, B, data_root=DataRoot(tmp_path / "data"))
+
+
+# ---------------------------------------------------------------------------------------
+# Matching, on real sentences.
+
+def test_normalize_folds_case_diacritics_punctuation_and_thousands():
+    assert normalize("Douglas Noël  ADAMS,") == "douglas noel adams"
+    assert normalize("St. John's College") == "st john s college"
+    assert normalize("a population of 296,033.") == "a population of 296033"
+    assert normalize("31.58 km²") == "31.58 km2"
+
+
+def test_date_forms_follow_precision():
+    day = [s for s, _ in date_forms("1952-03-11/11", "11 March 1952")]
+    assert {"11 March 1952", "March 11, 1952", "1952-03-11", "11th March 1952"} <= set(day)
+    assert [s for s, _ in date_forms("1952-03/10", "March 1952")][0] == "March 1952"
+    assert {s for s, _ in date_forms("1952/9", "1952")} == {"1952"}
+    caesar = {s for s, _ in date_forms("-44-03-15/11/julian", "15 March 44 BCE")}
+    assert {"15 March 44 BC", "15 March 44 BCE", "March 15, 44 BC"} <= caesar
+
+
+def test_short_numbers_need_their_unit_and_words_are_whole():
+    """A real fact shape (P2218-like 'age 49 year'); the sentences are made up."""
+    cfg = AlignConfig()
+    fact = {"value_type": "quantity", "value": "49|Q577", "text": "49 year", "unit_qid": "Q577"}
+    assert [(f.kind, f.needs) for f in object_forms(fact, cfg)] == [
+        ("number", (" year ", " years ", " yeares "))]
+    art = Article(1, "X", 2, [((), "He died at the age of 49. He wrote for 49 years. "
+                                    "In 1949 he moved.")], in_month_a=True)
+    row = {**fact, "category": "unchanged", "subject": "Q1", "subject_label": "X",
+           "property": "P1", "property_label": "age", "statement_id": "s", "object_qid": None,
+           "old_values": None, "old_texts": None, "subject_new": False}
+    rows = align_article(art, [row], cfg, (A, B))
+    assert [r["evidence"] for r in rows] == ["He wrote for 49 years."]
+    assert fuzzy_score("cambridge", "he lived in cambridgeshire") < 90
+    assert fuzzy_score("st john s college", "educated at st johns college") >= 90

@@ -1,0 +1,1066 @@
+"""align: the fact diff of months A -> B, aligned to month B's Wikipedia text.
+
+Reads data/factdiff/<A>_<B>/ (facts by subject QID), data/facts/<B>/mapping/ (QID -> page_id),
+the diffset data/diffsets/<wiki>/<A>_<B>/ (+ its `_removed` sibling) and both snapshots, and
+writes data/probes/<A>_<B>/aligned/: one row per fact whose object is stated in its subject's
+article, with the sentence that states it (the evidence), partitioned by page_id like the text.
+
+  Changed (new, updated)  the article is in the diffset and the object occurs in its diff text
+  Unchanged               the article is in both months and the object occurs in a sentence
+                          of month B that the diff left alone
+Two phases, both resumable (work files under data/work/probes/...):
+  map     one factdiff shard -> candidates re-keyed to page_id (month B's mapping), written as
+          runs per (page shard, page-id bucket)
+  reduce  one page shard -> for each bucket in page_id order, its candidates sorted and merged
+          with the diffset, removed text and both snapshots (all sorted by page_id), streaming
+Memory: the map holds one spill and the shard's mapping (16 bytes an article); the reduce one
+bucket of candidates and one row group per input. Neither grows with the number of articles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rapidfuzz import fuzz
+
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, require_artifact,
+                        shard_name, sum_counts)
+from .diff import split_sentences
+from .errors import ConfigError, TwikiError
+from .executors import Executor, LocalExecutor
+from .facts import facts_root, shard_array
+from .factdiff import factdiff_dir
+from .paths import DataRoot, check_wiki, parse_month
+from .wikidata import MONTHS
+
+log = logging.getLogger("twiki")
+
+STAGE = "align"
+# Bump when matching or the row layout changes: aligned sets made before are rebuilt.
+STAGE_VERSION = 1
+
+CHANGED_KINDS = ("new", "updated")
+MATCH_KINDS = ("exact_label", "alias", "fuzzy", "date", "number", "string")
+
+# One row per aligned fact (and, in the filter stage, per probe). Sorted by page_id, then
+# subject, property (numeric), statement id.
+ALIGNED_SCHEMA = pa.schema([
+    pa.field("month_a", pa.string(), nullable=False),
+    pa.field("month_b", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),             # unchanged | new | updated
+    pa.field("subject", pa.string()),                          # the subject's English label
+    pa.field("relation", pa.string()),                         # the property's English label
+    pa.field("object", pa.string(), nullable=False),           # the value, rendered (facts' text)
+    pa.field("old_objects", pa.list_(pa.string())),            # updated: month A's values, rendered
+    pa.field("subject_qid", pa.string(), nullable=False),
+    pa.field("property", pa.string(), nullable=False),         # "P800"
+    pa.field("object_qid", pa.string()),                       # item values; null for literals
+    pa.field("value", pa.string(), nullable=False),            # canonical value (facts' value)
+    pa.field("value_type", pa.string(), nullable=False),       # item|time|quantity|string|...
+    pa.field("old_values", pa.list_(pa.string())),             # updated: month A's canonical values
+    pa.field("statement_id", pa.string(), nullable=False),
+    pa.field("subject_new", pa.bool_(), nullable=False),       # the item has no entity in month A
+    pa.field("page_id", pa.int64(), nullable=False),
+    pa.field("title", pa.string(), nullable=False),            # month B's title
+    pa.field("old_revid", pa.int64()),                         # month A's revision (null: new page)
+    pa.field("new_revid", pa.int64(), nullable=False),
+    pa.field("evidence", pa.string(), nullable=False),         # the sentence of month B
+    pa.field("evidence_section", pa.list_(pa.string())),
+    pa.field("evidence_paragraph", pa.int32(), nullable=False),  # paragraph index in month B
+    pa.field("match_kind", pa.string(), nullable=False),       # one of MATCH_KINDS
+    pa.field("match_score", pa.float32(), nullable=False),     # 0-100
+    pa.field("matched", pa.string(), nullable=False),          # the form found (label, alias...)
+    pa.field("object_in_month_a", pa.bool_()),                 # Changed: A's article already had it
+    pa.field("evidence_in_diffset", pa.bool_()),               # Changed: all of it is diff text
+])
+
+# The factdiff columns a candidate carries (plus page_id and title from the mapping).
+FACT_COLUMNS = ["category", "subject", "subject_label", "property", "property_label",
+                "statement_id", "value_type", "datatype", "value", "text", "object_qid",
+                "object_label", "object_aliases", "unit_qid", "precision", "old_values",
+                "old_texts", "subject_new"]
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """What decides which facts align and to which sentence (all of it is in the artifact key)."""
+
+    fuzzy: bool = True
+    """Try near matches (rapidfuzz) for item labels and aliases that have no exact match."""
+    fuzzy_threshold: float = 90.0
+    """Lowest rapidfuzz `fuzz.ratio` (normalized Indel similarity, 0-100) between a label and
+    a run of whole words of a sentence with about as many words. 90 accepts what survives
+    normalization as spelling variants: 'St Johns College' for 'St John's College' (97),
+    'Highgate Cemetary' (94), 'Santa Barbra' (96); it refuses a longer word that merely contains
+    the label ('Cambridgeshire' for 'Cambridge': 78) and different names of the same shape
+    ('University of Oxford' for 'University of Cambridge': 67)."""
+    fuzzy_min_chars: int = 10
+    """Near matches only for labels of at least this many characters (normalized): a one-letter
+    difference between short names is another name ('Jon Smith' / 'John Smith': 95)."""
+    number_min_digits: int = 3
+    """A number with fewer digits ('2', '49') matches only when its unit's label is in the same
+    sentence; alone it occurs in too many sentences that state something else."""
+    min_form_chars: int = 2
+    """Forms (labels, aliases) shorter than this after normalization are not searched."""
+    excluded_datatypes: tuple[str, ...] = (
+        "external-id", "url", "commonsMedia", "geo-shape", "tabular-data", "math",
+        "musical-notation", "wikibase-property", "wikibase-lexeme", "wikibase-form",
+        "wikibase-sense", "entity-schema")
+    """Property datatypes never aligned: identifiers, links and media are not knowledge that an
+    article states in prose (TemporalWiki kept only item-valued facts; twiki keeps literals)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fuzzy_threshold <= 100:
+            raise ConfigError(f"fuzzy_threshold must be in (0, 100], not {self.fuzzy_threshold}")
+        if self.fuzzy_min_chars < 1 or self.number_min_digits < 1 or self.min_form_chars < 1:
+            raise ConfigError("fuzzy_min_chars, number_min_digits and min_form_chars must be "
+                              "at least 1")
+        object.__setattr__(self, "excluded_datatypes", tuple(self.excluded_datatypes))
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """How the work is done; never changes the output."""
+
+    bucket_page_ids: int = 1_000_000
+    """Width of a page-id bucket: the reduce holds one bucket of one page shard's candidates at
+    a time (enwiki, 64 shards: ~40k candidates a bucket)."""
+    spill_rows: int = 50_000
+    """Candidates a map task buffers before writing a run."""
+    compress_work: bool = True
+    """LZ4-compress the work files (the unchanged facts of a full dump are tens of GB)."""
+    keep_work: bool = False
+    """Keep data/work/probes/... after publishing."""
+
+    def __post_init__(self) -> None:
+        if self.bucket_page_ids < 1 or self.spill_rows < 1:
+            raise ConfigError("bucket_page_ids and spill_rows must be positive")
+
+
+@dataclass
+class AlignResult:
+    path: Path
+    state: str                 # "current" (no-op) | "built" | "repaired"
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def report(self) -> dict:
+        return self.manifest.get("report", {})
+
+    def summary(self) -> str:
+        r = self.report
+        verb = {"current": "was up to date", "built": "built", "repaired": "repaired"}[self.state]
+        a = r.get("aligned", {})
+        i = r.get("initial", {})
+        return (f"aligned facts {verb} at {self.path}: unchanged {a.get('unchanged', 0)} of "
+                f"{i.get('unchanged', 0)}, changed {a.get('changed', 0)} of "
+                f"{i.get('changed', 0)}")
+
+
+def probes_root(data_root: DataRoot, month_a: str, month_b: str) -> Path:
+    """data/probes/<A>_<B>/: aligned/, probes/, rejected/<reason>/, report.json, report.md
+    (to move into DataRoot)."""
+    return data_root.root / "probes" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+
+
+# ---------------------------------------------------------------------------------------
+# Text normalization and the forms in which an object is searched.
+
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# Punctuation, symbols and whitespace become one space; a point between digits is kept, so
+# that "31.58" stays one word and does not match "31 58".
+_SEPARATORS = re.compile(r"(?:[^\w.]|_|(?<!\d)\.|\.(?!\d))+")
+
+
+@lru_cache(maxsize=1)
+def _combining() -> dict[int, None]:
+    import sys
+    return {cp: None for cp in range(sys.maxunicode + 1)
+            if unicodedata.combining(chr(cp))}
+
+
+def normalize(text: str) -> str:
+    """Comparison form of text: diacritics stripped (NFKD), casefolded, thousands separators
+    dropped, punctuation and whitespace collapsed to single spaces. Words are then whole-word
+    searchable as ' ' + form + ' ' in ' ' + text + ' '."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).translate(_combining())
+    text = _THOUSANDS.sub("", text.casefold())
+    return _SEPARATORS.sub(" ", text).strip()
+
+
+class Form(NamedTuple):
+    norm: str          # normalized, padded with spaces: " 11 march 1952 "
+    kind: str          # one of MATCH_KINDS (never "fuzzy": near matches are tried apart)
+    surface: str       # what it was made from, for the probe's `matched` column
+    needs: tuple[str, ...] | None   # one of these (a unit's label, padded) must be there too
+    score: float
+
+
+def _pad(s: str) -> str:
+    return f" {s} "
+
+
+_DATE = re.compile(r"(-?)(\d+)(?:-(\d\d)(?:-(\d\d))?)?")
+
+
+def date_forms(value: str, text: str | None) -> list[tuple[str, str]]:
+    """(surface, kind) of the ways Wikipedia writes a Wikidata time at its precision:
+    day '11 March 1952', 'March 11, 1952', '1952-03-11', '11th March 1952'; month 'March 1952';
+    year '1952'; BCE years '44 BC' and '44 BCE'; coarser precisions as rendered ('1950s')."""
+    body, _, rest = value.partition("/")
+    precision = int(rest.split("/")[0]) if rest else 9
+    out: list[str] = []
+    m = _DATE.fullmatch(body)
+    if m and precision >= 9:
+        bce = m.group(1) == "-"
+        year = str(int(m.group(2)))
+        years = [f"{year} BC", f"{year} BCE"] if bce else [year]
+        month = int(m.group(3)) if m.group(3) else 0
+        day = int(m.group(4)) if m.group(4) else 0
+        for y in years:
+            if precision >= 11 and month and day:
+                name = MONTHS[month - 1]
+                out += [f"{day} {name} {y}", f"{name} {day}, {y}",
+                        f"{_ordinal(day)} {name} {y}"]
+                if not bce:
+                    out.append(f"{year.zfill(4)}-{month:02d}-{day:02d}")
+            elif precision >= 10 and month:
+                out.append(f"{MONTHS[month - 1]} {y}")
+            else:
+                out.append(y)
+    if text:
+        out.append(text)
+    return [(s, "date") for s in out]
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def number_forms(amount: str) -> list[str]:
+    """An amount as written with and without thousands separators ('296,033', '296033')."""
+    a = amount.lstrip("+-")
+    whole, _, frac = a.partition(".")
+    out = [a]
+    if whole.isdigit() and len(whole) > 3:
+        grouped = f"{int(whole):,}" + (f".{frac}" if frac else "")
+        out.append(grouped)
+    return out   # a minus sign is punctuation to normalize(): the digits are what is searched
+
+
+def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
+    """Every form under which the fact's object is searched, best first: the item's label,
+    then its aliases; a time in the forms Wikipedia writes dates; a quantity's amount (with its
+    unit's label as a condition for short numbers); strings as they are."""
+    vt = fact["value_type"]
+    raw: list[tuple[str, str, str | None, float]] = []   # surface, kind, needs, score
+    if vt == "item":
+        if fact.get("object_label"):
+            raw.append((fact["object_label"], "exact_label", None, 100.0))
+        for a in fact.get("object_aliases") or ():
+            raw.append((a, "alias", None, 100.0))
+    elif vt == "time":
+        raw += [(s, k, None, 100.0) for s, k in date_forms(fact["value"], fact.get("text"))]
+    elif vt == "quantity":
+        amount = fact["value"].split("|", 1)[0]
+        unit = None
+        text = fact.get("text") or ""
+        if fact.get("unit_qid") and text.startswith(amount + " "):
+            unit = text[len(amount) + 1:]
+        digits = sum(c.isdigit() for c in amount)
+        for s in number_forms(amount):
+            if unit:
+                # with its unit in the sentence: certain; without: the bare amount, if long
+                raw.append((s, "number", unit, 100.0))
+                if digits >= config.number_min_digits:
+                    raw.append((s, "number", None, 90.0))
+            elif digits >= config.number_min_digits:
+                raw.append((s, "number", None, 100.0))
+    else:  # string, monolingualtext, and anything rendered to text
+        if fact.get("text"):
+            raw.append((fact["text"], "string", None, 100.0))
+    forms: list[Form] = []
+    seen: set[tuple[str, str | None]] = set()
+    for surface, kind, needs, score in raw:
+        norm = normalize(surface)
+        if len(norm) < config.min_form_chars:
+            continue
+        need = None
+        if needs:   # Wikidata's unit labels are singular: 'year' also finds 'years'
+            n = normalize(needs)
+            need = (_pad(n), _pad(n + "s"), _pad(n + "es"))
+        if (norm, need) in seen:
+            continue
+        seen.add((norm, need))
+        forms.append(Form(_pad(norm), kind, surface, need, score))
+    return forms
+
+
+def fuzzy_labels(fact: dict, config: AlignConfig) -> list[tuple[str, str]]:
+    """(normalized label, surface) of an item's label and aliases long enough for near matches."""
+    if not config.fuzzy or fact["value_type"] != "item":
+        return []
+    out = []
+    for s in [fact.get("object_label")] + list(fact.get("object_aliases") or ()):
+        if s:
+            n = normalize(s)
+            if len(n) >= config.fuzzy_min_chars and (n, s) not in out:
+                out.append((n, s))
+    return out
+
+
+def fuzzy_score(label: str, sentence: str) -> float:
+    """Best fuzz.ratio between a normalized label and a run of whole words of a normalized
+    sentence with one word fewer, as many, or one more than the label."""
+    words = sentence.split()
+    k = len(label.split())
+    best = 0.0
+    for size in (k - 1, k, k + 1):
+        if size < 1 or size > len(words):
+            continue
+        for i in range(len(words) - size + 1):
+            s = fuzz.ratio(label, " ".join(words[i:i + size]), score_cutoff=best)
+            if s > best:
+                best = s
+    return best
+
+
+# ---------------------------------------------------------------------------------------
+# Sentences (spaCy: a blank English pipeline with the rule-based sentencizer).
+
+_NLP = None
+
+
+def sentencizer():
+    """The process's spaCy pipeline: `spacy.blank("en")` + `sentencizer` (no model to download;
+    its tokenizer knows English abbreviations, so 'Dr. Smith' and 'U.S.' do not end sentences)."""
+    global _NLP
+    if _NLP is None:
+        import sys
+        # thinc (under spaCy) imports torch when it is installed (the LM extra), ~200 MB of
+        # memory per worker that sentence splitting never uses: hide it during the import.
+        hide = "torch" not in sys.modules
+        if hide:
+            sys.modules["torch"] = None
+        try:
+            import spacy
+        finally:
+            if hide:
+                del sys.modules["torch"]
+        nlp = spacy.blank("en")
+        nlp.add_pipe("sentencizer")
+        _NLP = nlp
+    return _NLP
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of a paragraph, whitespace trimmed."""
+    nlp = sentencizer()
+    if len(text) >= nlp.max_length:   # a giant paragraph: the rule-based splitter of diff.py
+        spans, pos = [], 0
+        for s in split_sentences(text):
+            i = text.find(s, pos)
+            spans.append((i, i + len(s)))
+            pos = i + len(s)
+        return spans
+    out = []
+    for sent in nlp(text).sents:
+        a, b = sent.start_char, sent.end_char
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# One article: which candidate facts it states, and where.
+
+@dataclass
+class Article:
+    """What the reduce knows about one page: month B's paragraphs, the diff rows (paragraph
+    index, text) and removed texts, whether month A has the page, and A's text on demand."""
+
+    page_id: int
+    title: str
+    new_revid: int
+    paragraphs: list[tuple[tuple[str, ...], str]]   # month B
+    diff_rows: list[tuple[int, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    in_month_a: bool = False
+    old_revid: int | None = None
+    old_paragraphs: Sequence[tuple[tuple[str, ...], str]] | None = None
+
+
+class _Unit(NamedTuple):
+    """A paragraph of month B and the spans of it that are diff text."""
+    index: int                        # paragraph index in month B (-1: a diff row not located)
+    section: tuple[str, ...]
+    text: str
+    spans: list[tuple[int, int]]      # diff spans, sorted, merged
+
+
+class _Sentence(NamedTuple):
+    paragraph: int
+    section: tuple[str, ...]
+    text: str            # the whole sentence
+    norm: str            # padded normalized text of the part that counts (diff part for Changed)
+    whole: bool          # Changed: the whole sentence is diff text
+
+
+class _Aligner:
+    """Matching state for one article: the normalized texts, split into sentences lazily."""
+
+    def __init__(self, art: Article, config: AlignConfig, counts: dict):
+        self.art = art
+        self.config = config
+        self.counts = counts
+        spans: dict[int, list[tuple[int, int]]] = {}
+        loose: list[str] = []
+        for p, text in art.diff_rows:
+            para = art.paragraphs[p][1] if 0 <= p < len(art.paragraphs) else None
+            i = para.find(text) if para is not None else -1
+            if i < 0:
+                loose.append(text)
+                counts["diff_rows_not_located"] = counts.get("diff_rows_not_located", 0) + 1
+                continue
+            spans.setdefault(p, []).append((i, i + len(text)))
+        self.units = [_Unit(p, tuple(art.paragraphs[p][0]), art.paragraphs[p][1], _merge(s))
+                      for p, s in sorted(spans.items())]
+        self.units += [_Unit(-1, (), t, [(0, len(t))]) for t in loose]
+        self.diff_spans = spans
+        # padded normalized diff text of each unit and of them all, for a quick "is it
+        # anywhere here" test before any sentence is split
+        self.unit_norm = [_pad(" | ".join(normalize(u.text[a:b]) for a, b in u.spans))
+                          for u in self.units]
+        self.diff_norm = _pad(" | ".join(n.strip() for n in self.unit_norm))
+        self.para_norm = [_pad(normalize(t)) for _, t in art.paragraphs]
+        self.all_norm = _pad(" | ".join(n.strip() for n in self.para_norm))
+        self._sentences: dict[int, list[tuple[int, int]]] = {}
+        self._removed_norm: str | None = None
+        self._old_norm: str | None = None
+
+    # --- sentences of a paragraph, split once
+    def _spans(self, key, text: str) -> list[tuple[int, int]]:
+        s = self._sentences.get(key)
+        if s is None:
+            s = self._sentences[key] = sentence_spans(text)
+        return s
+
+    def changed_sentences(self, u: int) -> Iterator[_Sentence]:
+        unit = self.units[u]
+        key = unit.index if unit.index >= 0 else ("loose", u)
+        for a, b in self._spans(key, unit.text):
+            parts = [(max(a, x), min(b, y)) for x, y in unit.spans if x < b and y > a]
+            if not parts:
+                continue
+            whole = any(x <= a and y >= b for x, y in parts)
+            norm = _pad(" | ".join(normalize(unit.text[x:y]) for x, y in parts))
+            yield _Sentence(unit.index, unit.section, unit.text[a:b], norm, whole)
+
+    def unchanged_sentences(self, p: int) -> Iterator[_Sentence]:
+        section, text = self.art.paragraphs[p]
+        diff = self.diff_spans.get(p, [])
+        for a, b in self._spans(p, text):
+            if any(x < b and y > a for x, y in diff):
+                continue
+            yield _Sentence(p, tuple(section), text[a:b], _pad(normalize(text[a:b])), True)
+
+    # --- searching
+    def find_changed(self, forms: list[Form], fuzzy: list[tuple[str, str]]):
+        for f in forms:
+            if f.norm not in self.diff_norm:
+                continue
+            for u, un in enumerate(self.unit_norm):
+                if f.norm not in un:
+                    continue
+                for s in self.changed_sentences(u):
+                    if _hit(f, s.norm):
+                        return s, f.kind, f.score, f.surface
+        return self._fuzzy(fuzzy, self.diff_norm,
+                           (s for u in range(len(self.units)) for s in self.changed_sentences(u)))
+
+    def find_unchanged(self, forms: list[Form], fuzzy: list[tuple[str, str]]):
+        for f in forms:
+            if f.norm not in self.all_norm:
+                continue
+            for p, pn in enumerate(self.para_norm):
+                if f.norm not in pn:
+                    continue
+                for s in self.unchanged_sentences(p):
+                    if _hit(f, s.norm):
+                        return s, f.kind, f.score, f.surface
+        return self._fuzzy(fuzzy, self.all_norm,
+                           (s for p in range(len(self.art.paragraphs))
+                            for s in self.unchanged_sentences(p)))
+
+    def _fuzzy(self, labels, region: str, sentences):
+        if not labels:
+            return None
+        threshold = self.config.fuzzy_threshold
+        # a cheap test on the whole region first; sentences only when it could pass
+        live = [(n, s) for n, s in labels
+                if fuzz.partial_ratio(n, region, score_cutoff=threshold)]
+        if not live:
+            return None
+        best = None
+        for sent in sentences:
+            for n, surface in live:
+                score = fuzzy_score(n, sent.norm)
+                if score >= threshold and (best is None or score > best[2]):
+                    best = (sent, "fuzzy", round(score, 2), surface)
+        return best
+
+    def in_text(self, forms: list[Form], where: str) -> bool:
+        if where == "old":
+            if self._old_norm is None:
+                old = self.art.old_paragraphs or ()
+                self._old_norm = _pad(" | ".join(normalize(t) for _, t in old))
+            region = self._old_norm
+        elif where == "removed":
+            if self._removed_norm is None:
+                self._removed_norm = _pad(" | ".join(normalize(t) for t in self.art.removed))
+            region = self._removed_norm
+        elif where == "diff":
+            region = self.diff_norm
+        else:  # "unchanged": any sentence outside the diff
+            return any(_hit(f, s.norm) for f in forms if f.norm in self.all_norm
+                       for p, pn in enumerate(self.para_norm) if f.norm in pn
+                       for s in self.unchanged_sentences(p))
+        return any(f.norm in region for f in forms)
+
+
+def _hit(form: Form, norm: str) -> bool:
+    return form.norm in norm and (form.needs is None or any(n in norm for n in form.needs))
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _bump(counts: dict, group: str, reason: str, n: int = 1) -> None:
+    g = counts.setdefault(group, {})
+    g[reason] = g.get(reason, 0) + n
+
+
+def align_article(art: Article, facts: list[dict], config: AlignConfig,
+                  months: tuple[str, str], counts: dict | None = None) -> list[dict]:
+    """The aligned rows of one article's candidate facts (in the order given); failures are
+    counted by reason under counts['rejected']['changed' | 'unchanged'].
+
+    A Changed fact (kind new or updated) aligns when the article has diff text and one of the
+    object's forms (label, aliases, dates, numbers: `object_forms`), or a near match of its
+    label, occurs in the diff part of a sentence; the whole sentence is the evidence. An
+    Unchanged fact aligns when month A has the page and a form occurs in a sentence of month B
+    that has no diff text. The first form (best kind first) found in document order wins."""
+    counts = counts if counts is not None else {}
+    rejected = counts.setdefault("rejected", {})
+    aligner = _Aligner(art, config, counts)
+    rows = []
+    for fact in facts:
+        changed = fact["category"] in CHANGED_KINDS
+        group = "changed" if changed else "unchanged"
+        forms = object_forms(fact, config)
+        near = fuzzy_labels(fact, config)
+        if not forms and not near:
+            _bump(rejected, group, "object_unmatchable")
+            continue
+        if changed:
+            if not art.diff_rows:
+                _bump(rejected, group, "article_not_in_diffset")
+                continue
+            found = aligner.find_changed(forms, near)
+            if found is None:
+                if aligner.in_text(forms, "unchanged"):
+                    reason = "object_in_unchanged_text_only"
+                elif aligner.in_text(forms, "removed"):
+                    reason = "object_only_in_removed_text"
+                else:
+                    reason = "object_not_in_article"
+                _bump(rejected, group, reason)
+                continue
+        else:
+            if not art.in_month_a:
+                _bump(rejected, group, "article_not_in_month_a")
+                continue
+            found = aligner.find_unchanged(forms, near)
+            if found is None:
+                _bump(rejected, group, "object_in_changed_text_only"
+                      if aligner.in_text(forms, "diff") else "object_not_in_article")
+                continue
+        sent, kind, score, surface = found
+        rows.append({
+            "month_a": months[0], "month_b": months[1], "kind": fact["category"],
+            "subject": fact["subject_label"], "relation": fact["property_label"],
+            "object": fact["text"],
+            "old_objects": fact["old_texts"] if fact["category"] == "updated" else None,
+            "subject_qid": fact["subject"], "property": fact["property"],
+            "object_qid": fact["object_qid"], "value": fact["value"],
+            "value_type": fact["value_type"],
+            "old_values": fact["old_values"] if fact["category"] == "updated" else None,
+            "statement_id": fact["statement_id"], "subject_new": bool(fact["subject_new"]),
+            "page_id": art.page_id, "title": art.title, "old_revid": art.old_revid,
+            "new_revid": art.new_revid, "evidence": sent.text,
+            "evidence_section": list(sent.section), "evidence_paragraph": sent.paragraph,
+            "match_kind": kind, "match_score": float(score), "matched": surface,
+            "object_in_month_a": (art.in_month_a and aligner.in_text(forms, "old"))
+            if changed else None,
+            "evidence_in_diffset": sent.whole if changed else None,
+        })
+        _bump(counts.setdefault("aligned_by_match", {}), group, kind)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Map: one factdiff shard -> candidates keyed by page, in runs per (page shard, bucket).
+
+W_CANDIDATES_FIELDS = [("page_id", pa.int64()), ("title", pa.string())]
+
+
+def _candidate_schema(factdiff_schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(n, t) for n, t in W_CANDIDATES_FIELDS]
+                     + [factdiff_schema.field(c) for c in FACT_COLUMNS])
+
+
+@dataclass(frozen=True)
+class MapTask:
+    shard: int
+    factdiff: str       # the factdiff shard file
+    mapping: str        # month B's mapping shard file (same QID partition)
+    work: str
+    name: str           # "map-00003": map-00003.arrow + map-00003.json (written last)
+    page_shards: int
+    bucket_page_ids: int
+    spill_rows: int
+    compress: bool
+    excluded_datatypes: tuple[str, ...]
+
+
+def _qid_numbers(col) -> np.ndarray:
+    arr = pc.cast(pc.utf8_slice_codeunits(col, 1), pa.int64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def map_factdiff(task: MapTask) -> dict:
+    """Map task: the facts of one factdiff shard that can become probes, with their page."""
+    work = Path(task.work)
+    sidecar = work / f"{task.name}.json"
+    if sidecar.exists():
+        return json.loads(sidecar.read_text())["report"]
+    t0 = time.perf_counter()
+    mp = pq.read_table(task.mapping, columns=["qid", "page_id", "title"])
+    m_qid = _qid_numbers(mp.column("qid"))
+    order = np.argsort(m_qid, kind="stable")
+    m_qid = m_qid[order]
+    m_page = np.asarray(mp.column("page_id").to_numpy(), dtype=np.int64)[order]
+    m_title = mp.column("title").take(pa.array(order))
+    del mp
+    pf = pq.ParquetFile(task.factdiff)
+    schema = _candidate_schema(pf.schema_arrow)
+    tmp = work / f".{task.name}.arrow.tmp"
+    options = pa.ipc.IpcWriteOptions(compression="lz4" if task.compress else None)
+    writer = pa.ipc.new_file(str(tmp), schema, options=options)
+    index: dict[str, dict[str, list[int]]] = {}
+    batches = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    counts = {"facts": {}, "rejected": {}}
+    excluded = pa.array(list(task.excluded_datatypes), pa.string())
+
+    def spill() -> None:
+        nonlocal pending, pending_rows, batches
+        if not pending_rows:
+            return
+        t = pa.concat_tables(pending).combine_chunks()
+        pending, pending_rows = [], 0
+        pid = np.asarray(t.column("page_id").to_numpy(), dtype=np.int64)
+        shard = shard_array(pid, task.page_shards)
+        bucket = pid // task.bucket_page_ids
+        order = np.lexsort((bucket, shard))
+        t = t.take(pa.array(order)).combine_chunks()
+        shard, bucket = shard[order], bucket[order]
+        key = shard * (1 << 40) + bucket
+        bounds = np.flatnonzero(np.diff(key)) + 1
+        starts = np.concatenate(([0], bounds)).tolist()
+        ends = np.concatenate((bounds, [len(key)])).tolist()
+        batch = t.to_batches()[0] if t.num_rows else None
+        for a, b in zip(starts, ends):
+            writer.write_batch(batch.slice(a, b - a))
+            index.setdefault(str(int(shard[a])), {}).setdefault(str(int(bucket[a])), []) \
+                .append(batches)
+            batches += 1
+
+    for i in range(pf.num_row_groups):
+        t = pf.read_row_group(i, columns=FACT_COLUMNS, use_threads=False)
+        cat = t.column("category")
+        for c, n in zip(*_value_counts(cat)):
+            counts["facts"][c] = counts["facts"].get(c, 0) + n
+        t = t.filter(pc.not_equal(cat, "removed"))
+        if not t.num_rows:
+            continue
+        group = pc.if_else(pc.equal(t.column("category"), "unchanged"), "unchanged", "changed")
+        # in the order of the report: datatype, then object text, then the subject's page
+        out = pc.fill_null(pc.is_in(t.column("datatype"), value_set=excluded), False)
+        _count_reason(counts, group, out, "datatype_excluded")
+        t, group = t.filter(pc.invert(out)), group.filter(pc.invert(out))
+        out = pc.is_null(t.column("text"))
+        _count_reason(counts, group, out, "object_without_text")
+        t, group = t.filter(pc.invert(out)), group.filter(pc.invert(out))
+        q = _qid_numbers(t.column("subject"))
+        pos = np.searchsorted(m_qid, q)
+        pos_c = np.minimum(pos, max(len(m_qid) - 1, 0))
+        found = (pos < len(m_qid)) & (m_qid[pos_c] == q) if len(m_qid) else np.zeros(len(q), bool)
+        _count_reason(counts, group, pa.array(~found), "subject_without_article")
+        keep = pa.array(found)
+        t = t.filter(keep)
+        if not t.num_rows:
+            continue
+        idx = pa.array(pos_c[found])
+        t = pa.table({"page_id": pa.array(m_page[pos_c[found]]),
+                      "title": m_title.take(idx),
+                      **{c: t.column(c) for c in FACT_COLUMNS}}, schema=schema)
+        pending.append(t)
+        pending_rows += t.num_rows
+        if pending_rows >= task.spill_rows:
+            spill()
+    spill()
+    writer.close()
+    os.replace(tmp, work / f"{task.name}.arrow")
+    report = {"shard": task.shard, "counts": counts, "seconds": round(time.perf_counter() - t0, 4)}
+    side_tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+    side_tmp.write_text(json.dumps({"file": f"{task.name}.arrow", "index": index,
+                                    "report": report}))
+    os.replace(side_tmp, sidecar)
+    return report
+
+
+def _value_counts(col) -> tuple[list, list]:
+    if len(col) == 0:
+        return [], []
+    vc = pc.value_counts(col)
+    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
+
+
+def _count_reason(counts: dict, group, mask, reason: str) -> None:
+    if not len(mask):
+        return
+    for g, n in zip(*_value_counts(group.filter(mask))):
+        _bump(counts["rejected"], g, reason, n)
+
+
+# ---------------------------------------------------------------------------------------
+# Reduce: one page shard, bucket by bucket, merged with the text of both months.
+
+class _Cursor:
+    """The rows of one Parquet shard sorted by page_id, visited in increasing page_id order,
+    one row group in memory (row-group statistics skip groups without reading them)."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.pf = pq.ParquetFile(path)
+        self.columns = columns
+        self.g = -1
+        self.ids: np.ndarray | None = None
+        self.table: pa.Table | None = None
+        meta = self.pf.metadata
+        pidx = self.pf.schema_arrow.get_field_index("page_id")
+        self.max = []
+        for i in range(meta.num_row_groups):
+            st = meta.row_group(i).column(pidx).statistics
+            self.max.append(st.max if st is not None and st.has_min_max else None)
+
+    def _load(self, g: int) -> None:
+        self.g = g
+        self.table = None
+        self.ids = np.asarray(self.pf.read_row_group(g, columns=["page_id"], use_threads=False)
+                              .column(0).to_numpy(), dtype=np.int64)
+
+    def _group_max(self, g: int) -> int:
+        if self.max[g] is not None:
+            return self.max[g]
+        if self.g != g:
+            self._load(g)
+        return int(self.ids[-1]) if len(self.ids) else -1
+
+    def rows(self, page_id: int) -> list[dict]:
+        """Every row of `page_id` (none when the shard has no such page); ids asked for must
+        not decrease."""
+        out: list[dict] = []
+        n = self.pf.metadata.num_row_groups
+        g = max(self.g, 0)
+        while g < n and self._group_max(g) < page_id:
+            g += 1
+        while g < n:
+            if self.g != g:
+                self._load(g)
+            lo = int(np.searchsorted(self.ids, page_id, "left"))
+            hi = int(np.searchsorted(self.ids, page_id, "right"))
+            if lo == hi:
+                break
+            if self.table is None:
+                self.table = self.pf.read_row_group(g, columns=self.columns, use_threads=False)
+            out += self.table.slice(lo, hi - lo).to_pylist()
+            if hi < len(self.ids):
+                break
+            g += 1   # the page may go on in the next row group
+        return out
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    shard: int
+    work: str
+    maps: tuple[str, ...]          # map sidecar names
+    diffset: str                   # shard files
+    removed: str
+    snapshot_a: str
+    snapshot_b: str
+    out: str
+    report: str                    # its report in the work folder
+    config: AlignConfig
+    month_a: str
+    month_b: str
+
+
+def align_shard(task: ReduceTask) -> dict:
+    """Reduce task: the aligned rows of one page shard."""
+    t0 = time.perf_counter()
+    work = Path(task.work)
+    sides = [json.loads((work / m).read_text()) for m in task.maps]
+    readers = {}
+    buckets: set[int] = set()
+    for side in sides:
+        buckets.update(int(b) for b in side["index"].get(str(task.shard), {}))
+    diff = _Cursor(Path(task.diffset), ["page_id", "paragraph", "text"])
+    removed = _Cursor(Path(task.removed), ["page_id", "text"])
+    snap_a = _Cursor(Path(task.snapshot_a), ["page_id", "revid", "paragraphs"])
+    snap_b = _Cursor(Path(task.snapshot_b), ["page_id", "title", "revid", "paragraphs"])
+    counts: dict = {"candidates": {}, "rejected": {}, "aligned": {}}
+    n_facts = 0
+    buf: list[dict] = []
+    months = (task.month_a, task.month_b)
+    w = ShardWriter(Path(task.out), ALIGNED_SCHEMA)
+    try:
+        for b in sorted(buckets):
+            tables = []
+            for side in sides:
+                ids = side["index"].get(str(task.shard), {}).get(str(b))
+                if not ids:
+                    continue
+                path = str(work / side["file"])
+                if path not in readers:
+                    readers[path] = pa.ipc.open_file(pa.OSFile(path))
+                tables += [pa.Table.from_batches([readers[path].get_batch(i)]) for i in ids]
+            t = pa.concat_tables(tables)
+            t = t.take(pc.sort_indices(pa.table({
+                "p": t.column("page_id"), "s": pa.array(_qid_numbers(t.column("subject"))),
+                "r": pa.array(_qid_numbers(t.column("property"))),
+                "id": t.column("statement_id")}),
+                [("p", "ascending"), ("s", "ascending"), ("r", "ascending"),
+                 ("id", "ascending")]))
+            pids = np.asarray(t.column("page_id").to_numpy(), dtype=np.int64)
+            bounds = np.flatnonzero(np.diff(pids)) + 1
+            starts = np.concatenate(([0], bounds)).tolist()
+            ends = np.concatenate((bounds, [len(pids)])).tolist()
+            for a, e in zip(starts, ends):
+                facts = t.slice(a, e - a).to_pylist()
+                n_facts += len(facts)
+                for f in facts:
+                    _bump(counts, "candidates", _group(f["category"]))
+                art = _article(int(pids[a]), diff, removed, snap_a, snap_b)
+                if art is None:   # the mapping names a page that month B's snapshot lacks
+                    for f in facts:
+                        _bump(counts["rejected"], _group(f["category"]), "article_not_in_month_b")
+                    continue
+                rows = align_article(art, facts, task.config, months, counts)
+                for r in rows:
+                    _bump(counts, "aligned", r["kind"])
+                buf += rows
+                if len(buf) >= ROW_GROUP_ROWS:
+                    w.write(pa.Table.from_pylist(buf, schema=ALIGNED_SCHEMA))
+                    buf = []
+            del t, tables
+        w.write(pa.Table.from_pylist(buf, schema=ALIGNED_SCHEMA))
+        report = {"shard": task.shard, "counts": counts, "facts": n_facts,
+                  "seconds": round(time.perf_counter() - t0, 4)}
+        # the report goes to the work folder before the shard is in place: a shard that exists
+        # always has its report, so a resumed run still counts every shard
+        _write_json(Path(task.report), report)
+        w.close()
+    except BaseException:
+        w.abort()
+        raise
+    pa.default_memory_pool().release_unused()
+    return report
+
+
+def _group(kind: str) -> str:
+    return "changed" if kind in CHANGED_KINDS else "unchanged"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _article(page_id: int, diff: _Cursor, removed: _Cursor, snap_a: _Cursor,
+             snap_b: _Cursor) -> Article | None:
+    b = snap_b.rows(page_id)
+    if not b:
+        return None
+    b = b[0]
+    a = snap_a.rows(page_id)
+    paragraphs = [(tuple(p["section"] or ()), p["text"]) for p in b["paragraphs"] or ()]
+    old = [(tuple(p["section"] or ()), p["text"]) for p in a[0]["paragraphs"] or ()] if a else None
+    return Article(
+        page_id=page_id, title=b["title"], new_revid=b["revid"], paragraphs=paragraphs,
+        diff_rows=[(r["paragraph"], r["text"]) for r in diff.rows(page_id)],
+        removed=[r["text"] for r in removed.rows(page_id)],
+        in_month_a=bool(a), old_revid=a[0]["revid"] if a else None, old_paragraphs=old)
+
+
+# ---------------------------------------------------------------------------------------
+# The stage.
+
+def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
+    """The manifests of every input, checked, with a message that says how to make a missing one."""
+    fd = require_artifact(factdiff_dir(data_root, month_a, month_b),
+                          f"fact diff {month_a} -> {month_b}",
+                          f"run `twiki factdiff --from {month_a} --to {month_b}` first")
+    mapping = require_artifact(facts_root(data_root, month_b) / "mapping",
+                               f"page_id <-> QID mapping of {month_b}",
+                               f"run `twiki facts --month {month_b}` (after its snapshot) first")
+    diffset = data_root.diffset(wiki, month_a, month_b)
+    hint = f"run `twiki diff --from {month_a} --to {month_b}` first"
+    ds = require_artifact(diffset, f"{wiki} diffset {month_a} -> {month_b}", hint)
+    rm = require_artifact(diffset.with_name(diffset.name + "_removed"),
+                          f"{wiki} removed text {month_a} -> {month_b}", hint)
+    snaps = {m: require_artifact(data_root.snapshot(wiki, m), f"{wiki} snapshot of {m}",
+                                 f"run `twiki snapshot --month {m}` first")
+             for m in (month_a, month_b)}
+    if fd["shard_count"] != mapping["shard_count"]:
+        raise TwikiError(f"the fact diff has {fd['shard_count']} shards and the mapping of "
+                         f"{month_b} {mapping['shard_count']}: both come from the facts' "
+                         f"--shards; rebuild the facts of both months with the same count")
+    counts = {ds["shard_count"], rm["shard_count"], snaps[month_a]["shard_count"],
+              snaps[month_b]["shard_count"]}
+    if len(counts) != 1:
+        raise TwikiError(f"the snapshots and diffset of {month_a} -> {month_b} have different "
+                         f"shard counts ({sorted(counts)}); rebuild them with one --shards")
+    return {"factdiff": fd, "mapping": mapping, "diffset": ds, "removed": rm,
+            "snapshot_a": snaps[month_a], "snapshot_b": snaps[month_b],
+            "paths": {"factdiff": factdiff_dir(data_root, month_a, month_b),
+                      "mapping": facts_root(data_root, month_b) / "mapping",
+                      "diffset": diffset, "removed": diffset.with_name(diffset.name + "_removed"),
+                      "snapshot_a": data_root.snapshot(wiki, month_a),
+                      "snapshot_b": data_root.snapshot(wiki, month_b)}}
+
+
+def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
+                     data_root: DataRoot | None = None, executor: Executor | None = None,
+                     config: AlignConfig = AlignConfig(),
+                     options: AlignOptions = AlignOptions()) -> AlignResult:
+    """Build (or confirm, or repair) data/probes/<A>_<B>/aligned/: the facts of the fact diff
+    A -> B stated in month B's text, each with its evidence sentence (see `align_article`)."""
+    parse_month(month_a), parse_month(month_b)
+    if month_a >= month_b:
+        raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
+    check_wiki(wiki)
+    data_root = data_root or DataRoot.default()
+    executor = executor or LocalExecutor(1)
+    ins = _inputs(month_a, month_b, wiki, data_root)
+    paths = ins.pop("paths")
+    inputs = {k: m["key"] for k, m in ins.items()}
+    cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
+    shards = ins["snapshot_b"]["shard_count"]
+    root = probes_root(data_root, month_a, month_b)
+    root.mkdir(parents=True, exist_ok=True)
+    build = ArtifactBuild(root / "aligned", stage=STAGE, stage_version=STAGE_VERSION,
+                          inputs=inputs, config=cfg, shards=shards, schema=ALIGNED_SCHEMA)
+    if build.state == "current":
+        log.info("aligned facts %s -> %s are up to date: nothing to do", month_a, month_b)
+        return AlignResult(build.final, "current", build.manifest)
+    t0 = time.perf_counter()
+    work = data_root.work("probes", f"{month_a}_{month_b}", "align", build.key[:16])
+    work.mkdir(parents=True, exist_ok=True)
+    fshards = ins["factdiff"]["shard_count"]
+    maps = [MapTask(k, str(paths["factdiff"] / shard_name(k)),
+                    str(paths["mapping"] / shard_name(k)), str(work), f"map-{k:05d}", shards,
+                    options.bucket_page_ids,
+                    options.spill_rows, options.compress_work, config.excluded_datatypes)
+            for k in range(fshards)]
+    map_reports = executor.run(map_factdiff, maps, desc=f"align {month_a}->{month_b}: facts",
+                               weights=[(paths["factdiff"] / shard_name(k)).stat().st_size + 1
+                                        for k in range(fshards)], unit="B")
+    t_map = time.perf_counter()
+    names = tuple(f"{m.name}.json" for m in maps)
+    tasks = [ReduceTask(s, str(work), names, str(paths["diffset"] / shard_name(s)),
+                        str(paths["removed"] / shard_name(s)),
+                        str(paths["snapshot_a"] / shard_name(s)),
+                        str(paths["snapshot_b"] / shard_name(s)),
+                        str(build.shard_path(s)), str(work / f"reduce-{s:05d}.json"), config,
+                        month_a, month_b)
+             for s in build.pending_shards()]
+    weights = [(paths["snapshot_b"] / shard_name(t.shard)).stat().st_size + 1 for t in tasks]
+    reduce_reports = executor.run(align_shard, tasks, desc=f"align {month_a}->{month_b}: text",
+                                  weights=weights, unit="B")
+    t_end = time.perf_counter()
+    if build.state == "build":
+        reduce_reports = [json.loads((work / f"reduce-{s:05d}.json").read_text())
+                          for s in range(shards)]
+    report = _align_report(ins["factdiff"], map_reports, reduce_reports)
+    cpu = sum(r["seconds"] for r in map_reports) + sum(r["seconds"] for r in reduce_reports)
+    facts_in = sum(r["facts"] for r in reduce_reports)
+    timings = {"map_s": round(t_map - t0, 3), "reduce_s": round(t_end - t_map, 3),
+               "total_s": round(t_end - t0, 3), "workers": executor.workers,
+               "cpu_s": round(cpu, 3), "shards_built": len(tasks),
+               "facts_per_second_per_worker": round(facts_in / cpu, 1) if cpu else None}
+    state = "repaired" if build.state == "repair" else "built"
+    manifest = build.publish(report=report, timings=timings)
+    if not options.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    result = AlignResult(build.final, state, manifest)
+    log.info("%s", result.summary())
+    return result
+
+
+def _align_report(fd_manifest: dict, map_reports: list[dict], reduce_reports: list[dict]
+                  ) -> dict:
+    """Counts of the stage, by probe set (unchanged | changed): the initial categorization (the
+    fact diff's), the candidates that reached an article, the aligned facts (and by match
+    kind), and every fact left out, by reason."""
+    fd = fd_manifest.get("report", {}).get("counts", {})
+    initial = {"unchanged": fd.get("unchanged", 0),
+               "changed": fd.get("new", 0) + fd.get("updated", 0),
+               "new": fd.get("new", 0), "updated": fd.get("updated", 0)}
+    m = sum_counts(r["counts"] for r in map_reports)
+    r = sum_counts(x["counts"] for x in reduce_reports)
+    aligned = {"unchanged": 0, "new": 0, "updated": 0, **r.get("aligned", {})}
+    aligned["changed"] = aligned["new"] + aligned["updated"]
+    return {"initial": initial, "candidates": r.get("candidates", {}), "aligned": aligned,
+            "aligned_by_match": r.get("aligned_by_match", {}),
+            "rejected": sum_counts([m.get("rejected", {}), r.get("rejected", {})]),
+            "diff_rows_not_located": r.get("diff_rows_not_located", 0)}

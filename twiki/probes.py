@@ -1,0 +1,728 @@
+"""probes: the aligned facts of months A -> B -> TWiki-Probes, TemporalWiki's heuristic filters
+done right (named reasons, seeded caps), plus the stage-count report.
+
+Reads data/probes/<A>_<B>/aligned/ (twiki.align) and writes, under data/probes/<A>_<B>/:
+  probes/              the probes: Unchanged (kind unchanged) and Changed (kind new | updated)
+  rejected/<reason>/   every aligned fact that is not a probe, under the reason it was dropped
+  report.json, report.md   initial categorization -> alignment -> heuristic filtering, per set,
+                       rejections per reason, leakage, top relations
+Four phases over shards, each resumable (work files under data/work/probes/...):
+  rows     one aligned shard: the row filters (labels, containment, length, leakage switch);
+           the rows kept go to partitions by a hash of the subject's label
+  dedupe   one partition: facts whose sentence states their object under two relations out
+           (`drop_ambiguous`), then one probe per (set, subject, relation, object) text
+  subject  one partition: each subject capped (every row of a subject is in one partition)
+  relation one partition: each relation capped, against thresholds computed from all of them
+Memory: a task holds one partition of the aligned facts (probes-to-be, a small share of the
+facts), and the caller one integer (a priority) per probe of the relations that may exceed
+their cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from .align import (ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE, AlignConfig,
+                    AlignOptions, AlignResult, align_month_pair, normalize, probes_root)
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
+                        require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
+from .errors import ConfigError, TwikiError
+from .executors import Executor, LocalExecutor
+from .paths import DataRoot, parse_month
+
+log = logging.getLogger("twiki")
+
+STAGE = "probes"
+STAGE_VERSION = 1
+
+PROBES_SCHEMA = ALIGNED_SCHEMA
+REJECTED_SCHEMA = pa.schema(list(ALIGNED_SCHEMA)
+                            + [pa.field("reason", pa.string(), nullable=False)])
+
+SETS = ("unchanged", "changed")
+# Every reason a fact can be dropped for, in the order the filters run.
+ROW_REASONS = ("subject_without_label", "relation_without_label", "subject_object_contain",
+               "object_too_long", "object_in_month_a", "evidence_not_in_diffset")
+REASONS = ROW_REASONS + ("ambiguous_relation", "duplicate", "subject_cap", "relation_cap")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """TemporalWiki's heuristic filters (all of it is in the artifact key)."""
+
+    max_object_words: int = 5
+    """Objects longer than this many words are dropped (TemporalWiki: 5)."""
+    subject_cap: float = 0.01
+    """A subject keeps at most this share of its set's probes (TemporalWiki: 1%)."""
+    relation_cap: float = 0.05
+    """A relation keeps at most this share of its set's probes (TemporalWiki: 5%)."""
+    min_cap: int = 1
+    """A cap never falls below this many probes (1% of a small set is less than one)."""
+    seed: int = 0
+    """Which probes a cap keeps: the same seed keeps the same ones, another seed others."""
+    drop_leaked: bool = False
+    """Drop Changed probes whose object month A's article already had, or whose evidence
+    sentence is not wholly diff text (a model trained on the diffset never saw it whole).
+    Off by default, as in TemporalWiki: they are flagged in the probes and counted."""
+    drop_ambiguous: bool = True
+    """Drop facts of one subject whose object is found in the same evidence sentence under two
+    or more relations ('born in Seoul, South Korea' is the evidence of both IU's country of
+    citizenship and location of formation): the sentence cannot say which relation it states.
+    Not one of TemporalWiki's filters; it costs the rare sentence that states two (born and
+    died in one city)."""
+
+    def __post_init__(self) -> None:
+        if self.max_object_words < 1:
+            raise ConfigError(f"max_object_words must be at least 1, not {self.max_object_words}")
+        for name in ("subject_cap", "relation_cap"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], not {v}")
+        if self.min_cap < 1:
+            raise ConfigError(f"min_cap must be at least 1, not {self.min_cap}")
+
+
+def probe_set(kind: str) -> str:
+    """'changed' for new and updated facts, 'unchanged' otherwise."""
+    return "changed" if kind in CHANGED_KINDS else "unchanged"
+
+
+# ---------------------------------------------------------------------------------------
+# Row filters: each answers (True, None) to keep a row or (False, reason).
+
+def _words(text: str) -> str:
+    return f" {normalize(text)} "
+
+
+class RowFilter:
+    """One heuristic over one probe row. `filter` returns (keep, reason)."""
+
+    name = "filter"
+
+    def filter(self, row: dict) -> tuple[bool, str | None]:
+        raise NotImplementedError
+
+
+class LabelFilter(RowFilter):
+    """A probe is text: its subject and relation need an English label."""
+
+    name = "labels"
+
+    def filter(self, row):
+        if not row["subject"]:
+            return False, "subject_without_label"
+        if not row["relation"]:
+            return False, "relation_without_label"
+        return True, None
+
+
+class ContainmentFilter(RowFilter):
+    """Subject and object that contain each other ('Douglas Adams' / 'Douglas') make a probe
+    that repeats itself. Compared normalized and by whole words, unlike TemporalWiki's raw
+    substring test ('Ann' is not in 'Annapolis')."""
+
+    name = "containment"
+
+    def filter(self, row):
+        s, o = _words(row["subject"]), _words(row["object"])
+        if s.strip() and o.strip() and (s in o or o in s):
+            return False, "subject_object_contain"
+        return True, None
+
+
+class ObjectLengthFilter(RowFilter):
+    """Objects longer than `max_words` words (TemporalWiki: 5) are titles and descriptions,
+    not facts a language model can be probed on."""
+
+    name = "object_length"
+
+    def __init__(self, max_words: int):
+        self.max_words = max_words
+
+    def filter(self, row):
+        if len(row["object"].split()) > self.max_words:
+            return False, "object_too_long"
+        return True, None
+
+
+class LeakageFilter(RowFilter):
+    """Changed probes a model could know without the diffset: the object was already in month
+    A's article, or the evidence sentence is not wholly in the diffset."""
+
+    name = "leakage"
+
+    def filter(self, row):
+        if row["kind"] in CHANGED_KINDS:
+            if row["object_in_month_a"]:
+                return False, "object_in_month_a"
+            if row["evidence_in_diffset"] is False:
+                return False, "evidence_not_in_diffset"
+        return True, None
+
+
+def row_filters(config: FilterConfig) -> list[RowFilter]:
+    fs: list[RowFilter] = [LabelFilter(), ContainmentFilter(),
+                           ObjectLengthFilter(config.max_object_words)]
+    if config.drop_leaked:
+        fs.append(LeakageFilter())
+    return fs
+
+
+def apply_filters(rows: Iterable[dict], filters: list[RowFilter]
+                  ) -> tuple[list[dict], list[tuple[str, dict]]]:
+    """The rows every filter keeps, and (reason, row) for the others (first failing filter)."""
+    kept, rejected = [], []
+    for row in rows:
+        for f in filters:
+            ok, reason = f.filter(row)
+            if not ok:
+                rejected.append((reason, row))
+                break
+        else:
+            kept.append(row)
+    return kept, rejected
+
+
+def dedupe_key(row: dict) -> tuple:
+    """(set, subject, relation, object) as text, normalized: two subjects with the same label
+    make the same probe."""
+    return (probe_set(row["kind"]), normalize(row["subject"]), normalize(row["relation"]),
+            normalize(row["object"]))
+
+
+def priority(seed: int, row: dict) -> int:
+    """The seeded sampling order of a row: a 64-bit hash of the seed and the statement, the
+    same on every machine and in every shard layout."""
+    h = hashlib.blake2b(f"{seed}\x1f{row['statement_id']}\x1f{row['page_id']}".encode(),
+                        digest_size=8)
+    return int.from_bytes(h.digest(), "big")
+
+
+def cap_value(share: float, n: int, min_cap: int) -> int:
+    return max(min_cap, math.floor(share * n))
+
+
+# ---------------------------------------------------------------------------------------
+# Work files: Arrow IPC of rows, one batch per partition and flush; a JSON sidecar (written
+# last) holds the index and the task's report.
+
+W_SCHEMA = pa.schema(list(ALIGNED_SCHEMA) + [pa.field("priority", pa.uint64())])
+
+
+class _Rejects:
+    """Rejected rows of one task, streamed into the rejected/<reason>/ shard it owns."""
+
+    def __init__(self, outs: dict[str, str | None]):
+        self.writers = {r: ShardWriter(Path(p), REJECTED_SCHEMA) for r, p in outs.items() if p}
+        self.buf: dict[str, list[dict]] = {r: [] for r in outs}
+        self.counts: dict = {}
+
+    def add(self, reason: str, row: dict) -> None:
+        g = probe_set(row["kind"])
+        self.counts.setdefault(g, {})
+        self.counts[g][reason] = self.counts[g].get(reason, 0) + 1
+        if reason in self.writers:
+            self.buf[reason].append({**{k: row[k] for k in ALIGNED_SCHEMA.names},
+                                     "reason": reason})
+            if len(self.buf[reason]) >= ROW_GROUP_ROWS:
+                self.flush(reason)
+
+    def flush(self, reason: str) -> None:
+        if self.buf[reason]:
+            self.writers[reason].write(pa.Table.from_pylist(self.buf[reason],
+                                                            schema=REJECTED_SCHEMA))
+            self.buf[reason] = []
+
+    def close(self) -> None:
+        for r in self.writers:
+            self.flush(r)
+            self.writers[r].close()
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            w.abort()
+
+
+class _PartWriter:
+    """Rows into one work file, a batch per partition each time `ROW_GROUP_ROWS` rows are
+    buffered (so a task holds one buffer, not its shard); the index lists each partition's
+    batches."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.writer = pa.ipc.new_file(str(self.tmp), W_SCHEMA)
+        self.parts: dict[int, list[dict]] = {}
+        self.buffered = 0
+        self.batches = 0
+        self.index: dict[str, list[int]] = {}
+
+    def add(self, part: int, row: dict) -> None:
+        self.parts.setdefault(part, []).append(row)
+        self.buffered += 1
+        if self.buffered >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        for part in sorted(self.parts):
+            if self.parts[part]:
+                self.writer.write_batch(pa.RecordBatch.from_pylist(self.parts[part],
+                                                                   schema=W_SCHEMA))
+                self.index.setdefault(str(part), []).append(self.batches)
+                self.batches += 1
+        self.parts, self.buffered = {}, 0
+
+    def close(self) -> dict:
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return self.index
+
+
+def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
+    w = _PartWriter(path)
+    for r in rows:
+        w.add(part, r)
+    return w.close()
+
+
+def _read_rows(work: Path, sidecars: Iterable[str], part: int) -> list[dict]:
+    rows: list[dict] = []
+    for name in sidecars:
+        side = json.loads((work / name).read_text())
+        ids = side["index"].get(str(part))
+        if ids:
+            with pa.ipc.open_file(pa.OSFile(str(work / side["file"]))) as r:
+                for i in ids:
+                    rows += r.get_batch(i).to_pylist()
+    return rows
+
+
+def _done(sidecar: Path) -> dict | None:
+    return json.loads(sidecar.read_text())["report"] if sidecar.exists() else None
+
+
+def _finish(sidecar: Path, file: str, index: dict, report: dict) -> dict:
+    write_json_atomic(sidecar, {"file": file, "index": index, "report": report})
+    return report
+
+
+def _row_order(row: dict) -> tuple:
+    return (row["page_id"], int(row["subject_qid"][1:]), int(row["property"][1:]),
+            row["statement_id"])
+
+
+# --- phase 1: row filters, partitioned by subject
+
+@dataclass(frozen=True)
+class RowsTask:
+    shard: int
+    aligned: str
+    work: str
+    parts: int
+    rejected: dict        # reason -> shard path (None: built already / not this phase's)
+    config: FilterConfig
+
+
+def filter_rows(task: RowsTask) -> dict:
+    sidecar = Path(task.work) / f"rows-{task.shard:05d}.json"
+    if (r := _done(sidecar)) is not None:
+        return r
+    rejects = _Rejects(task.rejected)
+    filters = row_filters(task.config)
+    parts = _PartWriter(Path(task.work) / f"rows-{task.shard:05d}.arrow")
+    leak = Counter()
+    try:
+        for t in iter_row_groups(Path(task.aligned)):
+            rows = t.to_pylist()
+            for r in rows:
+                if r["kind"] in CHANGED_KINDS:
+                    leak["changed"] += 1
+                    leak["object_in_month_a"] += bool(r["object_in_month_a"])
+                    leak["evidence_not_in_diffset"] += r["evidence_in_diffset"] is False
+                    leak["either"] += bool(r["object_in_month_a"]) or \
+                        r["evidence_in_diffset"] is False
+            kept, rejected = apply_filters(rows, filters)
+            for reason, row in rejected:
+                rejects.add(reason, row)
+            for row in kept:
+                p = shard_of(zlib.crc32(normalize(row["subject"]).encode()), task.parts)
+                parts.add(p, {**row, "priority": priority(task.config.seed, row)})
+        index = parts.close()
+        rejects.close()
+    except BaseException:
+        rejects.abort()
+        raise
+    return _finish(sidecar, f"rows-{task.shard:05d}.arrow", index,
+                   {"rejected": rejects.counts, "leakage_aligned": dict(leak)})
+
+
+# --- phase 2: dedupe
+
+@dataclass(frozen=True)
+class PartTask:
+    part: int
+    work: str
+    inputs: tuple[str, ...]         # sidecars of the previous phase
+    rejected: dict
+    caps: dict                      # phase 3: set -> subject cap; phase 4: thresholds
+    out: str | None = None          # phase 4: the probes shard
+
+
+def dedupe_part(task: PartTask) -> dict:
+    work = Path(task.work)
+    sidecar = work / f"dedupe-{task.part:05d}.json"
+    if (r := _done(sidecar)) is not None:
+        return r
+    rows = _read_rows(work, task.inputs, task.part)
+    rows.sort(key=lambda r: (dedupe_key(r), _row_order(r)))
+    rejects = _Rejects(task.rejected)
+    kept, last = [], None
+    relations: dict = {}
+    ambiguous = _ambiguous(rows) if task.caps.get("drop_ambiguous") else set()
+    try:
+        for r in rows:
+            if _evidence_key(r) in ambiguous:
+                rejects.add("ambiguous_relation", r)
+                continue
+            k = dedupe_key(r)
+            if k == last:
+                rejects.add("duplicate", r)
+                continue
+            last = k
+            kept.append(r)
+            g = probe_set(r["kind"])
+            relations.setdefault(g, {})
+            relations[g][r["relation"]] = relations[g].get(r["relation"], 0) + 1
+        index = _write_rows(work / f"dedupe-{task.part:05d}.arrow", kept, task.part)
+        rejects.close()
+    except BaseException:
+        rejects.abort()
+        raise
+    n = Counter(probe_set(r["kind"]) for r in kept)
+    return _finish(sidecar, f"dedupe-{task.part:05d}.arrow", index,
+                   {"rejected": rejects.counts, "kept": dict(n), "relations": relations})
+
+
+def _evidence_key(row: dict) -> tuple:
+    return (probe_set(row["kind"]), row["subject_qid"], normalize(row["evidence"]),
+            normalize(row["object"]))
+
+
+def _ambiguous(rows: list[dict]) -> set[tuple]:
+    """Evidence keys (subject, sentence, object) found under more than one relation."""
+    props: dict[tuple, set[str]] = {}
+    for r in rows:
+        props.setdefault(_evidence_key(r), set()).add(r["property"])
+    return {k for k, v in props.items() if len(v) > 1}
+
+
+# --- phase 3: subject cap
+
+def cap_subjects(task: PartTask) -> dict:
+    """Each subject (QID) of each set keeps its `cap` rows of lowest priority. Returns, for the
+    relations that may be over their cap, the priorities of the rows it kept."""
+    work = Path(task.work)
+    sidecar = work / f"subject-{task.part:05d}.json"
+    if (r := _done(sidecar)) is not None:
+        return r
+    rows = _read_rows(work, task.inputs, task.part)
+    rows.sort(key=lambda r: (probe_set(r["kind"]), r["subject_qid"], r["priority"],
+                             r["statement_id"]))
+    rejects = _Rejects(task.rejected)
+    kept: list[dict] = []
+    watched = task.caps["watched"]       # set -> relations that may exceed the relation cap
+    prio: dict = {}
+    try:
+        n, last = 0, None
+        for r in rows:
+            g = probe_set(r["kind"])
+            key = (g, r["subject_qid"])
+            n = n + 1 if key == last else 1
+            last = key
+            if n > task.caps["subject"][g]:
+                rejects.add("subject_cap", r)
+                continue
+            kept.append(r)
+            if r["relation"] in watched.get(g, ()):
+                prio.setdefault(g, {}).setdefault(r["relation"], []).append(r["priority"])
+        index = _write_rows(work / f"subject-{task.part:05d}.arrow", kept, task.part)
+        rejects.close()
+    except BaseException:
+        rejects.abort()
+        raise
+    return _finish(sidecar, f"subject-{task.part:05d}.arrow", index,
+                   {"rejected": rejects.counts, "priorities": prio})
+
+
+# --- phase 4: relation cap, and the probes
+
+def cap_relations(task: PartTask) -> dict:
+    """Rows of a relation over its cap are kept when their priority is at most the relation's
+    threshold (the cap-th lowest priority of the relation over every partition)."""
+    work = Path(task.work)
+    rows = _read_rows(work, task.inputs, task.part)
+    thresholds = task.caps["relation"]
+    rejects = _Rejects(task.rejected)
+    kept = []
+    try:
+        for r in rows:
+            t = thresholds.get(probe_set(r["kind"]), {}).get(r["relation"])
+            if t is not None and r["priority"] > t:
+                rejects.add("relation_cap", r)
+            else:
+                kept.append(r)
+        kept.sort(key=_row_order)
+        if task.out:
+            with ShardWriter(Path(task.out), PROBES_SCHEMA) as w:
+                for i in range(0, len(kept), ROW_GROUP_ROWS):
+                    w.write(pa.Table.from_pylist(
+                        [{k: r[k] for k in PROBES_SCHEMA.names}
+                         for r in kept[i:i + ROW_GROUP_ROWS]], schema=PROBES_SCHEMA))
+                if not kept:
+                    w.write(PROBES_SCHEMA.empty_table())
+        rejects.close()
+    except BaseException:
+        rejects.abort()
+        raise
+    probes: dict = {}
+    for r in kept:
+        g = probe_set(r["kind"])
+        c = probes.setdefault(g, {"kinds": {}, "relations": {}, "match_kinds": {},
+                                  "object_in_month_a": 0, "evidence_not_in_diffset": 0})
+        c["kinds"][r["kind"]] = c["kinds"].get(r["kind"], 0) + 1
+        c["relations"][r["relation"]] = c["relations"].get(r["relation"], 0) + 1
+        c["match_kinds"][r["match_kind"]] = c["match_kinds"].get(r["match_kind"], 0) + 1
+        c["object_in_month_a"] += bool(r["object_in_month_a"])
+        c["evidence_not_in_diffset"] += r["evidence_in_diffset"] is False
+    return {"rejected": rejects.counts, "probes": probes}
+
+
+# ---------------------------------------------------------------------------------------
+# The stage.
+
+@dataclass
+class ProbesResult:
+    root: Path                 # data/probes/<A>_<B>/
+    state: str                 # "current" | "built" | "repaired"
+    manifest: dict = field(default_factory=dict)
+    align: AlignResult | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.root / "probes"
+
+    @property
+    def report(self) -> dict:
+        return self.manifest.get("report", {})
+
+    def table(self) -> str:
+        return report_markdown(self.report)
+
+    def summary(self) -> str:
+        s = self.report.get("stages", {})
+        f = s.get("heuristic_filtering", {})
+        verb = {"current": "were up to date", "built": "built", "repaired": "repaired"}[self.state]
+        return (f"probes {verb} at {self.path}: Unchanged {f.get('unchanged', 0)}, Changed "
+                f"{f.get('changed', 0)} (aligned {s.get('alignment', {}).get('unchanged', 0)}"
+                f" / {s.get('alignment', {}).get('changed', 0)}); report: "
+                f"{self.root / 'report.md'}")
+
+
+def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
+                  executor: Executor | None = None, config: FilterConfig = FilterConfig(),
+                  keep_work: bool = False) -> ProbesResult:
+    """Build (or confirm, or repair) data/probes/<A>_<B>/probes/ and rejected/<reason>/ from
+    the aligned facts, and write the stage-count report.
+
+    Row filters (in this order, the first that fails names the reason): subject or relation
+    without an English label; subject and object containing each other (whole words,
+    normalized); object longer than `max_object_words` words; with `drop_leaked`, Changed
+    probes whose object month A's article had or whose evidence is not wholly diff text.
+    Then, with `drop_ambiguous`, facts whose object and evidence sentence another relation of
+    the same subject shares; then one probe per (set, subject, relation, object) text (the
+    first by page_id, subject, property, statement id). Then the caps, per probe set
+    (Unchanged, Changed), whose percentages refer to N, the number of probes of that set left
+    after the filters and the dedupe above (the set the caps are drawn from, as TemporalWiki
+    intended: no subject and no relation may dominate it): each subject keeps at most
+    max(min_cap, floor(subject_cap * N)) probes, then each relation at most
+    max(min_cap, floor(relation_cap * N)) of those left. A cap keeps the rows of lowest seeded
+    priority (`priority`): deterministic given the seed, independent of sharding and order."""
+    parse_month(month_a), parse_month(month_b)
+    data_root = data_root or DataRoot.default()
+    executor = executor or LocalExecutor(1)
+    root = probes_root(data_root, month_a, month_b)
+    aligned = root / "aligned"
+    am = require_artifact(aligned, f"aligned facts {month_a} -> {month_b}",
+                          f"run `twiki align --from {month_a} --to {month_b}` first")
+    if am.get("stage") != ALIGN_STAGE:
+        raise TwikiError(f"{aligned} is a {am.get('stage')!r} artifact, not aligned facts; "
+                         f"delete it and run `twiki align --from {month_a} --to {month_b}`")
+    shards = am["shard_count"]
+    inputs = {"aligned": am["key"]}
+    cfg = {"from": month_a, "to": month_b, **asdict(config)}
+    builds = {r: ArtifactBuild(root / "rejected" / r, stage=f"{STAGE}.rejected", stage_version=
+                               STAGE_VERSION, inputs=inputs, config={**cfg, "reason": r},
+                               shards=shards, schema=REJECTED_SCHEMA) for r in REASONS}
+    probes = ArtifactBuild(root / "probes", stage=STAGE, stage_version=STAGE_VERSION,
+                           inputs=inputs, config=cfg, shards=shards, schema=PROBES_SCHEMA)
+    everything = [*builds.values(), probes]
+    if all(b.state == "current" for b in everything):
+        log.info("probes %s -> %s are up to date: nothing to do", month_a, month_b)
+        return ProbesResult(root, "current", probes.manifest)
+    (root / "rejected").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    work = data_root.work("probes", f"{month_a}_{month_b}", "filter", probes.key[:16])
+    work.mkdir(parents=True, exist_ok=True)
+    pending = {r: set(b.pending_shards()) for r, b in builds.items()}
+
+    def outs(reasons, s):
+        return {r: (str(builds[r].shard_path(s)) if s in pending[r] else None) for r in reasons}
+
+    row_reasons = [r for r in ROW_REASONS]
+    r1 = executor.run(filter_rows, [
+        RowsTask(s, str(aligned / shard_name(s)), str(work), shards, outs(row_reasons, s), config)
+        for s in range(shards)], desc=f"probes {month_a}->{month_b}: filters", unit="shard")
+    side1 = tuple(f"rows-{s:05d}.json" for s in range(shards))
+    r2 = executor.run(dedupe_part, [
+        PartTask(d, str(work), side1, outs(["ambiguous_relation", "duplicate"], d),
+                 {"drop_ambiguous": config.drop_ambiguous}) for d in range(shards)],
+        desc=f"probes {month_a}->{month_b}: dedupe", unit="part")
+    n = {g: sum(r["kept"].get(g, 0) for r in r2) for g in SETS}
+    subject_cap = {g: cap_value(config.subject_cap, n[g], config.min_cap) for g in SETS}
+    relation_cap = {g: cap_value(config.relation_cap, n[g], config.min_cap) for g in SETS}
+    rel_counts = sum_counts(r["relations"] for r in r2)
+    watched = {g: sorted(rel for rel, c in rel_counts.get(g, {}).items()
+                         if c > relation_cap[g]) for g in SETS}
+    side2 = tuple(f"dedupe-{d:05d}.json" for d in range(shards))
+    r3 = executor.run(cap_subjects, [
+        PartTask(d, str(work), (side2[d],), outs(["subject_cap"], d),
+                 {"subject": subject_cap, "watched": watched}) for d in range(shards)],
+        desc=f"probes {month_a}->{month_b}: subject caps", unit="part")
+    thresholds: dict = {}
+    for g in SETS:
+        for rel in watched[g]:
+            p = np.array([x for r in r3 for x in r["priorities"].get(g, {}).get(rel, [])],
+                         dtype=np.uint64)
+            if len(p) > relation_cap[g]:
+                thresholds.setdefault(g, {})[rel] = int(np.partition(
+                    p, relation_cap[g] - 1)[relation_cap[g] - 1])
+    pend_p = set(probes.pending_shards())
+    r4 = executor.run(cap_relations, [
+        PartTask(d, str(work), (f"subject-{d:05d}.json",), outs(["relation_cap"], d),
+                 {"relation": thresholds},
+                 str(probes.shard_path(d)) if d in pend_p else None) for d in range(shards)],
+        desc=f"probes {month_a}->{month_b}: relation caps", unit="part")
+    t_end = time.perf_counter()
+    report = _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config)
+    timings = {"total_s": round(t_end - t0, 3), "workers": executor.workers}
+    states = {b.state for b in everything}
+    for b in builds.values():
+        b.publish(report={"reason": b.config["reason"]}, timings=timings)
+    manifest = probes.publish(report=report, timings=timings)
+    state = "built" if "build" in states else "repaired"
+    write_json_atomic(root / "report.json", manifest["report"])
+    tmp = root / ".report.md.tmp"
+    tmp.write_text(report_markdown(manifest["report"]))
+    os.replace(tmp, root / "report.md")
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    result = ProbesResult(root, state, manifest)
+    log.info("%s", result.summary())
+    return result
+
+
+def _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config) -> dict:
+    ar = am.get("report", {})
+    rejected = sum_counts(r["rejected"] for r in [*r1, *r2, *r3, *r4])
+    probes = sum_counts(r["probes"] for r in r4)
+    final = {g: sum(probes.get(g, {}).get("kinds", {}).values()) for g in SETS}
+    leak_a = sum_counts(r["leakage_aligned"] for r in r1)
+    pc = probes.get("changed", {})
+    changed = final["changed"]
+
+    def rate(k, d, total):
+        return round(d.get(k, 0) / total, 4) if total else None
+
+    return {
+        "stages": {
+            "initial_categorization": {g: ar.get("initial", {}).get(g, 0) for g in SETS},
+            "alignment": {g: ar.get("aligned", {}).get(g, 0) for g in SETS},
+            "heuristic_filtering": final,
+        },
+        "kinds": {k: v for g in SETS for k, v in probes.get(g, {}).get("kinds", {}).items()},
+        "rejected": {"alignment": ar.get("rejected", {}), "filter": rejected},
+        "caps": {g: {"n": n[g], "subject_cap": subject_cap[g], "relation_cap": relation_cap[g]}
+                 for g in SETS},
+        "leakage": {
+            "aligned_changed": leak_a.get("changed", 0),
+            "aligned_object_in_month_a": leak_a.get("object_in_month_a", 0),
+            "aligned_evidence_not_in_diffset": leak_a.get("evidence_not_in_diffset", 0),
+            "aligned_rate": rate("either", leak_a, leak_a.get("changed", 0)),
+            "probes_object_in_month_a": pc.get("object_in_month_a", 0),
+            "probes_evidence_not_in_diffset": pc.get("evidence_not_in_diffset", 0),
+            "probes_object_in_month_a_rate": rate("object_in_month_a", pc, changed),
+            "probes_evidence_not_in_diffset_rate": rate("evidence_not_in_diffset", pc, changed),
+            "dropped": config.drop_leaked,
+        },
+        "match_kinds": {g: probes.get(g, {}).get("match_kinds", {}) for g in SETS},
+        "top_relations": {g: sorted(probes.get(g, {}).get("relations", {}).items(),
+                                    key=lambda kv: (-kv[1], kv[0]))[:10] for g in SETS},
+    }
+
+
+def report_markdown(report: dict) -> str:
+    """The stage-count table in the form of TemporalWiki's, then rejections and top relations."""
+    s = report.get("stages", {})
+    lines = ["| stage | Unchanged | Changed |", "|---|---:|---:|"]
+    for key, name in (("initial_categorization", "initial categorization"),
+                      ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
+        lines.append(f"| {name} | {s.get(key, {}).get('unchanged', 0):,} | "
+                     f"{s.get(key, {}).get('changed', 0):,} |")
+    lines += ["", "| rejected at | reason | Unchanged | Changed |", "|---|---|---:|---:|"]
+    rej = report.get("rejected", {})
+    for where in ("alignment", "filter"):
+        reasons = sorted({r for g in SETS for r in rej.get(where, {}).get(g, {})})
+        for r in reasons:
+            lines.append(f"| {where} | {r} | {rej[where].get('unchanged', {}).get(r, 0):,} | "
+                         f"{rej[where].get('changed', {}).get(r, 0):,} |")
+    lk = report.get("leakage", {})
+    lines += ["", f"Leakage (Changed): of {lk.get('aligned_changed', 0)} aligned, "
+                  f"{lk.get('aligned_object_in_month_a', 0)} had the object in month A's article, "
+                  f"{lk.get('aligned_evidence_not_in_diffset', 0)} an evidence sentence not wholly "
+                  f"in the diffset (rate {lk.get('aligned_rate')}); "
+                  f"{'dropped' if lk.get('dropped') else 'kept, flagged'}."]
+    for g in SETS:
+        top = report.get("top_relations", {}).get(g, [])
+        if top:
+            lines += ["", f"Top relations, {g}: " + ", ".join(f"{r} {c}" for r, c in top)]
+    return "\n".join(lines) + "\n"
+
+
+def build_probes(month_a: str, month_b: str, *, wiki: str = "enwiki",
+                 data_root: DataRoot | None = None, executor: Executor | None = None,
+                 align_config: AlignConfig = AlignConfig(),
+                 align_options: AlignOptions = AlignOptions(),
+                 config: FilterConfig = FilterConfig()) -> ProbesResult:
+    """Align, then filter: data/probes/<A>_<B>/ from the fact diff and the diffset."""
+    data_root = data_root or DataRoot.default()
+    aligned = align_month_pair(month_a, month_b, wiki=wiki, data_root=data_root,
+                               executor=executor, config=align_config, options=align_options)
+    result = filter_probes(month_a, month_b, data_root=data_root, executor=executor,
+                           config=config)
+    result.align = aligned
+    return result
