@@ -669,6 +669,44 @@ def load_entities(source: Path = WIKIDATA_SOURCE, sources: tuple[str, ...] = ENT
     return sorted(chosen.values(), key=_entity_id_key)
 
 
+# MADE UP: label-only property entities for the properties the made-up articles state. The real
+# entity files hold only a few property entities, so without these most facts would have no
+# relation text (the probes stage rejects them as `relation_without_label`). Labels and
+# datatypes are Wikidata's own for these ids; the lines themselves are ours. A real property
+# entity with an English label wins over one of these; a real one without (the 2015 sample
+# emptied its labels) is replaced by it.
+MADE_UP_PROPERTIES = {
+    "P17": ("country", "wikibase-item"), "P19": ("place of birth", "wikibase-item"),
+    "P20": ("place of death", "wikibase-item"),
+    "P27": ("country of citizenship", "wikibase-item"),
+    "P31": ("instance of", "wikibase-item"), "P54": ("member of sports team", "wikibase-item"),
+    "P69": ("educated at", "wikibase-item"), "P106": ("occupation", "wikibase-item"),
+    "P108": ("employer", "wikibase-item"), "P119": ("place of burial", "wikibase-item"),
+    "P131": ("located in the administrative territorial entity", "wikibase-item"),
+    "P136": ("genre", "wikibase-item"), "P373": ("Commons category", "string"),
+    "P463": ("member of", "wikibase-item"), "P509": ("cause of death", "wikibase-item"),
+    "P527": ("has part(s)", "wikibase-item"), "P569": ("date of birth", "time"),
+    "P570": ("date of death", "time"), "P571": ("inception", "time"),
+    "P576": ("dissolved, abolished or demolished date", "time"),
+    "P577": ("publication date", "time"), "P740": ("location of formation", "wikibase-item"),
+    "P800": ("notable work", "wikibase-item"), "P921": ("main subject", "wikibase-item"),
+    "P937": ("work location", "wikibase-item"), "P1303": ("instrument", "wikibase-item"),
+    "P1435": ("heritage designation", "wikibase-item"),
+    "P1449": ("nickname", "monolingualtext"), "P1477": ("birth name", "monolingualtext"),
+    "P1559": ("name in native language", "monolingualtext"), "P2046": ("area", "quantity"),
+}
+
+
+def made_up_property_lines(skip: set[str] = frozenset(),
+                           properties: dict[str, tuple[str, str]] = MADE_UP_PROPERTIES
+                           ) -> list[bytes]:
+    """The MADE_UP_PROPERTIES as dump lines (label and datatype only), less those in `skip`."""
+    return [_compact({"type": "property", "datatype": datatype, "id": pid,
+                      "labels": {"en": {"language": "en", "value": label}},
+                      "descriptions": {}, "aliases": {}, "claims": {}})
+            for pid, (label, datatype) in properties.items() if pid not in skip]
+
+
 def made_up_entity_lines(objects: dict[str, tuple[str, tuple[str, ...]]] = MADE_UP_OBJECTS
                          ) -> list[bytes]:
     """The MADE_UP_OBJECTS as dump lines: an item with an English label (and aliases), empty
@@ -689,7 +727,13 @@ def month_entities(source: Path = WIKIDATA_SOURCE, sources: tuple[str, ...] = EN
     """The entity lines of one month's dump: the real entities of `sources` and the made-up
     object items, in dump order. A made-up item never replaces a real entity."""
     real = load_entities(source, sources)
-    made_up = made_up_entity_lines()
+    # A real property entity with an English label wins; one whose labels its source emptied
+    # (the 2015 sample's) gives way to the made-up label line of the same id.
+    parsed = [json.loads(line) for line in real]
+    labelled = {e["id"] for e in parsed if (e.get("labels") or {}).get("en")}
+    replaced = set(MADE_UP_PROPERTIES) - labelled
+    real = [line for line, e in zip(real, parsed) if e["id"] not in replaced]
+    made_up = made_up_entity_lines() + made_up_property_lines(skip=labelled)
     clash = ({json.loads(line)["id"] for line in real}
              & {json.loads(line)["id"] for line in made_up})
     if clash:

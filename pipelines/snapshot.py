@@ -1,5 +1,5 @@
 """The monthly build: for month B, make sure month A = B - 1 is built, then build B, the
-diffset A -> B, both months' Wikidata facts and the fact diff A -> B.
+diffset A -> B, both months' Wikidata facts, the fact diff A -> B and the probes.
 
 Each step is a stage that is idempotent and resumable, so rerunning the build after a crash
 (or the next cron run) continues where it stopped, and finished steps say "up to date".
@@ -20,6 +20,7 @@ from twiki.errors import NoDumpError, TwikiError
 from twiki.executors import Executor, LocalExecutor
 from twiki.extract import ExtractConfig, ExtractResult, RunOptions, extract_month
 from twiki.paths import DataRoot, parse_month, previous_month
+from twiki.probes import ProbesResult, build_probes
 
 log = logging.getLogger("twiki")
 
@@ -32,6 +33,7 @@ class MonthBuild:
     diff: DiffResult | None = None
     facts: dict[str, FactsResult] = field(default_factory=dict)
     factdiff: FactDiffResult | None = None
+    probes: ProbesResult | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -55,6 +57,8 @@ class MonthBuild:
             c = self.factdiff.counts
             lines.append(f"fact diff {self.factdiff.path.name}: " + ", ".join(
                 f"{k} {c.get(k, 0)}" for k in ("unchanged", "new", "updated", "removed")))
+        if self.probes is not None:
+            lines.append(self.probes.summary())
         lines.append(f"done in {self.seconds:.1f}s")
         return "\n".join(lines)
 
@@ -108,5 +112,7 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
             result.facts[m] = build_month_facts(m, facts_config=facts_config, **common)
         if with_previous:
             result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
+            result.probes = build_probes(prev, month, wiki=wiki, data_root=data_root,
+                                         executor=executor)
     result.seconds = time.perf_counter() - t0
     return result

@@ -552,13 +552,13 @@ def test_sample_entities_dump_is_in_the_real_format():
         inflate = zlib.decompressobj(wbits=31)
         inflate.decompress(rest)
         rest, members = inflate.unused_data, members + 1
-    assert members == 11
+    assert members == 13
     lines = data.split(b"\n")
     assert lines[0] == b"[" and lines[-2:] == [b"]", b""]
     assert all(line.endswith(b",") for line in lines[1:-3]) and lines[-3].endswith(b"}")
     entities = [json.loads(line) for line in split_entity_dump(data)]
     ids = [e["id"] for e in entities]
-    assert len(ids) == len(set(ids)) == 169
+    assert len(ids) == len(set(ids)) == 194
     assert {e["type"] for e in entities} == {"item", "property"}
     by_id = {e["id"]: e for e in entities}
     assert by_id["Q42"]["sitelinks"]["enwiki"]["title"] == "Douglas Adams"
@@ -651,7 +651,7 @@ def test_wikidata_download_then_rerun_is_a_noop(server, mirror, root, caplog):
         [WD_FILE, "_manifest.entities-all-json.json"])
     assert sha1(folder / WD_FILE) == wd_sums(mirror)[WD_FILE]
     entities = split_entity_dump(bz2.decompress((folder / WD_FILE).read_bytes()))
-    assert len(entities) == 169
+    assert len(entities) == 194
     manifest = read_download_manifest(folder, "entities-all-json")
     assert (manifest["stage"], manifest["wiki"], manifest["job"], manifest["run"],
             manifest["month"], manifest["for_enwiki_run"]) == \

@@ -172,9 +172,8 @@ class AlignResult:
 
 
 def probes_root(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    """data/probes/<A>_<B>/: aligned/, probes/, rejected/<reason>/, report.json, report.md
-    (to move into DataRoot)."""
-    return data_root.root / "probes" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+    """data/probes/<A>_<B>/: aligned/, probes/, rejected/<reason>/, report.json, report.md."""
+    return data_root.probes(month_a, month_b)
 
 
 # ---------------------------------------------------------------------------------------

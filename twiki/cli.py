@@ -168,6 +168,24 @@ def cmd_factdiff(args) -> None:
     print(f"{res.path}: {counts}")
 
 
+def cmd_probes(args) -> None:
+    from .executors import make_executor
+    from .probes import FilterConfig, build_probes
+    res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
+                       executor=make_executor(args.executor, args.workers),
+                       config=FilterConfig(seed=args.seed, drop_leaked=args.drop_leaked))
+    print(res.summary())
+    print(res.table())
+
+
+def _probe_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the per-subject and per-relation capping (default 0)")
+    p.add_argument("--drop-leaked", action="store_true",
+                   help="drop Changed probes whose object month A's article already had, or "
+                        "whose evidence is not wholly in the diffset (default: flag them)")
+
+
 def cmd_train(args) -> None:
     from .lm.cli import cmd_train as train
     train(args)
@@ -223,6 +241,9 @@ COMMANDS = {
               [_month, _facts_opts, _executor]),
     "factdiff": (cmd_factdiff, "facts unchanged / new / updated / removed from month A to B",
                  "twiki factdiff --from 2016-05 --to 2016-06", [_month_pair, _executor]),
+    "probes": (cmd_probes, "TWiki-Probes: align the fact diff to the text, filter, report",
+               "twiki probes --from 2016-05 --to 2016-06 --seed 0",
+               [_month_pair, _probe_opts, _executor]),
     "train": (cmd_train, "continue pretraining a causal LM on a month's diffset or snapshot",
               "twiki train --month 2016-06 --method diff --model gpt2", [_month, _train_opts]),
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
