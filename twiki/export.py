@@ -1,0 +1,759 @@
+"""export: a month's benchmark as one dataset folder, data/export/<B>/, that pandas, pyarrow,
+Hugging Face `datasets` and lm-evaluation-harness load as it is.
+
+Reads the diffset <A>_<B>, month B's snapshot and the probes <A>_<B> (their manifests for the
+card's counts and provenance) and writes, published whole (staging folder, then a rename):
+  <config>/part-NNNNN.parquet  diffset, probes_unchanged, probes_changed, train_diffset,
+                               train_snapshot (one folder per `datasets` config)
+  README.md                    the dataset card: YAML `configs`, schema, counts, provenance
+  lm_eval/                     lm-evaluation-harness tasks: loglikelihood of " object" given
+                               "subject relation", one task per probe set, and their group
+  _manifest.json               written last: inputs' keys, config, every file's sha256
+The folder is <B>/ when A is the month before B, <A>_<B>/ otherwise. Also here: the loaders
+(`load_probes`, `load_diffset`, `load_export`) that read an export back as pandas frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .artifacts import (MANIFEST, ROW_GROUP_ROWS, ShardWriter, artifact_key, code_version,
+                        drop_temporaries, file_sha256, iter_row_groups, read_manifest,
+                        replace_folder, require_artifact, shard_name, write_json_atomic)
+from .diff import DIFFSET_SCHEMA, DOCUMENT_SCHEMA, iter_documents
+from .errors import ConfigError, TwikiError
+from .executors import Executor, LocalExecutor
+from .paths import DataRoot, check_wiki, parse_month, previous_month
+
+log = logging.getLogger("twiki")
+
+STAGE = "export"
+# Bump when a file of the export changes (layout, columns, card, tasks): exports are rebuilt.
+STAGE_VERSION = 1
+
+CARD = "README.md"
+LM_EVAL = "lm_eval"
+LM_EVAL_LOADER = "twiki_data.py"
+PART_PREFIX = "part-"
+
+# The diffset's rows, with the month pair on every row so that exports of several months can
+# be concatenated without losing where a row came from.
+EXPORT_DIFFSET_SCHEMA = pa.schema([pa.field("month_a", pa.string(), nullable=False),
+                                   pa.field("month_b", pa.string(), nullable=False),
+                                   *DIFFSET_SCHEMA])
+
+# config -> (split, what it holds). The order is the card's and the manifest's.
+CONFIGS = {
+    "diffset": ("train", "TWiki-Diffsets: the new and changed text of month B, one row per "
+                         "inserted paragraph, run of changed sentences, or paragraph of a new "
+                         "article"),
+    "probes_unchanged": ("test", "TWiki-Probes, Unchanged: facts true in both months and stated "
+                                 "in month B's unchanged text (stability)"),
+    "probes_changed": ("test", "TWiki-Probes, Changed: new or updated facts stated in the "
+                               "diffset text (plasticity)"),
+    "train_diffset": ("train", "the diffset as training documents: one per article, its diff "
+                               "text joined by blank lines"),
+    "train_snapshot": ("train", "month B's whole snapshot as training documents: one per "
+                                "article (the 'full update' baseline)"),
+}
+PROBE_SETS = {"probes_unchanged": ("unchanged",), "probes_changed": ("new", "updated")}
+
+# What each column means, for the card (types come from the Parquet schema).
+COLUMN_DOCS = {
+    "month_a": "the earlier month (YYYY-MM)",
+    "month_b": "the later month (YYYY-MM)",
+    "page_id": "MediaWiki page id",
+    "title": "the article's title in month B",
+    "old_revid": "month A's revision id (null: new article)",
+    "new_revid": "month B's revision id",
+    "kind": "diffset: new | changed; probes: unchanged | new | updated",
+    "position": "row number within the article",
+    "paragraph": "index of the source paragraph in month B's article",
+    "section": "section path of that paragraph ([] = lead)",
+    "text": "the text",
+    "subject": "the subject's English label",
+    "relation": "the property's English label",
+    "object": "the value as text (item label, date, quantity, string)",
+    "old_objects": "updated facts: month A's values as text",
+    "subject_qid": "Wikidata item of the subject",
+    "property": "Wikidata property id (P...)",
+    "object_qid": "Wikidata item of the object (null for literals)",
+    "value": "the canonical value (QID, ISO time, amount...)",
+    "value_type": "item | time | quantity | string | monolingualtext ...",
+    "old_values": "updated facts: month A's canonical values",
+    "statement_id": "Wikidata statement id the probe comes from",
+    "subject_new": "the subject item did not exist in month A",
+    "evidence": "the sentence of month B's article that states the fact",
+    "evidence_section": "section path of the evidence",
+    "evidence_paragraph": "paragraph index of the evidence in month B's article",
+    "match_kind": "how the object was found: exact_label | alias | fuzzy | date | number | string",
+    "match_score": "match score, 0-100",
+    "matched": "the form of the object found in the evidence",
+    "object_in_month_a": "Changed: month A's article already stated the object (leakage flag)",
+    "evidence_in_diffset": "Changed: the whole evidence sentence is diffset text",
+}
+
+# Columns of a probe in the lm-evaluation-harness data files.
+LM_EVAL_COLUMNS = ("subject", "relation", "object", "kind", "old_objects", "subject_qid",
+                   "property", "object_qid", "statement_id", "page_id", "title", "month_a",
+                   "month_b")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What goes into an export (all of it is in the export's key)."""
+
+    snapshot_text: bool = True
+    """Export month B's whole snapshot as `train_snapshot`, the training text of the paper's
+    'full update' baseline. As big as the snapshot (~20 GB of text for enwiki): turn it off
+    when the export only needs to carry the diffset and the probes."""
+    probes: bool = True
+    """Export the probes (and the lm-eval tasks). Off only for a month pair whose probes are
+    not built; the card then says that the probe configs are missing."""
+    lm_eval: bool = True
+    """Write lm_eval/: lm-evaluation-harness task YAMLs and data for the probes."""
+    file_bytes: int = 256 << 20
+    """Consecutive source shards are grouped into one output file until their Parquet bytes
+    reach this: files of a few hundred MB are what the Hugging Face Hub recommends, and the
+    grouping depends only on the inputs' manifests, so the output is deterministic."""
+
+    def __post_init__(self) -> None:
+        if self.file_bytes < 1:
+            raise ConfigError(f"file_bytes must be positive, not {self.file_bytes}")
+
+
+def export_name(month_a: str, month_b: str) -> str:
+    """'2016-06' when A is the month before B, else '2015-02_2015-05'."""
+    parse_month(month_a), parse_month(month_b)
+    return month_b if month_a == previous_month(month_b) else f"{month_a}_{month_b}"
+
+
+def export_dir(data_root: DataRoot, month_a: str, month_b: str) -> Path:
+    """data/export/<B>/ (or <A>_<B>/): to move into DataRoot as `export(...)`."""
+    return data_root.root / "export" / export_name(month_a, month_b)
+
+
+def task_prefix(wiki: str, name: str) -> str:
+    """lm-eval task names: twiki_enwiki_2016_06 (+ _unchanged, _changed)."""
+    return f"twiki_{wiki}_{name.replace('-', '_')}"
+
+
+# ---------------------------------------------------------------------------------------
+# Writing one output file: a task over a group of consecutive source shards.
+
+@dataclass(frozen=True)
+class FileTask:
+    config: str
+    source: str                 # the source artifact folder
+    shards: tuple[int, ...]     # its shards, in order, that make this file
+    out: str
+    month_a: str
+    month_b: str
+
+
+def _batches(rows: Iterator[dict], schema: pa.Schema) -> Iterator[pa.Table]:
+    buf: list[dict] = []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= ROW_GROUP_ROWS:
+            yield pa.Table.from_pylist(buf, schema=schema)
+            buf = []
+    if buf:
+        yield pa.Table.from_pylist(buf, schema=schema)
+
+
+def _tables(task: FileTask) -> Iterator[pa.Table]:
+    """The rows of one output file, one row group (or batch of documents) at a time."""
+    source = Path(task.source)
+    if task.config == "diffset":
+        for s in task.shards:
+            for t in iter_row_groups(source / shard_name(s)):
+                n = t.num_rows
+                yield pa.Table.from_arrays(
+                    [pa.array([task.month_a] * n, pa.string()),
+                     pa.array([task.month_b] * n, pa.string()),
+                     *t.select(DIFFSET_SCHEMA.names).columns], schema=EXPORT_DIFFSET_SCHEMA)
+    elif task.config in PROBE_SETS:
+        kinds = pa.array(PROBE_SETS[task.config], pa.string())
+        for s in task.shards:
+            for t in iter_row_groups(source / shard_name(s)):
+                yield t.filter(pc.is_in(t["kind"], value_set=kinds))
+    elif task.config in ("train_diffset", "train_snapshot"):
+        view = task.config.removeprefix("train_")
+        yield from _batches(iter_documents(source, view=view, unit="article",
+                                           shards=task.shards), DOCUMENT_SCHEMA)
+    else:
+        raise ValueError(f"unknown config {task.config!r}")
+
+
+def export_file(task: FileTask) -> int:
+    """Write one output file (atomically); returns its rows. A file that exists is done."""
+    out = Path(task.out)
+    if out.exists():
+        return pq.ParquetFile(out).metadata.num_rows
+    schema = _config_schema(task.config, Path(task.source))
+    # ShardWriter writes no row group for no rows: `datasets` refuses a zero-row row group.
+    with ShardWriter(out, schema) as w:
+        for t in _tables(task):
+            w.write(t)
+    return w.rows
+
+
+def _config_schema(config: str, source: Path) -> pa.Schema:
+    if config == "diffset":
+        return EXPORT_DIFFSET_SCHEMA
+    if config in PROBE_SETS:
+        return pq.read_schema(source / shard_name(0)).remove_metadata()
+    return DOCUMENT_SCHEMA
+
+
+def group_shards(manifest: dict, file_bytes: int) -> list[tuple[int, ...]]:
+    """Consecutive shards of an artifact grouped until each group's bytes reach file_bytes
+    (at least one group, even for an artifact of empty shards)."""
+    groups: list[tuple[int, ...]] = []
+    cur: list[int] = []
+    size = 0
+    for s in sorted(manifest["shards"], key=lambda s: s["index"]):
+        cur.append(s["index"])
+        size += s["bytes"]
+        if size >= file_bytes:
+            groups.append(tuple(cur))
+            cur, size = [], 0
+    if cur or not groups:
+        groups.append(tuple(cur))
+    return groups
+
+
+# ---------------------------------------------------------------------------------------
+# The stage.
+
+@dataclass
+class ExportResult:
+    path: Path
+    state: str                 # "current" (no-op) | "built"
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def report(self) -> dict:
+        return self.manifest.get("report", {})
+
+    def summary(self) -> str:
+        verb = {"current": "was up to date", "built": "built"}[self.state]
+        counts = self.report.get("rows", {})
+        rows = ", ".join(f"{c} {counts[c]}" for c in CONFIGS if c in counts)
+        return f"export {verb} at {self.path}: {rows}"
+
+
+def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot,
+            config: ExportConfig) -> dict:
+    """Every input's folder and manifest, checked, with a message that says how to make a
+    missing one."""
+    snap = data_root.snapshot(wiki, month_b)
+    diffset = data_root.diffset(wiki, month_a, month_b)
+    ins = {
+        "diffset": (diffset, require_artifact(
+            diffset, f"{wiki} diffset {month_a} -> {month_b}",
+            f"run `twiki diff --from {month_a} --to {month_b}` (or `twiki snapshot --month "
+            f"{month_b}`) first")),
+        "snapshot_b": (snap, require_artifact(snap, f"{wiki} snapshot of {month_b}",
+                                              f"run `twiki snapshot --month {month_b}` first")),
+    }
+    if config.probes:
+        probes = data_root.probes(month_a, month_b) / "probes"
+        ins["probes"] = (probes, require_artifact(
+            probes, f"probes {month_a} -> {month_b}",
+            f"build them first (`twiki probes --from {month_a} --to {month_b}`), or export "
+            f"without them (`twiki export --month {month_b} --no-probes`)"))
+    for name, stage in (("diffset", "diff"), ("snapshot_b", "extract"), ("probes", "probes")):
+        if name in ins and ins[name][1].get("stage") != stage:
+            folder, m = ins[name]
+            raise TwikiError(f"{folder} is a {m.get('stage')!r} artifact, not a {stage!r} one; "
+                             f"delete it and rebuild it")
+    return ins
+
+
+def _plan(ins: dict, config: ExportConfig) -> dict[str, tuple[Path, list[tuple[int, ...]]]]:
+    """config -> (source folder, groups of its shards: one output file each)."""
+    sources = {"diffset": "diffset", "train_diffset": "diffset"}
+    if config.probes:
+        sources.update(probes_unchanged="probes", probes_changed="probes")
+    if config.snapshot_text:
+        sources["train_snapshot"] = "snapshot_b"
+    plan = {}
+    for c in CONFIGS:
+        if c in sources:
+            folder, manifest = ins[sources[c]]
+            plan[c] = (folder, group_shards(manifest, config.file_bytes))
+    return plan
+
+
+def export_month(month_b: str, *, month_a: str | None = None, wiki: str = "enwiki",
+                 data_root: DataRoot | None = None, executor: Executor | None = None,
+                 config: ExportConfig = ExportConfig()) -> ExportResult:
+    """Build (or confirm) data/export/<B>/ from the diffset, month B's snapshot and the probes
+    of A -> B (A: the month before B unless given). Rerunning with the same inputs and config
+    is a no-op; a killed run resumes file by file from data/export/<B>.partial/."""
+    parse_month(month_b)
+    month_a = parse_month(month_a) if month_a else previous_month(month_b)
+    if month_a >= month_b:
+        raise ConfigError(f"--from {month_a} must be an earlier month than --month {month_b}")
+    check_wiki(wiki)
+    data_root = data_root or DataRoot.default()
+    executor = executor or LocalExecutor(1)
+    ins = _inputs(month_a, month_b, wiki, data_root, config)
+    inputs = {k: m["key"] for k, (_, m) in ins.items()}
+    cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
+    key = artifact_key(STAGE, STAGE_VERSION, inputs, cfg)
+    final = export_dir(data_root, month_a, month_b)
+    old = read_manifest(final)
+    if old is not None and old.get("key") == key and _intact(final, old):
+        log.info("export %s is up to date: nothing to do", final)
+        return ExportResult(final, "current", old)
+
+    t0 = time.perf_counter()
+    staging = _staging(final, key)
+    plan = _plan(ins, config)
+    tasks, weights = [], []
+    for c, (source, groups) in plan.items():
+        (staging / c).mkdir(exist_ok=True)
+        for i, shards in enumerate(groups):
+            tasks.append(FileTask(c, str(source), shards, str(staging / c / shard_name(i)),
+                                  month_a, month_b))
+            weights.append(sum((source / shard_name(s)).stat().st_size for s in shards) + 1)
+    executor.run(export_file, tasks, desc=f"export {final.name}", weights=weights, unit="B")
+    t_files = time.perf_counter()
+
+    rows = {c: sum(pq.ParquetFile(staging / c / shard_name(i)).metadata.num_rows
+                   for i in range(len(groups))) for c, (_, groups) in plan.items()}
+    prov = provenance(month_a, month_b, wiki, data_root, ins)
+    tasks_written = []
+    if config.lm_eval and config.probes:
+        tasks_written = write_lm_eval(staging / LM_EVAL, staging, wiki, final.name, month_a,
+                                      month_b, rows)
+    report = {"rows": rows, "files": {c: len(g) for c, (_, g) in plan.items()},
+              "lm_eval_tasks": tasks_written,
+              "probes": ins["probes"][1].get("report", {}).get("stages") if config.probes
+              else None,
+              "diffset": ins["diffset"][1].get("report", {})}
+    card = dataset_card(name=final.name, wiki=wiki, month_a=month_a, month_b=month_b,
+                        rows=rows, plan=plan, staging=staging, config=config, prov=prov,
+                        ins=ins, lm_eval_tasks=tasks_written)
+    (staging / CARD).write_text(card, encoding="utf-8")
+    (staging / "_key").unlink(missing_ok=True)
+    files = [{"file": p.relative_to(staging).as_posix(), "bytes": p.stat().st_size,
+              "sha256": file_sha256(p)}
+             for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST]
+    manifest = {
+        "stage": STAGE, "stage_version": STAGE_VERSION, "key": key,
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "inputs": inputs, "config": cfg,
+        "configs": {c: {"split": CONFIGS[c][0], "rows": rows[c],
+                        "files": [f"{c}/{shard_name(i)}" for i in range(len(g))]}
+                    for c, (_, g) in plan.items()},
+        "provenance": prov, "files": files, "rows": sum(rows.values()),
+        "timings": {"files_s": round(t_files - t0, 3),
+                    "total_s": round(time.perf_counter() - t0, 3),
+                    "workers": executor.workers},
+        "report": report,
+    }
+    write_json_atomic(staging / MANIFEST, manifest)
+    replace_folder(staging, final)
+    result = ExportResult(final, "built", manifest)
+    log.info("%s", result.summary())
+    return result
+
+
+def _staging(final: Path, key: str) -> Path:
+    """data/export/<B>.partial/: resumed when made for the same key, else started afresh."""
+    staging = final.with_name(final.name + ".partial")
+    marker = staging / "_key"
+    if staging.exists() and (not marker.exists() or marker.read_text().strip() != key):
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(key + "\n")
+    for d in [staging, *(p for p in staging.iterdir() if p.is_dir())]:
+        drop_temporaries(d)
+    # The card and the lm-eval files are rewritten at the end of every run.
+    shutil.rmtree(staging / LM_EVAL, ignore_errors=True)
+    return staging
+
+
+def _intact(folder: Path, manifest: dict) -> bool:
+    """Every file the manifest lists is there with its size (a lost file rebuilds the export)."""
+    try:
+        return all((folder / f["file"]).stat().st_size == f["bytes"] for f in manifest["files"])
+    except (FileNotFoundError, KeyError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# Provenance and the dataset card.
+
+def provenance(month_a: str, month_b: str, wiki: str, data_root: DataRoot, ins: dict) -> dict:
+    """Dump runs, files and checksums of both months (from the snapshots' and facts'
+    manifests), and the keys of the artifacts the export was made from."""
+    out: dict = {"code_version": code_version(), "wiki": wiki, "months": {}}
+    for m in (month_a, month_b):
+        snap = read_manifest(data_root.snapshot(wiki, m)) or {}
+        facts = read_manifest(data_root.facts(m) / "facts") or {}
+        si, fi = snap.get("inputs", {}), facts.get("inputs", {})
+        out["months"][m] = {
+            "dump_run": si.get("run"),
+            "dump_files": [{k: f.get(k) for k in ("name", "size", "sha1", "md5")}
+                           for f in si.get("files", [])],
+            "wikidata_files": [{k: f.get(k) for k in ("name", "size", "sha1", "md5")}
+                               for f in fi.get("dump", []) if isinstance(f, dict)],
+            "snapshot_key": snap.get("key"), "facts_key": facts.get("key"),
+        }
+    out["artifacts"] = {k: {"stage": m.get("stage"), "key": m.get("key"),
+                            "rows": m.get("rows"), "code_version": m.get("code_version")}
+                        for k, (_, m) in ins.items()}
+    return out
+
+
+def _yaml_str(s: str) -> str:
+    """A YAML double-quoted scalar (JSON's escapes are YAML's)."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+def card_yaml(name: str, wiki: str, month_b: str, configs: list[str]) -> str:
+    """The card's YAML header: what the Hub and `datasets.load_dataset` read."""
+    lang = wiki.removesuffix("wiki") if wiki.endswith("wiki") else "en"
+    # Wikipedia text is CC BY-SA 4.0 since its licence update of June 2023, 3.0 before;
+    # Wikidata is CC0. The probes carry Wikipedia sentences, so the whole is CC BY-SA.
+    licence = "cc-by-sa-4.0" if month_b >= "2023-07" else "cc-by-sa-3.0"
+    lines = ["---", f"pretty_name: {_yaml_str(f'TWiki {wiki} {name}')}",
+             "language:", f"- {lang}", f"license: {licence}",
+             "task_categories:", "- text-generation",
+             "tags:", "- temporalwiki", "- lifelong-learning", "- wikipedia", "- wikidata",
+             "configs:"]
+    for c in configs:
+        lines += [f"- config_name: {c}", "  data_files:", f"  - split: {CONFIGS[c][0]}",
+                  f"    path: {_yaml_str(f'{c}/{PART_PREFIX}*.parquet')}"]
+    lines.append("---")
+    return "\n".join(lines) + "\n"
+
+
+def _schema_table(schema: pa.Schema) -> list[str]:
+    lines = ["| column | type | |", "|---|---|---|"]
+    for f in schema:
+        doc = COLUMN_DOCS.get(f.name, "").replace("|", "\\|")
+        lines.append(f"| `{f.name}` | `{f.type}` | {doc} |")
+    return lines
+
+
+def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict, plan: dict,
+                 staging: Path, config: ExportConfig, prov: dict, ins: dict,
+                 lm_eval_tasks: list[str]) -> str:
+    """README.md of the export: YAML header, then what is in it, how to load it, its counts,
+    schema and provenance. Deterministic: no dates but the dumps'."""
+    from .report import probe_stage_table, rejection_table
+    # `datasets` cannot load a split without rows: empty configs stay out of the YAML.
+    listed = [c for c in plan if rows[c] > 0]
+    empty = [c for c in plan if rows[c] == 0]
+    absent = [c for c in CONFIGS if c not in plan]
+    out = [card_yaml(name, wiki, month_b, listed)]
+    out += [f"# TWiki {wiki} {name}: what changed from {month_a} to {month_b}", "",
+            f"A TemporalWiki-style (Jang et al., EMNLP 2022) benchmark "
+            f"for the update of a language model from {wiki} as of {month_a} to {wiki} as of "
+            f"{month_b}: the text to train on (TWiki-Diffsets) and the facts to test on "
+            f"(TWiki-Probes: Unchanged = stability, Changed = plasticity), made by "
+            f"twiki {prov['code_version']} from the Wikimedia dumps "
+            f"listed under Provenance.", "",
+            "| config | split | rows | what |", "|---|---|---:|---|"]
+    for c in plan:
+        out.append(f"| `{c}` | {CONFIGS[c][0]} | {rows[c]:,} | {CONFIGS[c][1]} |")
+    notes = []
+    if empty:
+        notes.append("Empty this month, so not declared as `datasets` configs (`datasets` "
+                     "cannot load a split without rows); their Parquet files are here, with "
+                     "their schema, for pandas and pyarrow: " + ", ".join(f"`{c}`" for c in empty)
+                     + ".")
+    if absent:
+        why = []
+        if not config.probes:
+            why.append("the probes were not built when this export was made")
+        if not config.snapshot_text:
+            why.append("the snapshot's text was left out (`snapshot_text: false`)")
+        notes.append("Not exported: " + ", ".join(f"`{c}`" for c in absent) + " ("
+                     + "; ".join(why) + ").")
+    if notes:
+        out += [""] + [f"- {n}" for n in notes]
+    first = listed[0] if listed else "diffset"
+    probe = "probes_changed" if "probes_changed" in listed else (
+        "probes_unchanged" if "probes_unchanged" in listed else first)
+    out += ["", "## Loading", "", "```python",
+            "import datasets, pandas as pd",
+            f'probes = datasets.load_dataset("data/export/{name}", "{probe}")',
+            f'diffset = pd.read_parquet("data/export/{name}/diffset")',
+            "import twiki",
+            f'probes = twiki.load_probes("{name}")             # both sets, a pandas DataFrame',
+            f'changed = twiki.load_probes("{name}", "changed")',
+            f'diffset = twiki.load_diffset("{name}")', "```", ""]
+    if lm_eval_tasks:
+        group = task_prefix(wiki, name)
+        out += ["With [lm-evaluation-harness](https://github.com/EleutherAI/lm-evaluation-harness)"
+                " (tasks in `lm_eval/`, for a harness with `custom_dataset`, e.g. 0.4.13): the "
+                "log-likelihood of \" object\" given \"subject relation\", the object's tokens "
+                "only, as `twiki eval` scores them. Metrics: `perplexity` = exp(-mean "
+                "log-likelihood of a probe), the harness's own; `word_perplexity` and "
+                "`byte_perplexity` = exp(-total log-likelihood / words or UTF-8 bytes of the "
+                "objects), comparable across tokenizers; `acc` = the object is the greedy "
+                "continuation. The group averages Unchanged and Changed unweighted, like "
+                "TemporalWiki's Avg.", "", "```sh",
+                f"lm_eval --model hf --model_args pretrained=gpt2 "
+                f"--include_path data/export/{name}/lm_eval --tasks {group}", "```", ""]
+    out += ["## Stage counts", "", "TWiki-Probes, in the form of the paper's Table 1:", ""]
+    if "probes" in ins:
+        report = ins["probes"][1].get("report", {})
+        out += probe_stage_table(report) + [""] + rejection_table(report) + [""]
+    else:
+        out += ["(no probes in this export)", ""]
+    d = ins["diffset"][1].get("report", {})
+    dd, pages, share = d.get("diffset", {}), d.get("pages", {}), d.get("share_of_snapshot", {})
+    chars_share = share.get("chars")
+    out += ["TWiki-Diffsets:", "", "| | |", "|---|---:|",
+            f"| articles in month B's snapshot | {pages.get('in_new_snapshot', 0):,} |",
+            f"| pages unchanged / edited / new / deleted | {pages.get('unchanged', 0):,} / "
+            f"{pages.get('edited', 0):,} / {pages.get('new', 0):,} / {pages.get('deleted', 0):,} |",
+            f"| articles in the diffset (new + changed) | {dd.get('articles', 0):,} "
+            f"({dd.get('new_articles', 0):,} + {dd.get('changed_articles', 0):,}) |",
+            f"| share of the snapshot's articles | {share.get('articles', 0):.1%} |",
+            f"| characters of diffset text | {dd.get('chars', 0):,} |",
+            "| share of the snapshot's characters | "
+            + (f"{chars_share:.1%}" if chars_share is not None else "n/a") + " |", ""]
+    out += ["## Schema", ""]
+    schemas: dict[str, list[str]] = {}      # configs of the same schema share one table
+    for c, (source, _) in plan.items():
+        schemas.setdefault(_config_schema(c, source).to_string(), []).append(c)
+    for text, configs in schemas.items():
+        schema = _config_schema(configs[0], plan[configs[0]][0])
+        out += ["### " + ", ".join(f"`{c}`" for c in configs), ""]
+        out += _schema_table(schema) + [""]
+    out += ["## Provenance", "",
+            f"Made by twiki {prov['code_version']}; every input is an artifact with a manifest "
+            f"(its key below identifies inputs + config). Files of this folder with their "
+            f"sha256: `_manifest.json`.", ""]
+    for m, info in prov["months"].items():
+        out.append(f"- **{m}**: {wiki} dump run {info['dump_run'] or 'unknown'}")
+        for f in info["dump_files"] + info["wikidata_files"]:
+            sums = ", ".join(f"{k} `{f[k]}`" for k in ("sha1", "md5") if f.get(k))
+            out.append(f"  - `{f.get('name')}` ({f.get('size') or 0:,} bytes; {sums})")
+    out += ["", "| artifact | stage | key | rows |", "|---|---|---|---:|"]
+    for k, a in prov["artifacts"].items():
+        out.append(f"| {k} | {a['stage']} | `{(a['key'] or '')[:16]}` | {a['rows'] or 0:,} |")
+    out += ["", "## Licence", "",
+            "Wikipedia text (diffset, training text, evidence sentences) is CC BY-SA (3.0, and "
+            "4.0 for text since June 2023), its authors the editors in each page's history; "
+            "Wikidata facts are CC0.", ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# lm-evaluation-harness tasks.
+
+LM_EVAL_LOADER_SOURCE = '''"""Loads this folder's probe files for lm-evaluation-harness (`custom_dataset` in the task
+YAMLs). Paths are relative to this file, so the folder works wherever it is copied. Written by
+twiki's export stage."""
+
+import json
+from pathlib import Path
+
+import datasets
+
+HERE = Path(__file__).resolve().parent
+
+
+def load(data_file: str, **_metadata) -> datasets.DatasetDict:
+    path = HERE / Path(data_file).name
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def process_results(doc: dict, results) -> dict:
+    """The harness's loglikelihood metrics (per-probe perplexity, greedy accuracy) plus
+    perplexities per word and per byte of the object: the log-likelihood is of the object's
+    tokens only, so these are comparable across tokenizers, unlike a per-probe one."""
+    ll, is_greedy = results[0]
+    obj = doc["object"]
+    return {"perplexity": ll, "acc": int(is_greedy),
+            "word_perplexity": (ll, max(len(obj.split()), 1)),
+            "byte_perplexity": (ll, max(len(obj.encode("utf-8")), 1))}
+'''
+
+
+def lm_eval_task_yaml(task: str, data_file: str, title: str) -> str:
+    """One task: the log-likelihood of " object" after "subject relation" (what `twiki eval`
+    scores with object scoring: the object's tokens only)."""
+    return "\n".join([
+        f"# {title}",
+        "# Written by twiki's export stage. Score: the log-likelihood of \" object\" given",
+        "# \"subject relation\" (the object's tokens only). perplexity: exp(-mean over probes",
+        "# of it); word_/byte_perplexity: exp(-sum of it / words or bytes of the objects).",
+        f"task: {task}",
+        "custom_dataset: !function twiki_data.load",
+        "dataset_kwargs:",
+        f"  data_file: {_yaml_str(data_file)}",
+        "test_split: test",
+        "output_type: loglikelihood",
+        'doc_to_text: "{{subject}} {{relation}}"',
+        'doc_to_target: " {{object}}"',
+        'target_delimiter: ""',
+        "process_results: !function twiki_data.process_results",
+        "metric_list:",
+        "  - metric: perplexity",
+        "    aggregation: perplexity",
+        "    higher_is_better: false",
+        "  - metric: word_perplexity",
+        "    aggregation: weighted_perplexity",
+        "    higher_is_better: false",
+        "  - metric: byte_perplexity",
+        "    aggregation: weighted_perplexity",
+        "    higher_is_better: false",
+        "  - metric: acc",
+        "    aggregation: mean",
+        "    higher_is_better: true",
+        "metadata:",
+        "  version: 1.0",
+        "",
+    ])
+
+
+def lm_eval_group_yaml(group: str, tasks: list[str], title: str) -> str:
+    lines = [f"# {title}", "# Unchanged and Changed averaged unweighted, like TemporalWiki's Avg.",
+             f"group: {group}", "task:"] + [f"  - {t}" for t in tasks] + [
+        "aggregate_metric_list:",
+        "  - metric: perplexity",
+        "    aggregation: mean",
+        "    weight_by_size: false",
+        "  - metric: word_perplexity",
+        "    aggregation: mean",
+        "    weight_by_size: false",
+        "  - metric: byte_perplexity",
+        "    aggregation: mean",
+        "    weight_by_size: false",
+        "  - metric: acc",
+        "    aggregation: mean",
+        "    weight_by_size: false",
+        "metadata:",
+        "  version: 1.0",
+        ""]
+    return "\n".join(lines)
+
+
+def write_lm_eval(folder: Path, export: Path, wiki: str, name: str, month_a: str,
+                  month_b: str, rows: dict) -> list[str]:
+    """lm_eval/: a JSON-lines file, a task YAML per probe set with rows, a group of them and
+    the loader. Returns the task names (none when there are no probes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = task_prefix(wiki, name)
+    tasks = []
+    for config in PROBE_SETS:
+        if not rows.get(config):
+            continue
+        probe_set = config.removeprefix("probes_")
+        data_file = f"{config}.jsonl"
+        tmp = folder / f".{data_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for path in sorted((export / config).glob(f"{PART_PREFIX}*.parquet")):
+                for t in iter_row_groups(path, list(LM_EVAL_COLUMNS)):
+                    for r in t.to_pylist():
+                        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, folder / data_file)
+        task = f"{prefix}_{probe_set}"
+        title = f"TWiki-Probes {probe_set.capitalize()}, {wiki} {month_a} -> {month_b}"
+        (folder / f"{task}.yaml").write_text(lm_eval_task_yaml(task, data_file, title),
+                                             encoding="utf-8")
+        tasks.append(task)
+    if tasks:
+        (folder / LM_EVAL_LOADER).write_text(LM_EVAL_LOADER_SOURCE, encoding="utf-8")
+        (folder / f"{prefix}.yaml").write_text(lm_eval_group_yaml(
+            prefix, tasks, f"TWiki-Probes, {wiki} {month_a} -> {month_b}"), encoding="utf-8")
+    else:
+        folder.rmdir()
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------
+# Loading an export back.
+
+_NAME_RE = re.compile(r"^\d{4}-\d{2}(_\d{4}-\d{2})?$")
+
+
+def resolve_export(month_or_path: str | os.PathLike, data_root: DataRoot | None = None
+                   ) -> Path:
+    """An export folder from a month ('2016-06'), a pair ('2015-02_2015-05') or a path."""
+    s = os.fspath(month_or_path)
+    if _NAME_RE.match(s):
+        for part in s.split("_"):
+            parse_month(part)
+        folder = (data_root or DataRoot.default()).root / "export" / s
+    else:
+        folder = Path(s)
+    if read_manifest(folder) is None:
+        if (folder / CARD).exists():
+            return folder       # an export copied without its manifest still loads
+        month = s.split("_")[-1] if _NAME_RE.match(s) else "YYYY-MM"
+        raise TwikiError(f"no export at {folder}: run `twiki export --month {month}` first "
+                         f"(or pass the folder of an export)")
+    return folder
+
+
+def export_files(month_or_path: str | os.PathLike, config: str,
+                 data_root: DataRoot | None = None) -> list[Path]:
+    """The Parquet files of one config of an export, in order (for streaming with pyarrow)."""
+    if config not in CONFIGS:
+        raise ConfigError(f"config must be one of {', '.join(CONFIGS)}, not {config!r}")
+    folder = resolve_export(month_or_path, data_root)
+    files = sorted((folder / config).glob(f"{PART_PREFIX}*.parquet"))
+    if not files:
+        raise TwikiError(f"the export at {folder} has no {config!r} config (see its README.md)")
+    return files
+
+
+def load_export(month_or_path: str | os.PathLike, config: str, *,
+                columns: list[str] | None = None, data_root: DataRoot | None = None):
+    """One config of an export as a pandas DataFrame."""
+    files = export_files(month_or_path, config, data_root)
+    tables = [pq.read_table(f, columns=columns) for f in files]
+    return pa.concat_tables(tables).to_pandas()
+
+
+def load_probes(month_or_path: str | os.PathLike, probe_set: str = "all", *,
+                columns: list[str] | None = None, data_root: DataRoot | None = None):
+    """TWiki-Probes of an export as a pandas DataFrame: probe_set 'unchanged', 'changed' or
+    'all' (both, Unchanged first; the `kind` column tells them apart).
+
+    >>> twiki.load_probes("2022-01", "changed")[["subject", "relation", "object"]]
+    """
+    sets = {"unchanged": ["probes_unchanged"], "changed": ["probes_changed"],
+            "all": ["probes_unchanged", "probes_changed"]}
+    if probe_set not in sets:
+        raise ConfigError(f"probe_set must be unchanged, changed or all, not {probe_set!r}")
+    import pandas as pd
+    frames = [load_export(month_or_path, c, columns=columns, data_root=data_root)
+              for c in sets[probe_set]]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def load_diffset(month_or_path: str | os.PathLike, *, as_documents: bool = False,
+                 columns: list[str] | None = None, data_root: DataRoot | None = None):
+    """TWiki-Diffsets of an export as a pandas DataFrame: one row per diff text (the `diffset`
+    config), or with as_documents one per article (`train_diffset`: page_id, title, text)."""
+    return load_export(month_or_path, "train_diffset" if as_documents else "diffset",
+                       columns=columns, data_root=data_root)
