@@ -32,6 +32,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2
 	$(BIN)/python -m pipelines.show_snapshot --month $(SAMPLE_MONTH)
+	@echo; echo "== probes of the pair (data/probes/2016-05_2016-06/report.md) =="; \
+	  head -n 5 data/probes/2016-05_2016-06/report.md
+	@echo; echo "dataset: data/export/$(SAMPLE_MONTH)/ (README.md is its card); report: data/reports/$(SAMPLE_MONTH)/report.md"
 
 snapshot: $(STAMP)
 	@test -n "$(MONTH)" || { echo "usage: make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N]"; exit 2; }

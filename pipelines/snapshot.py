@@ -1,5 +1,6 @@
 """The monthly build: for month B, make sure month A = B - 1 is built, then build B, the
-diffset A -> B, both months' Wikidata facts, the fact diff A -> B and the probes.
+diffset A -> B, both months' Wikidata facts, the fact diff A -> B, the probes, the month's
+dataset export (data/export/<B>/) and its report (data/reports/<B>/).
 
 Each step is a stage that is idempotent and resumable, so rerunning the build after a crash
 (or the next cron run) continues where it stopped, and finished steps say "up to date".
@@ -20,7 +21,9 @@ from twiki.errors import NoDumpError, TwikiError
 from twiki.executors import Executor, LocalExecutor
 from twiki.extract import ExtractConfig, ExtractResult, RunOptions, extract_month
 from twiki.paths import DataRoot, parse_month, previous_month
+from twiki.export import ExportConfig, ExportResult, export_month
 from twiki.probes import ProbesResult, build_probes
+from twiki.report import ReportResult, write_report
 
 log = logging.getLogger("twiki")
 
@@ -34,6 +37,8 @@ class MonthBuild:
     facts: dict[str, FactsResult] = field(default_factory=dict)
     factdiff: FactDiffResult | None = None
     probes: ProbesResult | None = None
+    export: ExportResult | None = None
+    report: ReportResult | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -59,6 +64,10 @@ class MonthBuild:
                 f"{k} {c.get(k, 0)}" for k in ("unchanged", "new", "updated", "removed")))
         if self.probes is not None:
             lines.append(self.probes.summary())
+        if self.export is not None:
+            lines.append(self.export.summary())
+        if self.report is not None:
+            lines.append(self.report.summary())
         lines.append(f"done in {self.seconds:.1f}s")
         return "\n".join(lines)
 
@@ -83,7 +92,8 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
                 data_root: DataRoot | None = None, executor: Executor | None = None,
                 extract_config: ExtractConfig = ExtractConfig(),
                 options: RunOptions = RunOptions(), with_previous: bool = True,
-                with_facts: bool = True, facts_config: FactsConfig | None = None) -> MonthBuild:
+                with_facts: bool = True, facts_config: FactsConfig | None = None,
+                export_config: ExportConfig = ExportConfig()) -> MonthBuild:
     """Build `month` and, with `with_previous`, month - 1 and the diffs between them; with
     `with_facts`, the months' Wikidata facts too (and their diff)."""
     parse_month(month)
@@ -114,5 +124,9 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
             result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
             result.probes = build_probes(prev, month, wiki=wiki, data_root=data_root,
                                          executor=executor)
+            result.export = export_month(month, month_a=prev, wiki=wiki, data_root=data_root,
+                                         executor=executor, config=export_config)
+    if with_previous:
+        result.report = write_report(month, month_a=prev, wiki=wiki, data_root=data_root)
     result.seconds = time.perf_counter() - t0
     return result

@@ -186,6 +186,37 @@ def _probe_opts(p: argparse.ArgumentParser) -> None:
                         "whose evidence is not wholly in the diffset (default: flag them)")
 
 
+def cmd_export(args) -> None:
+    from .executors import make_executor
+    from .export import ExportConfig, export_month
+    res = export_month(args.month, month_a=args.month_a, wiki=args.wiki, data_root=_root(args),
+                       executor=make_executor(args.executor, args.workers),
+                       config=ExportConfig(snapshot_text=not args.no_snapshot_text,
+                                           probes=not args.no_probes,
+                                           lm_eval=not args.no_lm_eval))
+    print(res.summary())
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+    res = write_report(args.month, month_a=args.month_a, wiki=args.wiki, data_root=_root(args))
+    print(res.summary())
+
+
+def _from_month(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="month_a", default=None, metavar="YYYY-MM",
+                   help="month A of the pair (default: the month before --month)")
+
+
+def _export_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-snapshot-text", action="store_true",
+                   help="leave out train_snapshot, month B's whole text (as big as the snapshot)")
+    p.add_argument("--no-probes", action="store_true",
+                   help="export without the probes (a month pair whose probes are not built)")
+    p.add_argument("--no-lm-eval", action="store_true",
+                   help="no lm-evaluation-harness tasks (lm_eval/) in the export")
+
+
 def cmd_train(args) -> None:
     from .lm.cli import cmd_train as train
     train(args)
@@ -244,6 +275,12 @@ COMMANDS = {
     "probes": (cmd_probes, "TWiki-Probes: align the fact diff to the text, filter, report",
                "twiki probes --from 2016-05 --to 2016-06 --seed 0",
                [_month_pair, _probe_opts, _executor]),
+    "export": (cmd_export, "the month's dataset folder: Parquet per config, dataset card, "
+               "lm-evaluation-harness tasks",
+               "twiki export --month 2016-06   # datasets.load_dataset('data/export/2016-06', "
+               "'probes_changed')", [_month, _from_month, _export_opts, _executor]),
+    "report": (cmd_report, "the monthly report: stage counts, diffset share, probes, trend "
+               "(Markdown and PNG)", "twiki report --month 2016-06", [_month, _from_month]),
     "train": (cmd_train, "continue pretraining a causal LM on a month's diffset or snapshot",
               "twiki train --month 2016-06 --method diff --model gpt2", [_month, _train_opts]),
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
