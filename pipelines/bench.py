@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.build_sample_mirror import build_run, split_dump, write_listing
+from pipelines.build_sample_mirror import build_run, run_pages, write_listing
 from twiki.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +41,7 @@ MONTH, RUN = "2016-05", "20160501"
 
 
 def sample_pages() -> tuple[bytes, list[bytes]]:
-    header, pages = b"", []
-    for part in sorted(SAMPLE_RUN.glob("*-multistream[0-9]*.xml-*.bz2")):
-        h, p, _ = split_dump(bz2.decompress(part.read_bytes()))
-        header = header or h
-        pages += p
-    return header, pages
+    return run_pages(SAMPLE_RUN)
 
 
 def replicate(pages: list[bytes], replicas: int) -> list[bytes]:

@@ -1,5 +1,5 @@
 """Figures for the diff stage (`make bench`), all on real article text (the gensim enwiki sample
-and the 34 raw-wikitext articles in /work/shared/data/wikimedia, cleaned by twiki.wikitext):
+and the 34 raw-wikitext articles in ../shared/data/wikimedia, cleaned by twiki.wikitext):
 
 - precision and recall, per sentence, of the changed text `diff_article` finds on labelled
   edit cases (insertions at the start/middle/end, changed, added, replaced and truncated
@@ -35,7 +35,7 @@ from twiki.diff import diff_article, normalize, split_sentences  # noqa: E402
 from twiki.extract import SCHEMA  # noqa: E402
 from twiki.wikitext import clean_wikitext  # noqa: E402
 
-SAMPLE = Path("/work/shared/data/wikimedia")
+from pipelines.build_sample_mirror import SHARED as SAMPLE  # noqa: E402
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 SEED = 20220101
 LABELLED_CASES = 600
@@ -55,22 +55,8 @@ Article = list[tuple[tuple[str, ...], str]]
 
 def real_articles() -> list[Article]:
     """Clean paragraphs of the sample's articles that have at least three paragraphs."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "wikitext").glob("*.txt"))]
-    with bz2.open(DUMP) as f:
-        ns, text, redirect = None, None, False
-        for _, el in ET.iterparse(f):
-            tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "ns":
-                ns = el.text
-            elif tag == "redirect":
-                redirect = True
-            elif tag == "text":
-                text = el.text or ""
-            elif tag == "page":
-                if ns == "0" and not redirect and text is not None:
-                    texts.append(text)
-                ns, text, redirect = None, None, False
-                el.clear()
+    from pipelines.bench_wikitext import sample_texts
+    texts = sample_texts()
     articles = [clean_wikitext(t) for t in texts]
     return [a for a in articles if len(a) >= 3]
 

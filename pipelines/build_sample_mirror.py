@@ -44,7 +44,8 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path("/work/shared/data/wikimedia")
+# The team's real sample data (../shared beside the checkout; see its SOURCES.md).
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikimedia"
 
 # The real enwiki pages-articles file (gensim's test data; see data/sample/README.md).
 SOURCE = SHARED / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -84,7 +85,7 @@ JOB_UPDATED_B = {
     "metahistory7zdump": ("waiting", ""),
 }
 
-# --- Real pages besides gensim's (all in /work/shared/data/wikimedia/enwiki/, see SOURCES.md).
+# --- Real pages besides gensim's (all in ../shared/data/wikimedia/enwiki/, see SOURCES.md).
 ENWIKI_SOURCE = SHARED / "enwiki"
 PEAR_2002 = "article-pear.xml"        # Pear, 4 revisions of 2002 (export-0.3): A has the last
 PEAR_2014 = "article-pear-0.10.xml"   # Pear, revision 638548877 of 2014 (export-0.10): B
@@ -462,6 +463,18 @@ def constructed_edit(page: Page, new_text: str, n: int, what: str) -> Page:
                    ip=MADE_UP_EDITOR_IP, minor=False, sha1=None, text=new_text,
                    comment=f"Constructed edit for the twiki sample mirror ({what}); "
                            "not a real revision")
+
+
+def run_pages(run: Path) -> tuple[bytes, list[bytes]]:
+    """(header, pages) of a mirror run's multistream parts, byte-exact, in dump order: read
+    from the committed files, so it works without the real source data."""
+    header, pages = b"", []
+    for part in sorted(run.glob("*-multistream[0-9]*.xml-*.bz2"),
+                       key=lambda p: int(re.search(r"multistream(\d+)", p.name).group(1))):
+        h, p, _ = split_dump(bz2.decompress(part.read_bytes()))
+        header = header or h
+        pages += p
+    return header, pages
 
 
 def _sorted_pages(pages: list[bytes]) -> list[bytes]:

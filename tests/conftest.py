@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import bz2
 import shutil
 from pathlib import Path
 
 import pytest
 
-from pipelines.build_sample_mirror import build_run, split_dump, write_listing
+from pipelines.build_sample_mirror import SHARED, build_run, run_pages, write_listing  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
 SAMPLE_RUN = SAMPLE_MIRROR / "enwiki" / "20160501"
-SHARED = REPO.parent / "shared" / "data" / "wikimedia"
 
 
 def sample_pages() -> tuple[bytes, list[bytes]]:
-    """(header, pages) of the sample mirror's real pages, byte-exact, in dump order."""
-    pages: list[bytes] = []
-    header = b""
-    for part in sorted(SAMPLE_RUN.glob("*-multistream[0-9]*.xml-*.bz2")):
-        h, p, _ = split_dump(bz2.decompress(part.read_bytes()))
-        header = header or h
-        pages += p
-    return header, pages
+    """(header, pages) of the sample mirror's month A, byte-exact, in dump order."""
+    return run_pages(SAMPLE_RUN)
 
 
 @pytest.fixture

@@ -37,9 +37,10 @@ from twiki.executors import LocalExecutor
 from twiki.extract import SCHEMA, ExtractConfig, extract_month
 from twiki.paths import DataRoot
 from twiki.wikitext import clean_wikitext
+from pipelines.build_sample_mirror import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = Path("/work/shared/data/wikimedia/enwiki")
+SAMPLE = SHARED / "enwiki"
 GENSIM = SAMPLE / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 W2V = SAMPLE / "enwiki-pages-articles-sample.xml.bz2"
 SHARDS = 8

@@ -35,7 +35,7 @@ DELETED = {694}                     # Asia Minor (disambiguation)
 
 needs_sources = pytest.mark.skipif(
     not (builder.SOURCE.exists() and builder.WIKIDATA_SOURCE.exists()),
-    reason="the real source data (/work/shared/data/wikimedia) is not here")
+    reason="the real source data (../shared/data/wikimedia) is not here")
 
 
 def files_under(root: Path) -> dict[Path, bytes]:

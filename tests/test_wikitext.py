@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.build_sample_mirror import SHARED
 from twiki.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
                             clean_wikitext)
 
-SAMPLE = Path("/work/shared/data/wikimedia")
+SAMPLE = SHARED
 WIKITEXT_DIR = SAMPLE / "wikitext"
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
