@@ -53,9 +53,15 @@ def replicate(pages: list[bytes], replicas: int) -> list[bytes]:
     return out
 
 
+def _sample_tag() -> str:
+    """Names cached bench mirrors after the sample they were made from."""
+    import hashlib
+    return hashlib.sha1((SAMPLE_RUN / "dumpstatus.json").read_bytes()).hexdigest()[:8]
+
+
 def make_mirror(folder: Path, replicas: int) -> Path:
     """A local mirror holding the sample replicated `replicas` times (cached by size)."""
-    mirror = folder / f"mirror-x{replicas}"
+    mirror = folder / f"mirror-{_sample_tag()}-x{replicas}"
     if (mirror / "enwiki" / RUN / "dumpstatus.json").exists():
         return mirror
     shutil.rmtree(mirror, ignore_errors=True)
@@ -75,10 +81,18 @@ def run_child(args: list[str], mode: str = "child") -> dict:
     if status != 0:
         raise RuntimeError(f"bench child {args} failed with status {status}")
     result = json.loads(out.strip().splitlines()[-1])
-    # ru_maxrss is in KiB on Linux: the child itself (workers=1 runs in-process) or, with a
-    # pool, the largest of its processes as reported by the child.
-    result["peak_rss_mb"] = round(max(usage.ru_maxrss, result.get("children_rss_kb", 0)) / 1024, 1)
+    # The child's own high-water mark (VmHWM): ru_maxrss would carry this parent's peak across
+    # fork+exec. With a pool, the workers' peak is reported beside it.
+    result["peak_rss_mb"] = round(result.pop("vmhwm_kb") / 1024, 1)
     return result
+
+
+def vmhwm_kb() -> int:
+    """This process's peak resident set (Linux /proc), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def child(argv: list[str]) -> int:
@@ -95,8 +109,7 @@ def child(argv: list[str]) -> int:
     ap.add_argument("--workers", type=int, default=1)
     a = ap.parse_args(argv)
     root = DataRoot(Path(a.root))
-    shutil.rmtree(root.root / "snapshots", ignore_errors=True)
-    shutil.rmtree(root.root / "work", ignore_errors=True)
+    shutil.rmtree(root.root, ignore_errors=True)  # nothing from an earlier bench is reused
     download_month(MONTH, mirrors=[a.mirror], data_root=root)
     t0 = time.perf_counter()
     res = extract_month(MONTH, data_root=root, executor=LocalExecutor(a.workers),
@@ -107,7 +120,10 @@ def child(argv: list[str]) -> int:
         "workers": a.workers, "wall_s": round(wall, 3), "articles": c["articles"],
         "wikitext_mb": round(c["wikitext_bytes"] / 1e6, 2),
         "mb_s": round(c["wikitext_bytes"] / 1e6 / wall, 2),
-        "children_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        "workers_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1) if a.workers > 1
+            else None,
+        "vmhwm_kb": vmhwm_kb(),
     }))
     return 0
 
@@ -121,7 +137,7 @@ def bench_extract(work: Path, scale: float) -> dict:
     m1, m10 = make_mirror(work, base), make_mirror(work, big)
     one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1"])
     ten = run_child(["--mirror", str(m10), "--root", str(work / "root-10x"), "--workers", "1"])
-    two = run_child(["--mirror", str(m10), "--root", str(work / "root-10x"), "--workers", "2"])
+    two = run_child(["--mirror", str(m10), "--root", str(work / "root-10x-2w"), "--workers", "2"])
 
     # The naive baseline on the same real pages (each distinct page once: replicas are copies).
     header, pages = sample_pages()
@@ -161,7 +177,7 @@ def make_pair_mirror(folder: Path, replicas: int) -> Path:
     (a sentence appended, a new sha1): made up for benchmarking."""
     import hashlib
     import random
-    mirror = folder / f"pair-x{replicas}"
+    mirror = folder / f"pair-{_sample_tag()}-x{replicas}"
     if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
         return mirror
     shutil.rmtree(mirror, ignore_errors=True)
@@ -231,6 +247,7 @@ def child_incremental(argv: list[str]) -> int:
         "incremental_extract_only_vs_cold_pct": round(100 * inc_cpu / cold_cpu, 1),
         "wall_s": {"incremental": round(inc_wall, 2), "diff": round(diff_wall, 2),
                    "cold": round(cold_wall, 2)},
+        "vmhwm_kb": vmhwm_kb(),
         "identical_to_cold": all(
             (inc.path / f).read_bytes() == (cold_res.path / f).read_bytes()
             for f in (p.name for p in cold_res.path.glob("part-*"))),
