@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 MONTH   ?=
 MIRROR  ?=
 WORKERS ?= 1
+EXECUTOR ?= local
+ADDRESS  ?=
 SAMPLE_MIRROR := data/sample/mirror
 SAMPLE_MONTH  := 2016-06
 
@@ -15,13 +17,13 @@ SAMPLE_MONTH  := 2016-06
 help:
 	@echo "make demo       build the sample month from the mirror shipped in data/sample (offline)"
 	@echo "make test       run the test suite"
-	@echo "make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N]"
+	@echo "make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N] [EXECUTOR=local|ray] [ADDRESS=host:port|auto]"
 	@echo "make bench      measure throughput and memory; results in data/bench/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,lm]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lm,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,10 +40,12 @@ demo: $(STAMP)
 
 snapshot: $(STAMP)
 	@test -n "$(MONTH)" || { echo "usage: make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N]"; exit 2; }
-	$(BIN)/twiki snapshot --month $(MONTH) $(if $(MIRROR),--mirror $(MIRROR)) --workers $(WORKERS)
+	$(BIN)/twiki snapshot --month $(MONTH) $(if $(MIRROR),--mirror $(MIRROR)) --workers $(WORKERS) \
+		--executor $(EXECUTOR) $(if $(ADDRESS),--address $(ADDRESS))
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+	$(BIN)/python -m pipelines.bench_ray
 
 clean:
 	rm -rf data/raw data/snapshots data/work data/bench

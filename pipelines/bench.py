@@ -317,10 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
+    # `--only X` updates X's figures and keeps the others from the last results.json.
+    try:
+        previous = json.loads((args.out / "results.json").read_text())["benches"]
+    except (OSError, ValueError, KeyError):
+        previous = {}
     results = {"when": time.strftime("%Y-%m-%d %H:%M:%S"),
                "machine": f"{platform.platform()}, {os.cpu_count()} cores, "
                           f"Python {platform.python_version()}",
-               "benches": {}}
+               "benches": previous}
     for name in args.only.split(","):
         if name not in BENCHES:
             ap.error(f"unknown bench {name!r}; choose from {', '.join(BENCHES)}")

@@ -49,8 +49,13 @@ def _mirrors(p: argparse.ArgumentParser) -> None:
 def _executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default: 1)")
-    p.add_argument("--executor", default="local", choices=["local"],
-                   help="where tasks run (default: local process pool)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where tasks run: the local process pool (default) or Ray "
+                        "(pip install 'twiki[ray]'; see pipelines/CLUSTER.md)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="with --executor ray: the Ray cluster to join ('auto' on one of its "
+                        "nodes; default: $RAY_ADDRESS, else a local Ray runtime with "
+                        "--workers CPUs)")
 
 
 def _extract_opts(p: argparse.ArgumentParser) -> None:
@@ -73,7 +78,7 @@ def cmd_extract(args) -> None:
     from .executors import make_executor
     from .extract import ExtractConfig, RunOptions, extract_month
     res = extract_month(args.month, wiki=args.wiki, data_root=_root(args),
-                        executor=make_executor(args.executor, args.workers),
+                        executor=make_executor(args.executor, args.workers, address=args.address),
                         config=ExtractConfig(shards=args.shards),
                         options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work))
     print(res.path)
@@ -85,7 +90,7 @@ def cmd_snapshot(args) -> None:
     from .extract import ExtractConfig, RunOptions
     result = build_month(args.month, wiki=args.wiki, mirrors=args.mirror,
                          data_root=_root(args),
-                         executor=make_executor(args.executor, args.workers),
+                         executor=make_executor(args.executor, args.workers, address=args.address),
                          extract_config=ExtractConfig(shards=args.shards),
                          options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work),
                          with_previous=not args.no_diff)
@@ -102,7 +107,8 @@ def cmd_cron(args) -> int:
         handler.setLevel(logging.WARNING)
     status, line = run_cron(args.month, data_root=_root(args), wiki=args.wiki,
                             mirrors=args.mirror,
-                            executor=make_executor(args.executor, args.workers),
+                            executor=make_executor(args.executor, args.workers,
+                                                   address=args.address),
                             extract_config=ExtractConfig(shards=args.shards),
                             options=RunOptions(chunk_mb=args.chunk_mb,
                                                keep_work=args.keep_work),
@@ -115,7 +121,7 @@ def cmd_diff(args) -> None:
     from .diff import diff_months
     from .executors import make_executor
     res = diff_months(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
-                      executor=make_executor(args.executor, args.workers))
+                      executor=make_executor(args.executor, args.workers, address=args.address))
     print(res.summary())
 
 
@@ -134,7 +140,7 @@ def cmd_training_text(args) -> None:
         name = f"snapshot_{args.month}_{args.unit}"
     manifest = export_training_text(source, root.training_text(args.wiki, name), view=args.view,
                                     unit=args.unit,
-                                    executor=make_executor(args.executor, args.workers))
+                                    executor=make_executor(args.executor, args.workers, address=args.address))
     print(f"{root.training_text(args.wiki, name)}: {manifest['rows']} documents")
 
 
@@ -142,7 +148,7 @@ def cmd_facts(args) -> None:
     from .executors import make_executor
     from .facts import FactsConfig, build_facts
     res = build_facts(args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
-                      executor=make_executor(args.executor, args.workers),
+                      executor=make_executor(args.executor, args.workers, address=args.address),
                       config=FactsConfig(shards=args.shards,
                                          require_sitelink=not args.all_items))
     print(res.path)
@@ -162,7 +168,7 @@ def cmd_factdiff(args) -> None:
     from .executors import make_executor
     from .factdiff import diff_facts
     res = diff_facts(args.month_a, args.month_b, data_root=_root(args),
-                     executor=make_executor(args.executor, args.workers))
+                     executor=make_executor(args.executor, args.workers, address=args.address))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(res.counts.items())
                        if not isinstance(v, dict))
     print(f"{res.path}: {counts}")
@@ -172,7 +178,7 @@ def cmd_probes(args) -> None:
     from .executors import make_executor
     from .probes import FilterConfig, build_probes
     res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
-                       executor=make_executor(args.executor, args.workers),
+                       executor=make_executor(args.executor, args.workers, address=args.address),
                        config=FilterConfig(seed=args.seed, drop_leaked=args.drop_leaked))
     print(res.summary())
     print(res.table())
@@ -190,7 +196,7 @@ def cmd_export(args) -> None:
     from .executors import make_executor
     from .export import ExportConfig, export_month
     res = export_month(args.month, month_a=args.month_a, wiki=args.wiki, data_root=_root(args),
-                       executor=make_executor(args.executor, args.workers),
+                       executor=make_executor(args.executor, args.workers, address=args.address),
                        config=ExportConfig(snapshot_text=not args.no_snapshot_text,
                                            probes=not args.no_probes,
                                            lm_eval=not args.no_lm_eval))
