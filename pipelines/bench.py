@@ -38,6 +38,8 @@ RSS_BASE_REPLICAS = 4
 # Replicas for the throughput runs: 10x of the memory check, >= 100 MB of wikitext.
 THROUGHPUT_REPLICAS = 40
 MONTH, RUN = "2016-05", "20160501"
+# Compressed MB per extract task in the memory check (the default is 8).
+MEMORY_CHUNK_MB = 1.0
 
 
 def sample_pages() -> tuple[bytes, list[bytes]]:
@@ -97,8 +99,6 @@ def vmhwm_kb() -> int:
 
 def child(argv: list[str]) -> int:
     """One extraction in a fresh process: download from the bench mirror, extract, report."""
-    import resource
-
     from twiki.download import download_month
     from twiki.executors import LocalExecutor
     from twiki.extract import ExtractConfig, RunOptions, extract_month
@@ -107,22 +107,21 @@ def child(argv: list[str]) -> int:
     ap.add_argument("--mirror", required=True)
     ap.add_argument("--root", required=True)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--chunk-mb", type=float, default=RunOptions.chunk_mb)
     a = ap.parse_args(argv)
     root = DataRoot(Path(a.root))
     shutil.rmtree(root.root, ignore_errors=True)  # nothing from an earlier bench is reused
     download_month(MONTH, mirrors=[a.mirror], data_root=root)
     t0 = time.perf_counter()
     res = extract_month(MONTH, data_root=root, executor=LocalExecutor(a.workers),
-                        config=ExtractConfig(), options=RunOptions(incremental=False))
+                        config=ExtractConfig(),
+                        options=RunOptions(incremental=False, chunk_mb=a.chunk_mb))
     wall = time.perf_counter() - t0
     c = res.manifest["report"]["counts"]
     print(json.dumps({
         "workers": a.workers, "wall_s": round(wall, 3), "articles": c["articles"],
         "wikitext_mb": round(c["wikitext_bytes"] / 1e6, 2),
         "mb_s": round(c["wikitext_bytes"] / 1e6 / wall, 2),
-        "workers_peak_rss_mb": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1) if a.workers > 1
-            else None,
         "vmhwm_kb": vmhwm_kb(),
     }))
     return 0
@@ -135,7 +134,13 @@ def bench_extract(work: Path, scale: float) -> dict:
     base = max(1, round(RSS_BASE_REPLICAS * scale))
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
     m1, m10 = make_mirror(work, base), make_mirror(work, big)
-    one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1"])
+    # Memory is bounded by the chunk size: the memory check uses chunks small enough that 1x
+    # already fills several of them (else 1x would measure a partly filled chunk).
+    mem = ["--chunk-mb", str(MEMORY_CHUNK_MB)]
+    one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1",
+                     *mem])
+    ten_mem = run_child(["--mirror", str(m10), "--root", str(work / "root-10x-mem"),
+                         "--workers", "1", *mem])
     ten = run_child(["--mirror", str(m10), "--root", str(work / "root-10x"), "--workers", "1"])
     two = run_child(["--mirror", str(m10), "--root", str(work / "root-10x-2w"), "--workers", "2"])
 
@@ -159,12 +164,14 @@ def bench_extract(work: Path, scale: float) -> dict:
         "naive_strip_code_mb_s": clean["naive_mb_s"],
         "clean_only_mb_s": clean["twiki_mb_s"],
         "extract_vs_naive_per_core": round(ten["mb_s"] / clean["naive_mb_s"], 2),
+        "memory_check_chunk_mb": MEMORY_CHUNK_MB,
         "peak_rss_1x_mb": one["peak_rss_mb"],
-        "peak_rss_10x_mb": ten["peak_rss_mb"],
-        "rss_growth_pct": round(100 * (ten["peak_rss_mb"] / one["peak_rss_mb"] - 1), 1),
+        "peak_rss_10x_mb": ten_mem["peak_rss_mb"],
+        "rss_growth_pct": round(100 * (ten_mem["peak_rss_mb"] / one["peak_rss_mb"] - 1), 1),
+        "peak_rss_10x_default_chunks_mb": ten["peak_rss_mb"],
         "wikitext_mb_1x": one["wikitext_mb"],
         "wikitext_mb_10x": ten["wikitext_mb"],
-        "runs": {"1x": one, "10x_1_worker": ten, "10x_2_workers": two},
+        "runs": {"1x": one, "10x_memory": ten_mem, "10x_1_worker": ten, "10x_2_workers": two},
     }
 
 
