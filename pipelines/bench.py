@@ -299,14 +299,26 @@ BENCHES = {"extract": bench_extract, "incremental": bench_incremental,
            "probes": bench_probes, "lm": bench_lm}
 
 
+def _flatten(figures: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested figures as dotted keys (the per-run details under "runs" are left to the JSON)."""
+    out = []
+    for k, v in figures.items():
+        if k == "runs":
+            continue
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
 def to_markdown(results: dict) -> str:
     lines = [f"# twiki bench — {results['when']}", "",
              f"machine: {results['machine']}", ""]
     for name, figures in results["benches"].items():
         lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
-        for k, v in figures.items():
-            if not isinstance(v, dict):
-                lines.append(f"| {k} | {v} |")
+        for k, v in _flatten(figures):
+            lines.append(f"| {k} | {v} |")
         lines.append("")
     return "\n".join(lines)
 
