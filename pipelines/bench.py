@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RUN = REPO / "data" / "sample" / "mirror" / "enwiki" / "20160501"
 # Real dumps put 100 pages in a bz2 stream; the bench dumps do too.
 PAGES_PER_STREAM = 100
-# Page ids of replica r are shifted by r * ID_STRIDE (> the sample's largest id, 775), so
+# Page ids of replica r are shifted by r * ID_STRIDE (> the sample's largest id, 100010), so
 # replicas follow each other in page_id order as in a real dump.
-ID_STRIDE = 1000
+ID_STRIDE = 1_000_000
 # 1x of the memory check (replicas of the ~5.7 MB sample); 10x is ten times as many.
 RSS_BASE_REPLICAS = 4
 # Replicas for the throughput runs: 10x of the memory check, >= 100 MB of wikitext.
@@ -40,6 +40,7 @@ THROUGHPUT_REPLICAS = 40
 MONTH, RUN = "2016-05", "20160501"
 # Compressed MB per extract task in the memory check (the default is 8).
 MEMORY_CHUNK_MB = 1.0
+MEMORY_SHARDS = 1
 
 
 def sample_pages() -> tuple[bytes, list[bytes]]:
@@ -56,9 +57,10 @@ def replicate(pages: list[bytes], replicas: int) -> list[bytes]:
 
 
 def _sample_tag() -> str:
-    """Names cached bench mirrors after the sample they were made from."""
+    """Names cached bench mirrors after the sample and the replication they were made from."""
     import hashlib
-    return hashlib.sha1((SAMPLE_RUN / "dumpstatus.json").read_bytes()).hexdigest()[:8]
+    blob = (SAMPLE_RUN / "dumpstatus.json").read_bytes() + str(ID_STRIDE).encode()
+    return hashlib.sha1(blob).hexdigest()[:8]
 
 
 def make_mirror(folder: Path, replicas: int) -> Path:
@@ -108,13 +110,14 @@ def child(argv: list[str]) -> int:
     ap.add_argument("--root", required=True)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--chunk-mb", type=float, default=RunOptions.chunk_mb)
+    ap.add_argument("--shards", type=int, default=ExtractConfig.shards)
     a = ap.parse_args(argv)
     root = DataRoot(Path(a.root))
     shutil.rmtree(root.root, ignore_errors=True)  # nothing from an earlier bench is reused
     download_month(MONTH, mirrors=[a.mirror], data_root=root)
     t0 = time.perf_counter()
     res = extract_month(MONTH, data_root=root, executor=LocalExecutor(a.workers),
-                        config=ExtractConfig(),
+                        config=ExtractConfig(shards=a.shards),
                         options=RunOptions(incremental=False, chunk_mb=a.chunk_mb))
     wall = time.perf_counter() - t0
     c = res.manifest["report"]["counts"]
@@ -134,9 +137,10 @@ def bench_extract(work: Path, scale: float) -> dict:
     base = max(1, round(RSS_BASE_REPLICAS * scale))
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
     m1, m10 = make_mirror(work, base), make_mirror(work, big)
-    # Memory is bounded by the chunk size: the memory check uses chunks small enough that 1x
-    # already fills several of them (else 1x would measure a partly filled chunk).
-    mem = ["--chunk-mb", str(MEMORY_CHUNK_MB)]
+    # Memory is bounded by a chunk (map) and a row group (reduce), not by the input. The memory
+    # check uses bounds that 1x already fills (small chunks, one shard so that a shard holds
+    # more than a row group); otherwise 1x would measure partly filled buffers, not the bound.
+    mem = ["--chunk-mb", str(MEMORY_CHUNK_MB), "--shards", str(MEMORY_SHARDS)]
     one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1",
                      *mem])
     ten_mem = run_child(["--mirror", str(m10), "--root", str(work / "root-10x-mem"),
@@ -165,6 +169,7 @@ def bench_extract(work: Path, scale: float) -> dict:
         "clean_only_mb_s": clean["twiki_mb_s"],
         "extract_vs_naive_per_core": round(ten["mb_s"] / clean["naive_mb_s"], 2),
         "memory_check_chunk_mb": MEMORY_CHUNK_MB,
+        "memory_check_shards": MEMORY_SHARDS,
         "peak_rss_1x_mb": one["peak_rss_mb"],
         "peak_rss_10x_mb": ten_mem["peak_rss_mb"],
         "rss_growth_pct": round(100 * (ten_mem["peak_rss_mb"] / one["peak_rss_mb"] - 1), 1),

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rapidfuzz import fuzz
 
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, require_artifact,
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
                         shard_name, sum_counts)
 from .diff import split_sentences
 from .errors import ConfigError, TwikiError
@@ -911,7 +911,7 @@ def align_shard(task: ReduceTask) -> dict:
     except BaseException:
         w.abort()
         raise
-    pa.default_memory_pool().release_unused()
+    release_memory()
     return report
 
 

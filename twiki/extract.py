@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import (PARQUET_OPTIONS, ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
-                        iter_row_groups, read_manifest, shard_name, shard_of, sum_counts)
+                        iter_row_groups, read_manifest, release_memory, shard_name, shard_of,
+                        sum_counts)
 from .download import find_downloaded, multistream_parts, read_download_manifest
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -58,6 +59,11 @@ SCHEMA = pa.schema([
 # Map-phase work files: the articles' metadata and raw wikitext, grouped by output shard.
 WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
                         + [pa.field("wikitext", pa.string())])
+
+# Articles per row group of a snapshot shard: a row group is what a reader (and the writer)
+# holds at once, so it is bounded by articles (~10 KB of clean text on average, 100s of KB
+# for the longest) rather than by a whole shard.
+SNAPSHOT_ROW_GROUP_ROWS = 256
 
 # Below this many failed pages a build is never stopped for its failure rate (tiny samples).
 MIN_FAILURES_TO_STOP = 10
@@ -405,6 +411,8 @@ def extract_chunk(task: MapTask) -> dict:
             part = table.take(pa.array(idx, type=pa.int64())).replace_schema_metadata(meta)
             w.write_table(part, row_group_size=len(idx))
     tmp.replace(out)
+    del table
+    release_memory()
     return {**report, "shards": shard_map}
 
 
@@ -479,7 +487,7 @@ def reduce_shard(task: ReduceTask) -> dict:
               "clean_chars": 0, "duplicate_pages": 0}
     failures: list[dict] = []
     previous = _PreviousShard(task.previous)
-    with ShardWriter(out, SCHEMA) as writer:
+    with ShardWriter(out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS) as writer:
         i = 0
         while i < len(pieces):
             # Dumps list pages in page_id order, so pieces are disjoint and simply follow each
@@ -495,8 +503,11 @@ def reduce_shard(task: ReduceTask) -> dict:
             for start in range(0, table.num_rows, ROW_GROUP_ROWS):
                 writer.write(_clean_rows(table.slice(start, ROW_GROUP_ROWS), previous,
                                          counts, failures))
+            del table, tables
+            release_memory()  # per piece: a long shard must not ratchet the allocator up
             i = j
     counts["articles"] = writer.rows
+    release_memory()
     return {"shard": task.shard, "counts": counts, "failures": failures,
             "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -570,6 +581,7 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     map_reports = executor.run(extract_chunk, map_tasks, desc=f"extract {wiki} {month}",
                                weights=[c.length for c in chunks], unit="B")
     t_map = time.perf_counter() - t0
+    release_memory()
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
     pieces: dict[int, list] = {}
     for task, rep in zip(map_tasks, map_reports):

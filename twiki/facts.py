@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest,
+from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest, release_memory,
                         require_artifact, shard_of, sum_counts)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -339,7 +339,7 @@ def _cached(path: str, make):
 def _release_memory() -> None:
     """Hand freed Arrow memory back to the OS at the end of a task: pyarrow's default
     allocator (mimalloc) otherwise keeps it, and a worker's RSS creeps up with the dump."""
-    pa.default_memory_pool().release_unused()
+    release_memory()
 
 
 def _read_parts(work: Path, sidecars: Sequence[str], kind: str, part: int,
