@@ -189,7 +189,7 @@ def make_pair_mirror(folder: Path, replicas: int) -> Path:
     (a sentence appended, a new sha1): made up for benchmarking."""
     import hashlib
     import random
-    mirror = folder / f"pair-{_sample_tag()}-x{replicas}"
+    mirror = folder / f"pair-lead-{_sample_tag()}-x{replicas}"
     if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
         return mirror
     shutil.rmtree(mirror, ignore_errors=True)
@@ -200,8 +200,10 @@ def make_pair_mirror(folder: Path, replicas: int) -> Path:
     for p in month_a:
         if b"<redirect" not in p and b"<ns>0</ns>" in p and rng.random() < CHANGED_SHARE:
             stamp = hashlib.sha1(p).hexdigest()[:8].encode()
-            p = p.replace(b"</text>", b"\n\nA sentence added in June, marked " + stamp
-                          + b".</text>", 1)
+            # At the top of the lead: the end of the wikitext is usually a section the
+            # cleaner drops (References, External links), where an edit adds no text.
+            p = re.sub(rb"(<text[^>]*>)", rb"\1A sentence added in June, marked " + stamp
+                       + b".\n\n", p, count=1)
             p = re.sub(rb"<sha1>\w+</sha1>", b"<sha1>" + stamp + b"0" * 23 + b"</sha1>", p, 1)
         month_b.append(p)
     for run, pgs in (("20160501", month_a), ("20160601", month_b)):

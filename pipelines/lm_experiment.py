@@ -59,7 +59,7 @@ class ExperimentConfig:
     """Where month b's snapshot is (the `full` method's text)."""
     replay: str = "{data}/snapshots/{wiki}/{a}"
     """Earlier-month text that mixreview replays while training on a -> b."""
-    probes: str = "{data}/probes/{a}_{b}"
+    probes: str = "{data}/probes/{a}_{b}/probes"
     """Where the probes of months a -> b are."""
     evaluate_initial: bool = True
     """Score the starting model on every pair (the paper's "Initial" row)."""

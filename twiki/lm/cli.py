@@ -42,8 +42,8 @@ def diffset_path(root: DataRoot, wiki: str, a: str, b: str) -> Path:
 
 
 def probes_path(root: DataRoot, a: str, b: str) -> Path:
-    """data/probes/<A>_<B>/ (DESIGN.md's layout of the probes stage)."""
-    return root.probes(a, b)
+    """data/probes/<A>_<B>/probes/: the filtered probes (beside aligned/ and rejected/)."""
+    return root.probes(a, b) / "probes"
 
 
 def _value(text: str) -> Any:
