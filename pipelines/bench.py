@@ -38,9 +38,6 @@ THROUGHPUT_REPLICAS = 40
 # The memory check: 1x = at least 100 MB of wikitext (~5.8 MB a replica), 10x = ten times that.
 RSS_BASE_REPLICAS = 20
 MONTH, RUN = "2016-05", "20160501"
-# Compressed MB per extract task in the memory check (the default is 8).
-MEMORY_CHUNK_MB = 1.0
-MEMORY_SHARDS = 1
 
 
 def sample_pages() -> tuple[bytes, list[bytes]]:
@@ -138,10 +135,8 @@ def bench_extract(work: Path, scale: float) -> dict:
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
     m1, m10 = make_mirror(work, base), make_mirror(work, 10 * base)
     mt = make_mirror(work, big)
-    # Memory is bounded by a chunk (map) and a row group (reduce), not by the input. The memory
-    # check uses bounds that 1x surely fills (1 MB chunks, one shard so that a shard holds many
-    # row groups), so that it compares the bounds' footprint at 1x and 10x.
-    mem = ["--chunk-mb", str(MEMORY_CHUNK_MB), "--shards", str(MEMORY_SHARDS)]
+    # The memory check runs with the default settings (8 MB chunks, 64 shards), as a user would.
+    mem: list[str] = []
     one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1",
                      *mem])
     ten_mem = run_child(["--mirror", str(m10), "--root", str(work / "root-10x-mem"),
@@ -169,8 +164,6 @@ def bench_extract(work: Path, scale: float) -> dict:
         "naive_strip_code_mb_s": clean["naive_mb_s"],
         "clean_only_mb_s": clean["twiki_mb_s"],
         "extract_vs_naive_per_core": round(ten["mb_s"] / clean["naive_mb_s"], 2),
-        "memory_check_chunk_mb": MEMORY_CHUNK_MB,
-        "memory_check_shards": MEMORY_SHARDS,
         "peak_rss_1x_mb": one["peak_rss_mb"],
         "peak_rss_10x_mb": ten_mem["peak_rss_mb"],
         "rss_growth_pct": round(100 * (ten_mem["peak_rss_mb"] / one["peak_rss_mb"] - 1), 1),
