@@ -793,6 +793,15 @@ def _publish(folder: Path, job: str, manifest: dict) -> None:
     write_json_atomic(manifest_path(folder, job), manifest)  # last: the download is done
 
 
+def _transfer_fields(run: RunInfo, used: list[str], records: list[dict], fetched: int,
+                     timings: dict) -> dict:
+    """The manifest fields every download job records: where from, what, how long."""
+    return {"job_status": run.status, "mirror": run.mirror, "mirrors_used": used,
+            "files": records, "bytes": sum(r["size"] for r in records),
+            "downloaded_bytes": fetched, "code_version": code_version(), "created": _now(),
+            "timings": timings}
+
+
 def _files_intact(folder: Path, manifest: dict) -> bool:
     try:
         return all(safe_join(folder, f["name"]).stat().st_size == f["size"]
@@ -914,15 +923,7 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
         "run": run.run_date,
         "month": month,
         "job": job,
-        "job_status": run.status,
-        "mirror": run.mirror,
-        "mirrors_used": used,
-        "files": records,
-        "bytes": sum(r["size"] for r in records),
-        "downloaded_bytes": fetched,
-        "code_version": code_version(),
-        "created": _now(),
-        "timings": _timings(start, resolved, end),
+        **_transfer_fields(run, used, records, fetched, _timings(start, resolved, end)),
     }
     _publish(folder, job, manifest)
     log.info("%s %s: run %s downloaded to %s (%d files, %.1f MB fetched)", wiki, month,
@@ -1040,15 +1041,7 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
         "format": name.rsplit(".", 1)[1],
         "requested_format": fmt,
         "window_days": window_days,
-        "job_status": run.status,
-        "mirror": run.mirror,
-        "mirrors_used": used,
-        "files": records,
-        "bytes": sum(r["size"] for r in records),
-        "downloaded_bytes": fetched,
-        "code_version": code_version(),
-        "created": _now(),
-        "timings": _timings(start, resolved, end),
+        **_transfer_fields(run, used, records, fetched, _timings(start, resolved, end)),
     }
     _publish(folder, WIKIDATA_JOB, manifest)
     log.info("%s %s: entities run %s (for enwiki run %s) downloaded to %s (%.1f MB fetched)",

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest, release_memory,
-                        require_artifact, shard_of, sum_counts)
+                        require_artifact, shard_of, sum_counts, write_json_atomic)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
@@ -659,9 +659,7 @@ def map_chunk(task: MapTask) -> dict:
               "redirects": rows.redirects, "seconds": round(seconds, 3)}
     del rows
     _release_memory()
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps({"files": files, "report": report}))
-    os.replace(tmp, sidecar)
+    write_json_atomic(sidecar, {"files": files, "report": report})
     return report
 
 
@@ -740,9 +738,7 @@ def join_partition(task: JoinTask) -> dict:
               "items_without_label": unlabeled}
     del labels, label_col, alias_col, qids
     _release_memory()
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps({"files": files, "report": report}))
-    os.replace(tmp, sidecar)
+    write_json_atomic(sidecar, {"files": files, "report": report})
     return report
 
 
