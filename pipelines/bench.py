@@ -135,7 +135,7 @@ def bench_extract(work: Path, scale: float) -> dict:
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
     m1, m10 = make_mirror(work, base), make_mirror(work, 10 * base)
     mt = make_mirror(work, big)
-    # The memory check runs with the default settings (8 MB chunks, 64 shards), as a user would.
+    # The memory check runs with the default settings (2 MB chunks, 64 shards), as a user would.
     mem: list[str] = []
     one = run_child(["--mirror", str(m1), "--root", str(work / "root-1x"), "--workers", "1",
                      *mem])

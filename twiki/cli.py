@@ -61,8 +61,8 @@ def _executor(p: argparse.ArgumentParser) -> None:
 def _extract_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", type=int, default=64,
                    help="output shards; keep it the same for every month (default: 64)")
-    p.add_argument("--chunk-mb", type=float, default=8.0,
-                   help="compressed MB per extract task; bounds memory (default: 8)")
+    p.add_argument("--chunk-mb", type=float, default=2.0,
+                   help="compressed MB per extract task; bounds memory (default: 2)")
     p.add_argument("--keep-work", action="store_true",
                    help="keep data/work/ after publishing (cheap repair of a lost shard)")
 

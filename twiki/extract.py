@@ -92,8 +92,9 @@ class ExtractConfig:
 class RunOptions:
     """How the work is done; never changes the output."""
 
-    chunk_mb: float = 8.0
-    """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory."""
+    chunk_mb: float = 2.0
+    """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory (2 MB:
+    peak memory stays flat from 115 MB to 1.15 GB of wikitext, +6%; 8 MB gave +13%)."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
     max_failed_fraction: float = 0.05
