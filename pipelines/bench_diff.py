@@ -15,7 +15,6 @@ are printed and written to OUT_DIR/bench_diff.json.
 
 from __future__ import annotations
 
-import bz2
 import json
 import random
 import re
@@ -23,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,8 +33,6 @@ from twiki.diff import diff_article, normalize, split_sentences  # noqa: E402
 from twiki.extract import SCHEMA  # noqa: E402
 from twiki.wikitext import clean_wikitext  # noqa: E402
 
-from pipelines.build_sample_mirror import SHARED as SAMPLE  # noqa: E402
-DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 SEED = 20220101
 LABELLED_CASES = 600
 CHANGED_SHARE = 0.08  # TemporalWiki: diffsets hold about 8% of a month's articles

@@ -50,14 +50,16 @@ def bench_clean(texts: list[str], repeat: int = 1) -> dict:
     }
 
 
-def sample_texts() -> list[str]:
-    """The 34 raw articles plus the bz2's main-namespace, non-redirect pages."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "wikitext").glob("*.txt"))]
-    with bz2.open(DUMP) as f:
-        ns, text, redirect = None, None, False
+def dump_articles(path: Path) -> dict[str, str]:
+    """title -> wikitext for the main-namespace, non-redirect pages of a pages-articles dump."""
+    articles: dict[str, str] = {}
+    with bz2.open(path) as f:
+        title, ns, text, redirect = None, None, None, False
         for _, el in ET.iterparse(f):
             tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "ns":
+            if tag == "title":
+                title = el.text
+            elif tag == "ns":
                 ns = el.text
             elif tag == "redirect":
                 redirect = True
@@ -65,10 +67,16 @@ def sample_texts() -> list[str]:
                 text = el.text or ""
             elif tag == "page":
                 if ns == "0" and not redirect and text is not None:
-                    texts.append(text)
-                ns, text, redirect = None, None, False
+                    articles[title] = text
+                title, ns, text, redirect = None, None, None, False
                 el.clear()
-    return texts
+    return articles
+
+
+def sample_texts() -> list[str]:
+    """The 34 raw articles plus the bz2's main-namespace, non-redirect pages."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "wikitext").glob("*.txt"))]
+    return texts + list(dump_articles(DUMP).values())
 
 
 if __name__ == "__main__":

@@ -4,14 +4,13 @@ edge cases. Real data is read at run time (CC BY-SA text is not copied into the 
 
 from __future__ import annotations
 
-import bz2
 import random
 import re
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from pipelines.bench_wikitext import dump_articles
 from pipelines.build_sample_mirror import SHARED
 from twiki.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
                             clean_wikitext)
@@ -27,29 +26,6 @@ needs_sample = pytest.mark.skipif(
     not (WIKITEXT_DIR.is_dir() and DUMP.is_file()),
     reason=f"shared sample data not found under {SAMPLE}",
 )
-
-
-def dump_articles(path: Path) -> dict[str, str]:
-    """title -> wikitext for the main-namespace, non-redirect pages of a pages-articles dump."""
-    articles: dict[str, str] = {}
-    with bz2.open(path) as f:
-        title, ns, text, redirect = None, None, None, False
-        for _, el in ET.iterparse(f):
-            tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "title":
-                title = el.text
-            elif tag == "ns":
-                ns = el.text
-            elif tag == "redirect":
-                redirect = True
-            elif tag == "text":
-                text = el.text or ""
-            elif tag == "page":
-                if ns == "0" and not redirect:
-                    articles[title] = text
-                title, ns, text, redirect = None, None, None, False
-                el.clear()
-    return articles
 
 
 @pytest.fixture(scope="module")
