@@ -236,7 +236,8 @@ ENTITY_FORMATS = ("bz2", "gz")
 # MADE UP: label-only items for the objects of the statements that the made-up articles state,
 # which no real file of the sample holds (an item-valued fact is rendered with its object's
 # label from the same dump). QID -> (English label, English aliases). Labels as Wikidata has
-# them, typed in for this sample; no descriptions, claims or sitelinks.
+# them, typed in for this sample; no descriptions, claims or sitelinks (but for the countries
+# of MADE_UP_DEMONYMS).
 MADE_UP_OBJECTS = {
     "Q350": ("Cambridge", ()),
     "Q159288": ("Santa Barbara", ("Santa Barbara, California",)),
@@ -282,6 +283,16 @@ MADE_UP_OBJECTS = {
     "Q9259": ("World Heritage Site", ()),
     "Q83405": ("factory", ()),
     "Q8676": ("American Civil War", ()),
+    "Q30": ("United States of America", ("United States", "USA")),
+    "Q145": ("United Kingdom", ("UK",)),
+}
+# MADE UP likewise: the English demonym (P1549, monolingual text) of the countries above, which
+# is how Wikipedia states a country of citizenship ("a Danish politician"; the align stage
+# searches P27 objects by it). These items also get an enwiki sitelink (title = label), as the
+# real ones have, so that the facts stage keeps their statements. Typed in for this sample.
+MADE_UP_DEMONYMS = {
+    "Q35": "Danish", "Q884": "South Korean", "Q865": "Taiwanese",
+    "Q30": "American", "Q145": "British",
 }
 
 PAGE_START = re.compile(rb"^  <page>\n", re.M)
@@ -706,6 +717,7 @@ MADE_UP_PROPERTIES = {
     "P937": ("work location", "wikibase-item"), "P1303": ("instrument", "wikibase-item"),
     "P1435": ("heritage designation", "wikibase-item"),
     "P1449": ("nickname", "monolingualtext"), "P1477": ("birth name", "monolingualtext"),
+    "P1549": ("demonym", "monolingualtext"),
     "P1559": ("name in native language", "monolingualtext"), "P2046": ("area", "quantity"),
 }
 
@@ -720,18 +732,28 @@ def made_up_property_lines(skip: set[str] = frozenset(),
             for pid, (label, datatype) in properties.items() if pid not in skip]
 
 
-def made_up_entity_lines(objects: dict[str, tuple[str, tuple[str, ...]]] = MADE_UP_OBJECTS
-                         ) -> list[bytes]:
+def made_up_entity_lines(objects: dict[str, tuple[str, tuple[str, ...]]] = MADE_UP_OBJECTS,
+                         demonyms: dict[str, str] = MADE_UP_DEMONYMS) -> list[bytes]:
     """The MADE_UP_OBJECTS as dump lines: an item with an English label (and aliases), empty
-    descriptions, claims and sitelinks, in the key order of the 2015 dump's lines."""
+    descriptions, in the key order of the 2015 dump's lines; no claims or sitelinks, but for
+    the countries of MADE_UP_DEMONYMS: their demonym statement and enwiki sitelink."""
     lines = []
     for qid, (label, aliases) in objects.items():
+        claims: dict = {}
+        sitelinks: dict = {}
+        if qid in demonyms:
+            claims = {"P1549": [{
+                "mainsnak": {"snaktype": "value", "property": "P1549", "datavalue": {
+                    "value": {"text": demonyms[qid], "language": "en"},
+                    "type": "monolingualtext"}, "datatype": "monolingualtext"},
+                "type": "statement", "id": f"{qid}$made-up-demonym-en", "rank": "normal"}]}
+            sitelinks = {"enwiki": {"site": "enwiki", "title": label, "badges": []}}
         lines.append(_compact({
             "type": "item", "id": qid,
             "labels": {"en": {"language": "en", "value": label}},
             "descriptions": {},
             "aliases": {"en": [{"language": "en", "value": a} for a in aliases]} if aliases else {},
-            "claims": {}, "sitelinks": {}}))
+            "claims": claims, "sitelinks": sitelinks}))
     return lines
 
 

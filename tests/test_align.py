@@ -29,7 +29,7 @@ from twiki.align import (AlignConfig, AlignOptions, Article, align_article, alig
                          date_forms, fuzzy_score, normalize, object_forms)
 from twiki.artifacts import ArtifactBuild, ShardWriter, shard_name, shard_of
 from twiki.diff import diff_months
-from twiki.errors import TwikiError
+from twiki.errors import ConfigError, TwikiError
 from twiki.executors import LocalExecutor
 from twiki.extract import SCHEMA
 from twiki.factdiff import diff_facts
@@ -125,12 +125,24 @@ DUMPS = {
 }
 
 
+# MADE UP likewise: Germany's English demonym (Wikidata's P1549 'German'), with the enwiki
+# sitelink the real item has, so that the facts stage keeps the statement.
+DEMONYMS = {"Q183": "German"}
+
+
 def label_entities() -> dict:
     ents = {}
     for qid, (label, aliases) in ITEM_LABELS.items():
         ents[qid] = {"type": "item", "id": qid,
                      "labels": {"en": {"language": "en", "value": label}},
                      "aliases": {"en": [{"language": "en", "value": a} for a in aliases]}}
+        if qid in DEMONYMS:
+            ents[qid]["sitelinks"] = {"enwiki": {"site": "enwiki", "title": label}}
+            ents[qid]["claims"] = {"P1549": [{
+                "mainsnak": {"snaktype": "value", "property": "P1549", "datatype":
+                             "monolingualtext", "datavalue": {"type": "monolingualtext", "value": {
+                                 "text": DEMONYMS[qid], "language": "en"}}},
+                "type": "statement", "id": f"{qid}$demonym", "rank": "normal"}]}
     for pid, (label, datatype) in PROPERTY_LABELS.items():
         ents[pid] = {"type": "property", "id": pid, "datatype": datatype,
                      "labels": {"en": {"language": "en", "value": label}}}
@@ -253,6 +265,56 @@ def test_unchanged_fact_in_unchanged_text_is_unchanged_probe(aligned):
     assert pop["object"] == "307755" and pop["match_kind"] == "number"
     assert pop["evidence"] == "In 2016 it had a population of 307,755."
     assert find(rows, "Q1040", "P17")[0]["object"] == "Germany"
+
+
+def test_citizenship_is_stated_by_a_demonym(aligned):
+    """Kahn's country of citizenship (Germany, new in month B) is stated by 'a German former
+    footballer': the demonym comes from Germany's own P1549 statement in month B's facts."""
+    _, rows = aligned
+    [r] = find(rows, "Q131261", "P27")
+    assert r["object"] == "Germany" and r["kind"] == "new"
+    assert r["match_kind"] == "demonym" and r["matched"] == "German"
+    assert r["evidence"] == "Oliver Kahn (born 15 June 1969) is a German former footballer."
+
+
+def _fact(prop: str, label: str, qid: str, **extra) -> dict:
+    return {"category": "unchanged", "subject": "Q20145", "subject_label": "IU",
+            "property": prop, "property_label": prop, "statement_id": f"s-{prop}",
+            "value_type": "item", "value": qid, "text": label, "object_qid": qid,
+            "object_label": label, "object_aliases": [], "unit_qid": None, "old_values": None,
+            "old_texts": None, "subject_new": False, **extra}
+
+
+def test_relation_cues_keep_implied_facts_out():
+    """Naming a place is not stating a birthplace or a citizenship. Real facts of IU (Q20145);
+    the sentences are made up."""
+    text = ("IU was born in Seoul, South Korea. She moved to Busan in 2010. "
+            "Her brother lives in Daegu, where their father was born.")
+    art = Article(1, "IU", 2, [((), text)], in_month_a=True)
+    citizenship = _fact("P27", "South Korea", "Q884")
+    born = _fact("P19", "Seoul", "Q8684")
+    moved = _fact("P19", "Busan", "Q16520")
+    counts: dict = {}
+    rows = align_article(art, [citizenship, born, moved], AlignConfig(), (A, B), counts)
+    assert [(r["object"], r["evidence"]) for r in rows] == [
+        ("Seoul", "IU was born in Seoul, South Korea.")]
+    assert counts["rejected"]["unchanged"] == {"relation_not_stated": 2}
+    # a cue word in the sentence, or the demonym, states it
+    art2 = Article(1, "IU", 2, [((), "IU is a South Korean singer. In 2001 she became a "
+                                     "citizen of South Korea.")], in_month_a=True)
+    [r] = align_article(art2, [citizenship], AlignConfig(), (A, B))
+    assert r["match_kind"] == "exact_label" and r["evidence"].startswith("In 2001")
+    [r] = align_article(art2, [dict(citizenship, object_demonyms=["South Korean"])],
+                        AlignConfig(), (A, B))
+    assert r["match_kind"] == "demonym" and r["evidence"] == "IU is a South Korean singer."
+    # the check can be turned off or changed, and a bad entry is refused
+    off = AlignConfig(relation_cues=())
+    assert len(align_article(art, [citizenship, born, moved], off, (A, B))) == 3
+    only_moved = AlignConfig(relation_cues={"P19": ["moved"]})
+    assert [r["object"] for r in align_article(art, [born, moved], only_moved, (A, B))] == [
+        "Busan"]
+    with pytest.raises(ConfigError):
+        AlignConfig(relation_cues={"birthplace": ["born"]})
 
 
 def test_report_counts_every_stage(aligned):

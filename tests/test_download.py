@@ -559,7 +559,7 @@ def test_sample_entities_dump_is_in_the_real_format():
     assert all(line.endswith(b",") for line in lines[1:-3]) and lines[-3].endswith(b"}")
     entities = [json.loads(line) for line in split_entity_dump(data)]
     ids = [e["id"] for e in entities]
-    assert len(ids) == len(set(ids)) == 194
+    assert len(ids) == len(set(ids)) == 197   # 126 real + 45 made-up items + 26 made-up property lines
     assert {e["type"] for e in entities} == {"item", "property"}
     by_id = {e["id"]: e for e in entities}
     assert by_id["Q42"]["sitelinks"]["enwiki"]["title"] == "Douglas Adams"
@@ -652,7 +652,7 @@ def test_wikidata_download_then_rerun_is_a_noop(server, mirror, root, caplog):
         [WD_FILE, "_manifest.entities-all-json.json"])
     assert sha1(folder / WD_FILE) == wd_sums(mirror)[WD_FILE]
     entities = split_entity_dump(bz2.decompress((folder / WD_FILE).read_bytes()))
-    assert len(entities) == 194
+    assert len(entities) == 197
     manifest = read_download_manifest(folder, "entities-all-json")
     assert (manifest["stage"], manifest["wiki"], manifest["job"], manifest["run"],
             manifest["month"], manifest["for_enwiki_run"]) == \

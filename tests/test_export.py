@@ -261,8 +261,10 @@ def test_an_empty_config_is_on_disk_but_not_declared(pair, tmp_path):
     says so, pandas still reads its typed Parquet file, and lm_eval/ has no task for it."""
     root = DataRoot(tmp_path / "data")
     shutil.copytree(pair.root, root.root, ignore=shutil.ignore_patterns("export"))
-    # one-word objects only: both Changed objects of the pair are longer
-    filter_probes(A, B, data_root=root, config=FilterConfig(max_object_words=1))
+    # one-word objects only, leaked ones dropped: every Changed object of the pair is longer
+    # but Kahn's citizenship 'Germany', which month A's text already stated ('a German ...')
+    filter_probes(A, B, data_root=root,
+                  config=FilterConfig(max_object_words=1, drop_leaked=True))
     res = export_month(B, month_a=A, data_root=root)
     rows = res.report["rows"]
     assert rows["probes_changed"] == 0 and rows["probes_unchanged"] > 0

@@ -94,8 +94,9 @@ def test_report_is_the_papers_table(built, pair):
     assert "| alignment | object_only_in_removed_text |" in md
     assert report_markdown(r) == md
     assert r["caps"]["unchanged"]["subject_cap"] == 1    # 1% of a handful: the floor, 1
-    # Kahn's 'footballer' and his Commons category 'Oliver Kahn': both in A's first sentence
-    assert r["leakage"]["aligned_object_in_month_a"] == 2
+    # Kahn's 'footballer', 'German' (his citizenship, by its demonym) and his Commons category
+    # 'Oliver Kahn': all in A's first sentence
+    assert r["leakage"]["aligned_object_in_month_a"] == 3
 
 
 def test_rerun_is_a_noop(pair, built):
@@ -118,8 +119,10 @@ def test_killed_run_resumes_to_the_same_bytes(pair, built, tmp_path):
 
 def test_leakage_switch_drops_flagged_probes(pair, built, tmp_path):
     res = filter_probes(A, B, data_root=pair, config=FilterConfig(drop_leaked=True, min_cap=50))
-    [leak] = rejected(res, "object_in_month_a")
-    assert triple(leak) == ("Oliver Kahn", "occupation", "association football player")
+    leaks = rejected(res, "object_in_month_a")
+    assert sorted(triple(r) for r in leaks) == [
+        ("Oliver Kahn", "country of citizenship", "Germany"),
+        ("Oliver Kahn", "occupation", "association football player")]
     assert res.report["leakage"]["dropped"] is True
     assert not [r for r in rows(res.path) if r["object_in_month_a"]]
 

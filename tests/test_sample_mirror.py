@@ -320,6 +320,16 @@ def test_made_up_entities_are_label_only_items_and_every_other_is_real():
     dump = entities(WD_A)
     made_up = {i for i, e in dump.items() if e["type"] == "item" and not e["claims"]
                and not e["sitelinks"] and not e["descriptions"] and e["labels"]}
+    # the made-up countries also hold their demonym and an enwiki sitelink (nothing else)
+    countries = {i for i, e in dump.items() if e["type"] == "item"
+                 and not e.get("descriptions") and set(e.get("claims") or ()) == {"P1549"}
+                 and set(e.get("sitelinks") or ()) == {"enwiki"}
+                 and e["claims"]["P1549"][0]["id"].endswith("$made-up-demonym-en")}
+    assert countries == set(builder.MADE_UP_DEMONYMS)
+    for qid, demonym in builder.MADE_UP_DEMONYMS.items():
+        assert dump[qid]["claims"]["P1549"][0]["mainsnak"]["datavalue"]["value"] == {
+            "text": demonym, "language": "en"}
+    made_up |= countries
     assert made_up == set(MADE_UP_OBJECTS)
     made_up_props = {i for i, e in dump.items() if e["type"] == "property" and not e["claims"]
                      and not e["descriptions"] and e["labels"]}

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from rapidfuzz import fuzz
 
 from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
-                        shard_name, sum_counts)
+                        shard_name, sum_counts, write_json_atomic)
 from .diff import split_sentences
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
@@ -51,10 +51,26 @@ log = logging.getLogger("twiki")
 
 STAGE = "align"
 # Bump when matching or the row layout changes: aligned sets made before are rebuilt.
-STAGE_VERSION = 1
+# 2: relation cues and demonyms.
+STAGE_VERSION = 2
 
 CHANGED_KINDS = ("new", "updated")
-MATCH_KINDS = ("exact_label", "alias", "fuzzy", "date", "number", "string")
+MATCH_KINDS = ("demonym", "exact_label", "alias", "fuzzy", "date", "number", "string")
+
+# Relations whose object an article often names without stating the relation: 'born in Seoul,
+# South Korea' names the country but does not say that she is its citizen; 'Minister for Foreign
+# Affairs of Denmark' neither. A sentence aligns such a fact only when it also holds one of the
+# relation's cue words (whole words, after normalization). Wikidata property -> cue words.
+DEFAULT_RELATION_CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("P19", ("born", "birth", "birthplace", "native")),                          # place of birth
+    ("P20", ("died", "dies", "death", "killed")),                                # place of death
+    ("P26", ("married", "marriage", "marries", "wife", "husband", "spouse",      # spouse
+             "wed", "wedded", "widow", "widower")),
+    ("P27", ("citizen", "citizens", "citizenship", "national", "nationality",    # country of
+             "naturalised", "naturalized")),                                     # citizenship
+    ("P740", ("formed", "founded", "established", "formation", "founding",       # location of
+              "origin", "originated", "originating")),                           # formation
+)
 
 # One row per aligned fact (and, in the filter stage, per probe). Sorted by page_id, then
 # subject, property (numeric), statement id.
@@ -122,8 +138,33 @@ class AlignConfig:
         "wikibase-sense", "entity-schema")
     """Property datatypes never aligned: identifiers, links and media are not knowledge that an
     article states in prose (TemporalWiki kept only item-valued facts; twiki keeps literals)."""
+    relation_cues: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_RELATION_CUES
+    """(property, cue words): a fact of such a property aligns only to a sentence that holds
+    one of its cue words besides the object (a demonym needs none). A dict is accepted too;
+    `()` turns the check off. Defaults: `DEFAULT_RELATION_CUES` (place of birth and death,
+    spouse, country of citizenship, location of formation)."""
+    demonym_relations: tuple[str, ...] = ("P27",)
+    """Properties whose object is also searched as its demonyms ('Danish' for Denmark):
+    Wikipedia states citizenship as 'a Danish politician'. The demonyms are the objects' own
+    `demonym_property` statements in month B's facts (the dump's, never a live lookup)."""
+    demonym_property: str = "P1549"
+    """Wikidata's demonym property (monolingual text)."""
+    demonym_language: str = "en"
+    """The language of the demonyms searched (the wiki's)."""
 
     def __post_init__(self) -> None:
+        cues = self.relation_cues
+        if isinstance(cues, dict):
+            cues = cues.items()
+        cues = tuple(sorted((str(p), tuple(str(w) for w in words)) for p, words in cues))
+        for p, words in cues:
+            if not re.fullmatch(r"P[1-9]\d*", p) or not words:
+                raise ConfigError(f"relation_cues: {p!r} is not a property id with cue words")
+        object.__setattr__(self, "relation_cues", cues)
+        object.__setattr__(self, "demonym_relations", tuple(self.demonym_relations))
+        for p in self.demonym_relations + (self.demonym_property,):
+            if not re.fullmatch(r"P[1-9]\d*", p):
+                raise ConfigError(f"{p!r} is not a Wikidata property id")
         if not 0 < self.fuzzy_threshold <= 100:
             raise ConfigError(f"fuzzy_threshold must be in (0, 100], not {self.fuzzy_threshold}")
         if self.fuzzy_min_chars < 1 or self.number_min_digits < 1 or self.min_form_chars < 1:
@@ -269,6 +310,8 @@ def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
     vt = fact["value_type"]
     raw: list[tuple[str, str, str | None, float]] = []   # surface, kind, needs, score
     if vt == "item":
+        if fact.get("property") in config.demonym_relations:
+            raw += [(d, "demonym", None, 100.0) for d in fact.get("object_demonyms") or ()]
         if fact.get("object_label"):
             raw.append((fact["object_label"], "exact_label", None, 100.0))
         for a in fact.get("object_aliases") or ():
@@ -295,6 +338,7 @@ def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
             raw.append((fact["text"], "string", None, 100.0))
     forms: list[Form] = []
     seen: set[tuple[str, str | None]] = set()
+    cue = relation_cues(config).get(fact.get("property"))
     for surface, kind, needs, score in raw:
         norm = normalize(surface)
         if len(norm) < config.min_form_chars:
@@ -303,11 +347,25 @@ def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
         if needs:   # Wikidata's unit labels are singular: 'year' also finds 'years'
             n = normalize(needs)
             need = (_pad(n), _pad(n + "s"), _pad(n + "es"))
+        elif cue and kind != "demonym":
+            need = cue
         if (norm, need) in seen:
             continue
         seen.add((norm, need))
         forms.append(Form(_pad(norm), kind, surface, need, score))
     return forms
+
+
+@lru_cache(maxsize=8)
+def relation_cues(config: AlignConfig) -> dict[str, tuple[str, ...]]:
+    """property -> its cue words, normalized and padded for whole-word search."""
+    return {p: tuple(dict.fromkeys(_pad(normalize(w)) for w in words))
+            for p, words in config.relation_cues}
+
+
+def strip_cue(forms: list[Form], cue: tuple[str, ...] | None) -> list[Form]:
+    """The forms without their relation's cue (a unit stays): where the object occurs at all."""
+    return [f._replace(needs=None) if cue and f.needs == cue else f for f in forms]
 
 
 def fuzzy_labels(fact: dict, config: AlignConfig) -> list[tuple[str, str]]:
@@ -422,6 +480,8 @@ class _Sentence(NamedTuple):
     text: str            # the whole sentence
     norm: str            # padded normalized text of the part that counts (diff part for Changed)
     whole: bool          # Changed: the whole sentence is diff text
+    full: str            # padded normalized text of the whole sentence (where cues and units
+                         # are looked for)
 
 
 class _Aligner:
@@ -471,8 +531,10 @@ class _Aligner:
             if not parts:
                 continue
             whole = any(x <= a and y >= b for x, y in parts)
-            norm = _pad(" | ".join(normalize(unit.text[x:y]) for x, y in parts))
-            yield _Sentence(unit.index, unit.section, unit.text[a:b], norm, whole)
+            full = _pad(normalize(unit.text[a:b]))
+            norm = full if whole else _pad(" | ".join(normalize(unit.text[x:y])
+                                                      for x, y in parts))
+            yield _Sentence(unit.index, unit.section, unit.text[a:b], norm, whole, full)
 
     def unchanged_sentences(self, p: int) -> Iterator[_Sentence]:
         section, text = self.art.paragraphs[p]
@@ -480,10 +542,12 @@ class _Aligner:
         for a, b in self._spans(p, text):
             if any(x < b and y > a for x, y in diff):
                 continue
-            yield _Sentence(p, tuple(section), text[a:b], _pad(normalize(text[a:b])), True)
+            norm = _pad(normalize(text[a:b]))
+            yield _Sentence(p, tuple(section), text[a:b], norm, True, norm)
 
     # --- searching
-    def find_changed(self, forms: list[Form], fuzzy: list[tuple[str, str]]):
+    def find_changed(self, forms: list[Form], fuzzy: list[tuple[str, str]],
+                     cue: tuple[str, ...] | None = None):
         for f in forms:
             if f.norm not in self.diff_norm:
                 continue
@@ -491,12 +555,14 @@ class _Aligner:
                 if f.norm not in un:
                     continue
                 for s in self.changed_sentences(u):
-                    if _hit(f, s.norm):
+                    if _hit(f, s):
                         return s, f.kind, f.score, f.surface
         return self._fuzzy(fuzzy, self.diff_norm,
-                           (s for u in range(len(self.units)) for s in self.changed_sentences(u)))
+                           (s for u in range(len(self.units)) for s in self.changed_sentences(u)),
+                           cue)
 
-    def find_unchanged(self, forms: list[Form], fuzzy: list[tuple[str, str]]):
+    def find_unchanged(self, forms: list[Form], fuzzy: list[tuple[str, str]],
+                       cue: tuple[str, ...] | None = None):
         for f in forms:
             if f.norm not in self.all_norm:
                 continue
@@ -504,13 +570,13 @@ class _Aligner:
                 if f.norm not in pn:
                     continue
                 for s in self.unchanged_sentences(p):
-                    if _hit(f, s.norm):
+                    if _hit(f, s):
                         return s, f.kind, f.score, f.surface
         return self._fuzzy(fuzzy, self.all_norm,
                            (s for p in range(len(self.art.paragraphs))
-                            for s in self.unchanged_sentences(p)))
+                            for s in self.unchanged_sentences(p)), cue)
 
-    def _fuzzy(self, labels, region: str, sentences):
+    def _fuzzy(self, labels, region: str, sentences, cue: tuple[str, ...] | None = None):
         if not labels:
             return None
         threshold = self.config.fuzzy_threshold
@@ -521,6 +587,8 @@ class _Aligner:
             return None
         best = None
         for sent in sentences:
+            if cue and not any(c in sent.full for c in cue):
+                continue
             for n, surface in live:
                 score = fuzzy_score(n, sent.norm)
                 if score >= threshold and (best is None or score > best[2]):
@@ -540,14 +608,17 @@ class _Aligner:
         elif where == "diff":
             region = self.diff_norm
         else:  # "unchanged": any sentence outside the diff
-            return any(_hit(f, s.norm) for f in forms if f.norm in self.all_norm
+            return any(_hit(f, s) for f in forms if f.norm in self.all_norm
                        for p, pn in enumerate(self.para_norm) if f.norm in pn
                        for s in self.unchanged_sentences(p))
         return any(f.norm in region for f in forms)
 
 
-def _hit(form: Form, norm: str) -> bool:
-    return form.norm in norm and (form.needs is None or any(n in norm for n in form.needs))
+def _hit(form: Form, sent: _Sentence) -> bool:
+    """The form is in the part of the sentence that counts, and what it needs (its unit, its
+    relation's cue) anywhere in the sentence."""
+    return form.norm in sent.norm and (form.needs is None
+                                       or any(n in sent.full for n in form.needs))
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -574,16 +645,21 @@ def align_article(art: Article, facts: list[dict], config: AlignConfig,
     object's forms (label, aliases, dates, numbers: `object_forms`), or a near match of its
     label, occurs in the diff part of a sentence; the whole sentence is the evidence. An
     Unchanged fact aligns when month A has the page and a form occurs in a sentence of month B
-    that has no diff text. The first form (best kind first) found in document order wins."""
+    that has no diff text. The first form (best kind first) found in document order wins.
+    A fact of a property with relation cues (`AlignConfig.relation_cues`) needs one of them in
+    the same sentence, unless it matched by a demonym (`object_demonyms` of the fact, searched
+    for `demonym_relations`); found only without one, it is rejected as relation_not_stated."""
     counts = counts if counts is not None else {}
     rejected = counts.setdefault("rejected", {})
     aligner = _Aligner(art, config, counts)
+    cues = relation_cues(config)
     rows = []
     for fact in facts:
         changed = fact["category"] in CHANGED_KINDS
         group = "changed" if changed else "unchanged"
         forms = object_forms(fact, config)
         near = fuzzy_labels(fact, config)
+        cue = cues.get(fact.get("property"))
         if not forms and not near:
             _bump(rejected, group, "object_unmatchable")
             continue
@@ -591,8 +667,12 @@ def align_article(art: Article, facts: list[dict], config: AlignConfig,
             if not art.diff_rows:
                 _bump(rejected, group, "article_not_in_diffset")
                 continue
-            found = aligner.find_changed(forms, near)
+            found = aligner.find_changed(forms, near, cue)
+            if found is None and cue and aligner.find_changed(strip_cue(forms, cue), near):
+                _bump(rejected, group, "relation_not_stated")
+                continue
             if found is None:
+                forms = strip_cue(forms, cue)
                 if aligner.in_text(forms, "unchanged"):
                     reason = "object_in_unchanged_text_only"
                 elif aligner.in_text(forms, "removed"):
@@ -605,7 +685,10 @@ def align_article(art: Article, facts: list[dict], config: AlignConfig,
             if not art.in_month_a:
                 _bump(rejected, group, "article_not_in_month_a")
                 continue
-            found = aligner.find_unchanged(forms, near)
+            found = aligner.find_unchanged(forms, near, cue)
+            if found is None and cue and aligner.find_unchanged(strip_cue(forms, cue), near):
+                _bump(rejected, group, "relation_not_stated")
+                continue
             if found is None:
                 _bump(rejected, group, "object_in_changed_text_only"
                       if aligner.in_text(forms, "diff") else "object_not_in_article")
@@ -841,6 +924,30 @@ class ReduceTask:
     config: AlignConfig
     month_a: str
     month_b: str
+    demonyms: str = ""             # the work file of `collect_demonyms` ("" = none)
+
+
+def collect_demonyms(factdiff: Path, shards: int, config: AlignConfig) -> dict[str, list[str]]:
+    """Object QID -> its demonyms in `config.demonym_language`, from the `demonym_property`
+    statements of month B in the fact diff (every category but removed): the demonyms that
+    `demonym_relations` facts are also searched as. A column scan of one property."""
+    if not config.demonym_relations:
+        return {}
+    prefix = config.demonym_language + ":"
+    found: dict[str, set[str]] = {}
+    for k in range(shards):
+        t = pq.read_table(factdiff / shard_name(k), columns=["category", "subject", "value"],
+                          filters=[("property", "=", config.demonym_property),
+                                   ("category", "!=", "removed")])
+        for subject, value in zip(t.column("subject").to_pylist(), t.column("value").to_pylist()):
+            if value.startswith(prefix) and len(value) > len(prefix):
+                found.setdefault(subject, set()).add(value[len(prefix):])
+    return {q: sorted(found[q]) for q in sorted(found)}
+
+
+@lru_cache(maxsize=2)
+def _load_demonyms(path: str) -> dict[str, list[str]]:
+    return json.loads(Path(path).read_text()) if path else {}
 
 
 def align_shard(task: ReduceTask) -> dict:
@@ -860,6 +967,8 @@ def align_shard(task: ReduceTask) -> dict:
     n_facts = 0
     buf: list[dict] = []
     months = (task.month_a, task.month_b)
+    demonyms = _load_demonyms(task.demonyms)
+    by_demonym = set(task.config.demonym_relations)
     w = ShardWriter(Path(task.out), ALIGNED_SCHEMA)
     try:
         for b in sorted(buckets):
@@ -888,6 +997,8 @@ def align_shard(task: ReduceTask) -> dict:
                 n_facts += len(facts)
                 for f in facts:
                     _bump(counts, "candidates", _group(f["category"]))
+                    if f["property"] in by_demonym and f["object_qid"] in demonyms:
+                        f["object_demonyms"] = demonyms[f["object_qid"]]
                 art = _article(int(pids[a]), diff, removed, snap_a, snap_b)
                 if art is None:   # the mapping names a page that month B's snapshot lacks
                     for f in facts:
@@ -1016,12 +1127,15 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
                                         for k in range(fshards)], unit="B")
     t_map = time.perf_counter()
     names = tuple(f"{m.name}.json" for m in maps)
+    demonyms = work / "demonyms.json"
+    if not demonyms.exists():
+        write_json_atomic(demonyms, collect_demonyms(paths["factdiff"], fshards, config))
     tasks = [ReduceTask(s, str(work), names, str(paths["diffset"] / shard_name(s)),
                         str(paths["removed"] / shard_name(s)),
                         str(paths["snapshot_a"] / shard_name(s)),
                         str(paths["snapshot_b"] / shard_name(s)),
                         str(build.shard_path(s)), str(work / f"reduce-{s:05d}.json"), config,
-                        month_a, month_b)
+                        month_a, month_b, str(demonyms))
              for s in build.pending_shards()]
     weights = [(paths["snapshot_b"] / shard_name(t.shard)).stat().st_size + 1 for t in tasks]
     reduce_reports = executor.run(align_shard, tasks, desc=f"align {month_a}->{month_b}: text",
