@@ -3,6 +3,7 @@
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -83,6 +84,26 @@ def test_row_groups_do_not_depend_on_write_batching(tmp_path):
         for k in range(10):
             w.write(t.slice(k, 1))
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_row_groups_close_at_their_byte_bound_whatever_the_batching(tmp_path):
+    """Long rows make small row groups (what a reader holds at once stays bounded)."""
+    texts = ["x" * n for n in (5, 5, 30, 1, 1, 1, 1, 1, 1, 50, 2, 2)]
+    t = pa.table({"page_id": list(range(len(texts))), "text": texts}, schema=SCHEMA)
+    sizes = lambda tb: pc.binary_length(tb.column("text")).to_numpy()  # noqa: E731
+    files = []
+    for name, step in (("a", len(texts)), ("b", 1), ("c", 5)):
+        path = tmp_path / f"{name}.parquet"
+        with ShardWriter(path, SCHEMA, row_group_rows=4, row_group_bytes=20,
+                         row_bytes=sizes) as w:
+            for k in range(0, len(texts), step):
+                w.write(t.slice(k, step))
+        files.append(path.read_bytes())
+    assert files[0] == files[1] == files[2]
+    md = pq.ParquetFile(tmp_path / "a.parquet").metadata
+    # 5+5+30 reaches 20 at the third row; then 4 rows (the row cap); then 1+1+50; then the rest
+    assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [3, 4, 3, 2]
+    assert pq.read_table(tmp_path / "a.parquet").equals(t)
 
 
 def test_shard_of_spreads_consecutive_ids():

@@ -18,8 +18,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -116,16 +117,26 @@ def write_table_atomic(path: Path, table: pa.Table, **options: Any) -> None:
 
 
 class ShardWriter:
-    """Streams tables into one Parquet shard in fixed-size row groups; renamed into place
-    only when closed without error, so an existing shard file is always complete."""
+    """Streams tables into one Parquet shard in row groups of `row_group_rows` rows, or fewer
+    where `row_group_bytes` is set and the rows reach it (each row's size given by
+    `row_bytes(table)`); renamed into place only when closed without error, so an existing
+    shard file is always complete. A row group is what the writer (and a reader) holds at
+    once: a byte bound keeps it small however long the rows are."""
 
-    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS,
+                 row_group_bytes: int | None = None,
+                 row_bytes: Callable[[pa.Table], np.ndarray] | None = None):
+        if (row_group_bytes is None) != (row_bytes is None):
+            raise ValueError("row_group_bytes and row_bytes go together")
         self.path = path
         self.schema = schema
         self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
+        self.row_bytes = row_bytes
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._sizes = np.zeros(0, dtype=np.int64)    # pending rows' sizes (with a byte bound)
         self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         self._writer = pq.ParquetWriter(self._tmp, schema, **PARQUET_OPTIONS)
 
@@ -134,18 +145,32 @@ class ShardWriter:
             return
         self._pending.append(table.cast(self.schema) if table.schema != self.schema else table)
         self._pending_rows += table.num_rows
-        while self._pending_rows >= self.row_group_rows:
-            self._flush(self.row_group_rows)
+        if self.row_bytes is not None:
+            self._sizes = np.concatenate(
+                (self._sizes, np.asarray(self.row_bytes(table), dtype=np.int64)))
+        while (n := self._boundary()) is not None:
+            self._flush(n)
+
+    def _boundary(self) -> int | None:
+        """Rows of the next complete row group among the pending ones, if there is one.
+        Boundaries depend only on the rows, never on how callers batched their writes: that
+        keeps the bytes identical however the work was split."""
+        n = self.row_group_rows if self._pending_rows >= self.row_group_rows else None
+        if self.row_group_bytes is not None:
+            full = np.flatnonzero(np.cumsum(self._sizes[:self.row_group_rows])
+                                  >= self.row_group_bytes)
+            if len(full):
+                n = int(full[0]) + 1
+        return n
 
     def _flush(self, n: int) -> None:
-        # Row-group boundaries depend only on the row count, never on how callers batched
-        # their writes: that keeps the bytes identical however the work was split.
         table = pa.concat_tables(self._pending)
         head, rest = table.slice(0, n), table.slice(n)
         self._writer.write_table(head, row_group_size=n)
         self.rows += head.num_rows
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
+        self._sizes = self._sizes[n:]
 
     def close(self) -> None:
         if self._pending_rows:

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.parsers import expat
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -42,7 +43,7 @@ from .wikitext import clean_wikitext
 log = logging.getLogger("twiki")
 
 # Bump when the cleaning or the row layout changes: snapshots made before are rebuilt.
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 
 SCHEMA = pa.schema([
     pa.field("page_id", pa.int64(), nullable=False),
@@ -60,10 +61,22 @@ SCHEMA = pa.schema([
 WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
                         + [pa.field("wikitext", pa.string())])
 
-# Articles per row group of a snapshot shard: a row group is what a reader (and the writer)
-# holds at once, so it is bounded by articles (~10 KB of clean text on average, 100s of KB
-# for the longest) rather than by a whole shard.
+# A row group of a snapshot shard is what a reader (and the writer) holds at once, so it is
+# bounded by articles and by their clean text, never by a whole shard: at most 256 articles
+# (enwiki's average is a few KB of clean text) and it closes at the article that brings it
+# to 1 MB of text (long articles: the longest have 100s of KB).
 SNAPSHOT_ROW_GROUP_ROWS = 256
+SNAPSHOT_ROW_GROUP_BYTES = 1 << 20
+
+
+def paragraph_bytes(table: pa.Table) -> np.ndarray:
+    """UTF-8 bytes of each row's paragraph texts (the size that bounds a row group)."""
+    lists = table.column("paragraphs").combine_chunks()
+    texts = pc.struct_field(pc.list_flatten(lists), "text")
+    lengths = np.asarray(pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False),
+                         dtype=np.int64)
+    parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
+    return np.bincount(parents, weights=lengths, minlength=table.num_rows).astype(np.int64)
 
 # Below this many failed pages a build is never stopped for its failure rate (tiny samples).
 MIN_FAILURES_TO_STOP = 10
@@ -312,15 +325,19 @@ def parse_timestamp(ts: str) -> datetime:
 
 
 class _ChunkRows:
-    """Collects one chunk's articles (metadata + raw wikitext) and its counts."""
+    """Collects one chunk's articles (metadata + raw wikitext), grouped by output shard as
+    they arrive, and its counts."""
 
-    def __init__(self, namespaces: tuple[int, ...]):
+    def __init__(self, namespaces: tuple[int, ...], shards: int):
         self.namespaces = set(namespaces)
+        self.shards = shards
         self.cols: dict[str, list] = {f.name: [] for f in WORK_SCHEMA if f.name != "wikitext"}
-        # Wikitext goes straight into one UTF-8 buffer (an Arrow string column's layout):
-        # no per-page str kept alive, so a chunk costs about its wikitext size in memory.
-        self.text = bytearray()
-        self.offsets = array("q", [0])
+        # Wikitext goes straight into one UTF-8 buffer per output shard (an Arrow string
+        # column's layout): no per-page str kept alive, and each shard's row group is written
+        # from its own buffer without a copy, so a chunk costs about its wikitext in memory.
+        self.rows: dict[int, list[int]] = {}          # shard -> its rows (indices into cols)
+        self.text: dict[int, bytearray] = {}
+        self.offsets: dict[int, array] = {}
         self.counts = {"pages": 0, "redirects": 0, "other_namespaces": 0, "failed": 0,
                        "wikitext_bytes": 0}
         self.failures: list[dict] = []
@@ -356,22 +373,39 @@ class _ChunkRows:
         text = page["rev_text"].encode("utf-8")
         self.counts["wikitext_bytes"] += len(text)
         c = self.cols
+        s = shard_of(page_id, self.shards)
+        rows = self.rows.get(s)
+        if rows is None:
+            rows = self.rows[s] = []
+            self.text[s] = bytearray()
+            self.offsets[s] = array("q", [0])
+        rows.append(len(c["page_id"]))
         c["page_id"].append(page_id)
         c["title"].append(page.get("title", ""))
         c["revid"].append(revid)
         c["timestamp"].append(ts)
         c["sha1"].append(page.get("rev_sha1"))
-        self.text += text
-        self.offsets.append(len(self.text))
+        buf = self.text[s]
+        buf += text
+        self.offsets[s].append(len(buf))
 
-    def table(self) -> pa.Table:
-        if len(self.text) >= 2**31:
-            raise InputError("a chunk holds over 2 GB of wikitext: lower --chunk-mb")
-        n = len(self.offsets) - 1
+    def shard_table(self, shard: int) -> pa.Table:
+        """The shard's rows in page_id order; its text buffer is handed over (and dropped
+        here), so call it once per shard."""
+        rows = self.rows[shard]
+        buf = self.text.pop(shard)
+        offsets = self.offsets.pop(shard)
+        if len(buf) >= 2**31:
+            raise InputError("a chunk holds over 2 GB of one shard's wikitext: lower --chunk-mb")
         wikitext = pa.StringArray.from_buffers(
-            n, pa.py_buffer(array("i", self.offsets)), pa.py_buffer(self.text))
-        arrays = [pa.array(self.cols[f.name], type=f.type) for f in list(WORK_SCHEMA)[:-1]]
-        return pa.Table.from_arrays(arrays + [wikitext], schema=WORK_SCHEMA)
+            len(rows), pa.py_buffer(array("i", offsets)), pa.py_buffer(buf))
+        arrays = [pa.array([self.cols[f.name][i] for i in rows], type=f.type)
+                  for f in list(WORK_SCHEMA)[:-1]]
+        table = pa.Table.from_arrays(arrays + [wikitext], schema=WORK_SCHEMA)
+        ids = [self.cols["page_id"][i] for i in rows]
+        if any(a > b for a, b in zip(ids, ids[1:])):   # dumps list pages by page_id: rare
+            table = table.take(pc.sort_indices(table, [("page_id", "ascending")]))
+        return table
 
 
 def extract_chunk(task: MapTask) -> dict:
@@ -386,22 +420,20 @@ def extract_chunk(task: MapTask) -> dict:
                 "shards": json.loads(meta[b"twiki.shards"])}
     chunk = task.chunk
     path = Path(chunk.path)
-    rows = _ChunkRows(task.namespaces)
+    rows = _ChunkRows(task.namespaces, task.shards)
     parser = _PageParser(rows.add, f"{path.name} (chunk at byte {chunk.start})")
     t0 = time.perf_counter()
     for data in iter_decompressed(path, chunk.start, chunk.length, chunk.streams):
         parser.feed(data)
     parser.close()
+    del parser
 
     ids = rows.cols["page_id"]
-    by_shard: dict[int, list[int]] = {}
-    for i in sorted(range(len(ids)), key=ids.__getitem__):
-        by_shard.setdefault(shard_of(ids[i], task.shards), []).append(i)
-    table = rows.table()
-    del rows.text, rows.cols
-    shard_map = {str(s): {"row_group": rg, "rows": len(idx), "min": ids[idx[0]],
-                          "max": ids[idx[-1]]}
-                 for rg, (s, idx) in enumerate(sorted(by_shard.items()))}
+    shard_map = {}
+    for rg, s in enumerate(sorted(rows.rows)):
+        pids = [ids[i] for i in rows.rows[s]]
+        shard_map[str(s)] = {"row_group": rg, "rows": len(pids), "min": min(pids),
+                             "max": max(pids)}
     report = {"counts": rows.counts, "failures": rows.failures,
               "seconds": round(time.perf_counter() - t0, 3)}
     meta = {b"twiki.shards": json.dumps(shard_map).encode(),
@@ -409,11 +441,12 @@ def extract_chunk(task: MapTask) -> dict:
     tmp = out.with_name(f".{out.name}.tmp")
     schema = WORK_SCHEMA.with_metadata(meta)
     with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
-        for s, idx in sorted(by_shard.items()):  # one row group per output shard
-            part = table.take(pa.array(idx, type=pa.int64())).replace_schema_metadata(meta)
-            w.write_table(part, row_group_size=len(idx))
+        for s in sorted(rows.rows):  # one row group per output shard
+            part = rows.shard_table(s).replace_schema_metadata(meta)
+            w.write_table(part, row_group_size=part.num_rows)
+            del part
     tmp.replace(out)
-    del table
+    del rows
     release_memory()
     return {**report, "shards": shard_map}
 
@@ -489,7 +522,8 @@ def reduce_shard(task: ReduceTask) -> dict:
               "clean_chars": 0, "duplicate_pages": 0}
     failures: list[dict] = []
     previous = _PreviousShard(task.previous)
-    with ShardWriter(out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS) as writer:
+    with ShardWriter(out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS,
+                     row_group_bytes=SNAPSHOT_ROW_GROUP_BYTES, row_bytes=paragraph_bytes) as writer:
         i = 0
         while i < len(pieces):
             # Dumps list pages in page_id order, so pieces are disjoint and simply follow each
