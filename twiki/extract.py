@@ -107,8 +107,8 @@ class RunOptions:
 
     chunk_mb: float = 2.0
     """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory (2 MB:
-    peak memory +6% to +13% from 115 MB to 1.15 GB of wikitext across bench runs; 8 MB gave
-    +13% to +21%, at the same throughput)."""
+    peak memory +4% from 115 MB to 1.15 GB of wikitext; 8 MB gave +13% to +21% before the map
+    grouped text by shard, at the same throughput)."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
     max_failed_fraction: float = 0.05
