@@ -935,13 +935,20 @@ def collect_demonyms(factdiff: Path, shards: int, config: AlignConfig) -> dict[s
         return {}
     prefix = config.demonym_language + ":"
     found: dict[str, set[str]] = {}
-    for k in range(shards):
-        t = pq.read_table(factdiff / shard_name(k), columns=["category", "subject", "value"],
-                          filters=[("property", "=", config.demonym_property),
-                                   ("category", "!=", "removed")])
-        for subject, value in zip(t.column("subject").to_pylist(), t.column("value").to_pylist()):
-            if value.startswith(prefix) and len(value) > len(prefix):
-                found.setdefault(subject, set()).add(value[len(prefix):])
+    for k in range(shards):   # streamed a batch at a time: one property of tens of millions
+        pf = pq.ParquetFile(factdiff / shard_name(k))
+        for batch in pf.iter_batches(batch_size=65_536, use_threads=False,
+                                     columns=["category", "subject", "property", "value"]):
+            keep = pc.and_(pc.equal(batch.column("property"), config.demonym_property),
+                           pc.not_equal(batch.column("category"), "removed"))
+            if not pc.any(keep).as_py():
+                continue
+            t = batch.filter(keep)
+            for subject, value in zip(t.column("subject").to_pylist(),
+                                      t.column("value").to_pylist()):
+                if value.startswith(prefix) and len(value) > len(prefix):
+                    found.setdefault(subject, set()).add(value[len(prefix):])
+    release_memory()
     return {q: sorted(found[q]) for q in sorted(found)}
 
 
