@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from twiki.diff import DiffResult, diff_months
 from twiki.download import download_month, download_wikidata
 from twiki.factdiff import FactDiffResult, diff_facts
+from twiki.artifacts import read_manifest
 from twiki.facts import FactsConfig, FactsResult, build_facts
 from twiki.errors import NoDumpError, TwikiError
 from twiki.executors import Executor, LocalExecutor
 from twiki.extract import ExtractConfig, ExtractResult, RunOptions, extract_month
+from twiki.pageprops import download_page_props
 from twiki.paths import DataRoot, parse_month, previous_month
 from twiki.export import ExportConfig, ExportResult, export_month
 from twiki.probes import ProbesResult, build_probes
@@ -81,9 +83,15 @@ def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, execu
 
 
 def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
-                      executor: Executor, facts_config: FactsConfig) -> FactsResult:
-    """Download the Wikidata dump nearest the month's enwiki run; facts and page mapping."""
+                      executor: Executor, facts_config: FactsConfig,
+                      page_props: bool = True) -> FactsResult:
+    """Download the Wikidata dump nearest the month's enwiki run (and, with `page_props`, the
+    run's page_props table when it has one); facts and page mapping."""
     download_wikidata(month, mirrors=mirrors, data_root=data_root)
+    snap = read_manifest(data_root.snapshot(wiki, month))
+    if page_props and snap is not None:
+        download_page_props(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
+                            run=snap["inputs"]["run"])
     return build_facts(month, wiki=wiki, data_root=data_root, executor=executor,
                        config=facts_config)
 
@@ -93,9 +101,12 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
                 extract_config: ExtractConfig = ExtractConfig(),
                 options: RunOptions = RunOptions(), with_previous: bool = True,
                 with_facts: bool = True, facts_config: FactsConfig | None = None,
-                export_config: ExportConfig = ExportConfig()) -> MonthBuild:
+                export_config: ExportConfig = ExportConfig(),
+                page_props: bool = True) -> MonthBuild:
     """Build `month` and, with `with_previous`, month - 1 and the diffs between them; with
-    `with_facts`, the months' Wikidata facts too (and their diff)."""
+    `with_facts`, the months' Wikidata facts too (and their diff). With `page_props`, pages
+    are mapped to items by each run's page_props table when the run has one (else, and
+    without, by sitelink titles)."""
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
@@ -119,7 +130,8 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
         result.diff = diff_months(prev, month, wiki=wiki, data_root=data_root, executor=executor)
     if with_facts:
         for m in months:
-            result.facts[m] = build_month_facts(m, facts_config=facts_config, **common)
+            result.facts[m] = build_month_facts(m, facts_config=facts_config,
+                                                page_props=page_props, **common)
         if with_previous:
             result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
             result.probes = build_probes(prev, month, wiki=wiki, data_root=data_root,

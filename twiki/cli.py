@@ -93,7 +93,7 @@ def cmd_snapshot(args) -> None:
                          executor=make_executor(args.executor, args.workers, address=args.address),
                          extract_config=ExtractConfig(shards=args.shards),
                          options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work),
-                         with_previous=not args.no_diff)
+                         with_previous=not args.no_diff, page_props=not args.no_page_props)
     print(result.summary())
 
 
@@ -112,7 +112,8 @@ def cmd_cron(args) -> int:
                             extract_config=ExtractConfig(shards=args.shards),
                             options=RunOptions(chunk_mb=args.chunk_mb,
                                                keep_work=args.keep_work),
-                            with_previous=not args.no_diff)
+                            with_previous=not args.no_diff,
+                            page_props=not args.no_page_props)
     print(line, file=sys.stdout if status == 0 else sys.stderr)
     return status
 
@@ -246,6 +247,9 @@ def _eval_opts(p: argparse.ArgumentParser) -> None:
 def _pair_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-diff", action="store_true",
                    help="build this month's snapshot alone (no previous month, no diffset)")
+    p.add_argument("--no-page-props", action="store_true",
+                   help="do not download the runs' page_props tables (~360 MB a month for "
+                        "enwiki): map pages to items by sitelink titles instead")
 
 
 def _training_opts(p: argparse.ArgumentParser) -> None:

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest, release_memory,
-                        require_artifact, shard_of, sum_counts, write_json_atomic)
+                        require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
@@ -57,7 +57,7 @@ log = logging.getLogger("twiki")
 
 # Bump when the rows or their rendering change: facts made before are rebuilt.
 STAGE_VERSION = 1
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2   # 2: page_props, the report's source
 
 # Failed lines/entities listed in the report; beyond this only the count grows.
 MAX_LISTED = 1000
@@ -103,7 +103,7 @@ MAPPING_SCHEMA = pa.schema([
     pa.field("qid", pa.string(), nullable=False),
     pa.field("page_id", pa.int64(), nullable=False),
     pa.field("title", pa.string(), nullable=False),        # the snapshot's title
-    pa.field("match", pa.string(), nullable=False),        # "title" | "redirect"
+    pa.field("match", pa.string(), nullable=False),        # "title" | "redirect" | "page_props"
     pa.field("month", pa.string(), nullable=False),
 ])
 
@@ -865,9 +865,13 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
         result = _run_facts(month, paths, builds, data_root, executor, config, options, wiki)
     if mapping:
         snap = data_root.snapshot(wiki, month)
-        if read_manifest(snap) is not None:
-            result.mapping = build_mapping(month, wiki=wiki, data_root=data_root,
-                                           executor=executor)
+        snap_manifest = read_manifest(snap)
+        if snap_manifest is not None:
+            from .pageprops import find_page_props
+            run = (snap_manifest.get("inputs") or {}).get("run")
+            result.mapping = build_mapping(
+                month, wiki=wiki, data_root=data_root, executor=executor,
+                page_props=find_page_props(data_root, wiki, month, run) if run else None)
         else:
             log.info("no %s snapshot for %s at %s: page_id <-> QID mapping not built", wiki,
                      month, snap)
@@ -1163,12 +1167,16 @@ def reduce_mapping(task: MappingReduceTask) -> dict:
 
 
 def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | None = None,
-                  executor: Executor | None = None, redirects: Path | None = None
-                  ) -> MappingResult:
-    """data/facts/<month>/mapping/: page_id, title, qid for the snapshot's articles, from the
-    month's sitelinks (facts entities/) and the month's snapshot titles, normalized. A sitelink
-    to a redirect (a page renamed between the two dumps) is followed when `redirects` (a Parquet
-    file or folder with columns title, target) gives it; unmatched counts are in the report."""
+                  executor: Executor | None = None, redirects: Path | None = None,
+                  page_props: Path | None = None) -> MappingResult:
+    """data/facts/<month>/mapping/: page_id, title, qid for the snapshot's articles.
+
+    With `page_props` (the enwiki run's page_props table dump, see twiki.pageprops): from its
+    wikibase_item rows, by page id (match "page_props"), the pages of the snapshot only.
+    Otherwise from the month's sitelinks (facts entities/) and the month's snapshot titles,
+    normalized; a sitelink to a redirect (a page renamed between the two dumps) is followed
+    when `redirects` (a Parquet file or folder with columns title, target) gives it.
+    Unmatched counts are in the report either way."""
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
@@ -1184,6 +1192,9 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         red_files = sorted(redirects.glob("*.parquet")) if redirects.is_dir() else [redirects]
     inputs = {"entities": ents["key"], "snapshot": snap["key"],
               "redirects": [{"name": p.name, "sha256": file_sha256(p)} for p in red_files]}
+    if page_props is not None:
+        page_props = Path(page_props)
+        inputs["page_props"] = {"name": page_props.name, "sha256": file_sha256(page_props)}
     shards = ents["shard_count"]
     build = ArtifactBuild(root / "mapping", stage="facts.mapping", stage_version=MAPPING_VERSION,
                           inputs=inputs, config={"wiki": wiki, "month": month, "shards": shards},
@@ -1194,6 +1205,9 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         return MappingResult(build.final, "current", build.manifest)
     _OPEN.clear()
     try:
+        if page_props is not None:
+            return _run_mapping_page_props(month, data_root, executor, build, snap_dir, snap,
+                                           page_props)
         return _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, snap,
                             red_files)
     finally:
@@ -1228,7 +1242,7 @@ def _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, sn
     sitelinks = sum(r["sitelinks"] for r in rep1)
     articles = sum(r["articles"] for r in rep1)
     matched = sum(r["rows"] for r in rrep)
-    report = {"counts": {
+    report = {"source": "sitelink_titles", "counts": {
         "sitelinks": sitelinks, "articles": articles, "mapped": matched,
         "matched_by_title": sum(r["matched"] for r in rep1),
         "matched_by_redirect": sum(r["matched"] for r in rep2),
@@ -1244,4 +1258,116 @@ def _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, sn
     c = report["counts"]
     log.info("mapping %s: %d of %d articles mapped (%d sitelinks unmatched), %.1fs", month,
              c["mapped"], articles, c["sitelinks_unmatched"], t)
+    return MappingResult(build.final, "built" if build.state == "build" else "repaired", manifest)
+
+
+# Mapping from the page_props table: page ids linked to items by the wiki itself.
+
+W_PAGE_ITEMS = pa.schema([("page_id", pa.int64()), ("qid", pa.int64())])
+
+
+@dataclass(frozen=True)
+class PagePropsMapTask:
+    path: str          # the page_props dump
+    out: str
+    page_shards: int   # the snapshot's shard count: rows are partitioned like its pages
+
+
+def map_page_props(task: PagePropsMapTask) -> dict:
+    """The dump's wikibase_item rows, partitioned by the snapshot shard of their page."""
+    from .pageprops import iter_wikibase_items
+    out = Path(task.out)
+    if out.with_suffix(".json").exists():
+        return json.loads(out.with_suffix(".json").read_text())["report"]
+    writer = _PartitionedWriter(out, W_PAGE_ITEMS)
+    pages: list[int] = []
+    qids: list[int] = []
+
+    def flush() -> None:
+        ids = np.asarray(pages, dtype=np.int64)
+        writer.write(pa.table({"page_id": ids, "qid": np.asarray(qids, dtype=np.int64)},
+                              schema=W_PAGE_ITEMS), shard_array(ids, task.page_shards))
+        pages.clear(), qids.clear()
+
+    n = 0
+    for page_id, qid in iter_wikibase_items(Path(task.path)):
+        pages.append(page_id), qids.append(qid)
+        n += 1
+        if len(pages) >= 1_000_000:
+            flush()
+    if pages:
+        flush()
+    report = {"page_props_items": n}
+    out.with_suffix(".json").write_text(json.dumps({"files": {"items": writer.close()},
+                                                    "report": report}))
+    return report
+
+
+@dataclass(frozen=True)
+class PagePropsJoinTask:
+    shard: int         # snapshot shard
+    snapshot: str      # its file
+    work: str
+    sidecars: tuple[str, ...]
+    out: str
+    shards: int        # mapping shards (by QID)
+
+
+def join_page_props(task: PagePropsJoinTask) -> dict:
+    """The snapshot shard's articles that the page_props rows link to an item."""
+    out = Path(task.out)
+    if out.with_suffix(".json").exists():
+        return json.loads(out.with_suffix(".json").read_text())["report"]
+    items = _read_parts(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS)
+    items = items.take(pc.sort_indices(items, [("page_id", "ascending"), ("qid", "ascending")]))
+    pages = pq.read_table(task.snapshot, columns=["page_id", "title"])
+    idx = pc.index_in(pages.column("page_id"), value_set=items.column("page_id").combine_chunks())
+    hit = pc.is_valid(idx)
+    matches = _PartitionedWriter(out, W_MATCHES)
+    _write_matches(matches, items.column("qid").take(idx.filter(hit)),
+                   pages.column("page_id").filter(hit), pages.column("title").filter(hit),
+                   "page_props", task.shards)
+    matched = int(pc.sum(hit).as_py() or 0)
+    in_snapshot = pc.is_in(items.column("page_id"), value_set=pages.column("page_id").combine_chunks())
+    report = {"shard": task.shard, "articles": pages.num_rows, "matched": matched,
+              "items_not_in_snapshot": items.num_rows - int(pc.sum(in_snapshot).as_py() or 0)}
+    out.with_suffix(".json").write_text(json.dumps({"files": {"matches": matches.close()},
+                                                    "report": report}))
+    return report
+
+
+def _run_mapping_page_props(month, data_root, executor, build, snap_dir, snap, page_props
+                            ) -> MappingResult:
+    shards = build.shards
+    t0 = time.perf_counter()
+    work = data_root.work("mapping", month, build.key[:16])
+    work.mkdir(parents=True, exist_ok=True)
+    page_shards = snap["shard_count"]
+    read = PagePropsMapTask(str(page_props), str(work / "pp.arrow"), page_shards)
+    [rep0] = executor.run(map_page_props, [read], desc=f"mapping {month}: page_props",
+                          unit="file")
+    joins = [PagePropsJoinTask(s, str(snap_dir / shard_name(s)), str(work), ("pp.json",),
+                               str(work / f"jp-{s:05d}.arrow"), shards)
+             for s in range(page_shards)]
+    rep1 = executor.run(join_page_props, joins, desc=f"mapping {month}: match pages",
+                        unit="shard")
+    sides = tuple(Path(t.out).with_suffix(".json").name for t in joins)
+    reds = [MappingReduceTask(s, str(work), sides, str(build.shard_path(s)), month)
+            for s in build.pending_shards()]
+    rrep = executor.run(reduce_mapping, reds, desc=f"mapping {month}: write", unit="shard")
+    articles = sum(r["articles"] for r in rep1)
+    matched = sum(r["rows"] for r in rrep)
+    report = {"source": "page_props", "page_props": Path(page_props).name, "counts": {
+        "page_props_items": rep0["page_props_items"], "articles": articles, "mapped": matched,
+        "matched_by_page_props": sum(r["matched"] for r in rep1),
+        "page_props_items_not_in_snapshot": sum(r["items_not_in_snapshot"] for r in rep1),
+        "articles_without_item": articles - matched,
+        "qids_with_two_pages": sum(r["qids_with_two_pages"] for r in rrep)}}
+    t = time.perf_counter() - t0
+    manifest = build.publish(report=report, timings={"total_s": round(t, 3),
+                                                     "workers": executor.workers})
+    shutil.rmtree(work, ignore_errors=True)
+    c = report["counts"]
+    log.info("mapping %s from %s: %d of %d articles mapped, %.1fs", month,
+             Path(page_props).name, c["mapped"], articles, t)
     return MappingResult(build.final, "built" if build.state == "build" else "repaired", manifest)
