@@ -462,11 +462,14 @@ class _PreviousShard:
             batch_size=ROW_GROUP_ROWS, columns=["page_id", "sha1", "paragraphs"])
             if path else iter(()))
         self._ids: list[int] = []
+        self._sha1s: list = []
         self._pos = 0
         self._batch = None
 
     def lookup(self, page_id: int, sha1: str | None):
-        """Last month's paragraphs of this page if its revision sha1 is unchanged."""
+        """(batch, row) of last month's paragraphs of this page if its revision sha1 is
+        unchanged, else None. The paragraphs stay Arrow data: reusing them costs a copy of
+        their bytes, not a Python object per paragraph."""
         while True:
             while self._pos < len(self._ids) and self._ids[self._pos] < page_id:
                 self._pos += 1
@@ -475,43 +478,64 @@ class _PreviousShard:
             batch = next(self._batches, None)
             if batch is None:
                 return None
-            self._batch, self._ids, self._pos = batch, batch.column(0).to_pylist(), 0
-        if self._ids[self._pos] != page_id or not sha1:
+            self._batch, self._pos = batch, 0
+            self._ids, self._sha1s = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        if self._ids[self._pos] != page_id or not sha1 or self._sha1s[self._pos] != sha1:
             return None
-        if self._batch.column(1)[self._pos].as_py() != sha1:
-            return None
-        return self._batch.column(2)[self._pos].as_py()
+        return self._batch, self._pos
+
+
+PARAGRAPHS = SCHEMA.field("paragraphs")
 
 
 def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
                 failures: list) -> pa.Table:
-    cols = table.to_pydict()
-    keep, paragraphs = [], []
-    for i, text in enumerate(cols["wikitext"]):
-        pid = cols["page_id"][i]
-        reused = previous.lookup(pid, cols["sha1"][i])
+    ids = table.column("page_id").to_pylist()
+    sha1s = table.column("sha1").to_pylist()
+    titles = table.column("title").to_pylist()
+    texts = table.column("wikitext")
+    keep: list[int] = []
+    where: list[tuple[int, int]] = []       # kept row -> (source, row): 0 = cleaned here
+    cleaned: list[list] = []
+    sources: dict[int, tuple[pa.RecordBatch, list[int]]] = {}   # id(batch) -> batch, rows
+    for i, pid in enumerate(ids):
+        reused = previous.lookup(pid, sha1s[i])
         if reused is not None:
             counts["reused"] += 1
-            paras = reused
+            batch, row = reused
+            rows = sources.setdefault(id(batch), (batch, []))[1]
+            where.append((id(batch), len(rows)))
+            rows.append(row)
         else:
             try:
                 paras = [{"section": list(sec), "text": t}
-                         for sec, t in clean_wikitext(text, cols["title"][i])]
+                         for sec, t in clean_wikitext(texts[i].as_py(), titles[i])]
             except Exception as e:  # one bad page never kills the run (DESIGN.md rule 8)
                 counts["failed"] += 1
                 if len(failures) < MAX_LISTED_FAILURES:
-                    failures.append({"page_id": pid, "title": cols["title"][i],
+                    failures.append({"page_id": pid, "title": titles[i],
                                      "reason": f"wikitext cleaning failed: "
                                                f"{type(e).__name__}: {e}"})
                 continue
             counts["cleaned"] += 1
+            where.append((0, len(cleaned)))
+            cleaned.append(paras)
         keep.append(i)
-        paragraphs.append(paras)
-        counts["paragraphs"] += len(paras)
-        counts["clean_chars"] += sum(len(p["text"]) for p in paras)
+    # one array per source, then the rows back in their order
+    parts = [pa.array(cleaned, type=PARAGRAPHS.type)]
+    start = {0: 0}
+    n = len(cleaned)
+    for key, (batch, rows) in sources.items():
+        start[key] = n
+        parts.append(batch.column(2).take(pa.array(rows, type=pa.int64())))
+        n += len(rows)
+    paragraphs = pa.concat_arrays(parts).take(
+        pa.array([start[k] + r for k, r in where], type=pa.int64()))
+    counts["paragraphs"] += int(pc.sum(pc.list_value_length(paragraphs)).as_py() or 0)
+    texts_out = pc.struct_field(pc.list_flatten(paragraphs), "text")
+    counts["clean_chars"] += int(pc.sum(pc.utf8_length(texts_out)).as_py() or 0)
     out = table.drop_columns(["wikitext"]).take(pa.array(keep, type=pa.int64()))
-    return out.append_column(SCHEMA.field("paragraphs"),
-                             pa.array(paragraphs, type=SCHEMA.field("paragraphs").type))
+    return out.append_column(PARAGRAPHS, paragraphs)
 
 
 def reduce_shard(task: ReduceTask) -> dict:
