@@ -459,7 +459,7 @@ class _PreviousShard:
 
     def __init__(self, path: str | None):
         self._batches = (pq.ParquetFile(path).iter_batches(
-            batch_size=ROW_GROUP_ROWS, columns=["page_id", "sha1", "paragraphs"])
+            batch_size=SNAPSHOT_ROW_GROUP_ROWS, columns=["page_id", "sha1", "paragraphs"])
             if path else iter(()))
         self._ids: list[int] = []
         self._sha1s: list = []
