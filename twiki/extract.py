@@ -16,13 +16,16 @@ phases resume per task; the work files go once the snapshot is published.
 from __future__ import annotations
 
 import bz2
-from array import array
+import hashlib
 import json
 import logging
+import os
 import shutil
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from xml.parsers import expat
 
@@ -59,7 +62,7 @@ SCHEMA = pa.schema([
 
 # Map-phase work files: the articles' metadata and raw wikitext, grouped by output shard.
 WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
-                        + [pa.field("wikitext", pa.string())])
+                        + [pa.field("unchanged", pa.bool_()), pa.field("wikitext", pa.string())])
 
 # A row group of a snapshot shard is what a reader (and the writer) holds at once, so it is
 # bounded by articles and by their clean text, never by a whole shard: at most 256 articles
@@ -134,6 +137,8 @@ class MapTask:
     out: str
     shards: int
     namespaces: tuple[int, ...]
+    previous: str | None = None   # `write_previous_index` folder: pages unchanged since then
+                                  # are written without their wikitext (the reduce reuses them)
 
 
 @dataclass(frozen=True)
@@ -324,13 +329,61 @@ def parse_timestamp(ts: str) -> datetime:
     return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
+def _sha1_digest(page_id: int, sha1: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{page_id}:{sha1}".encode(), digest_size=8).digest(),
+                          "little")
+
+
+class PreviousIndex:
+    """Which pages last month's snapshot has at which revision sha1: its page ids, sorted, and
+    a 64-bit digest of (page id, sha1) beside each, as two .npy files that every map task maps
+    (16 bytes a page: ~110 MB for enwiki, shared through the page cache). A page found here
+    unchanged is written without its wikitext; the reduce checks the full sha1 again."""
+
+    def __init__(self, ids: np.ndarray, digests: np.ndarray):
+        self.ids, self.digests = ids, digests
+
+    @staticmethod
+    def write(snapshot: Path, folder: Path) -> Path:
+        ids, digests = [], []
+        for f in sorted(snapshot.glob("part-*.parquet")):
+            t = pq.read_table(f, columns=["page_id", "sha1"])
+            for pid, sha1 in zip(t.column(0).to_pylist(), t.column(1).to_pylist()):
+                if sha1:
+                    ids.append(pid)
+                    digests.append(_sha1_digest(pid, sha1))
+        ids_a = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids_a, kind="stable")
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / ".digests.npy", np.asarray(digests, dtype=np.uint64)[order])
+        np.save(folder / ".ids.npy", ids_a[order])
+        os.replace(folder / ".digests.npy", folder / "digests.npy")
+        os.replace(folder / ".ids.npy", folder / "ids.npy")   # last: it existing = complete
+        return folder
+
+    @staticmethod
+    @lru_cache(maxsize=2)
+    def open(folder: str) -> "PreviousIndex":
+        return PreviousIndex(np.load(Path(folder) / "ids.npy", mmap_mode="r"),
+                             np.load(Path(folder) / "digests.npy", mmap_mode="r"))
+
+    def has(self, page_id: int, sha1: str | None) -> bool:
+        if not sha1:
+            return False
+        i = int(np.searchsorted(self.ids, page_id))
+        return (i < len(self.ids) and int(self.ids[i]) == page_id
+                and int(self.digests[i]) == _sha1_digest(page_id, sha1))
+
+
 class _ChunkRows:
     """Collects one chunk's articles (metadata + raw wikitext), grouped by output shard as
     they arrive, and its counts."""
 
-    def __init__(self, namespaces: tuple[int, ...], shards: int):
+    def __init__(self, namespaces: tuple[int, ...], shards: int,
+                 previous: "PreviousIndex | None" = None):
         self.namespaces = set(namespaces)
         self.shards = shards
+        self.previous = previous
         self.cols: dict[str, list] = {f.name: [] for f in WORK_SCHEMA if f.name != "wikitext"}
         # Wikitext goes straight into one UTF-8 buffer per output shard (an Arrow string
         # column's layout): no per-page str kept alive, and each shard's row group is written
@@ -372,6 +425,10 @@ class _ChunkRows:
             return self.fail(page, f"missing or bad page/revision field ({e})")
         text = page["rev_text"].encode("utf-8")
         self.counts["wikitext_bytes"] += len(text)
+        sha1 = page.get("rev_sha1")
+        unchanged = self.previous is not None and self.previous.has(page_id, sha1)
+        if unchanged:
+            text = b""            # last month's clean text is reused: no need to carry this
         c = self.cols
         s = shard_of(page_id, self.shards)
         rows = self.rows.get(s)
@@ -384,7 +441,8 @@ class _ChunkRows:
         c["title"].append(page.get("title", ""))
         c["revid"].append(revid)
         c["timestamp"].append(ts)
-        c["sha1"].append(page.get("rev_sha1"))
+        c["sha1"].append(sha1)
+        c["unchanged"].append(unchanged)
         buf = self.text[s]
         buf += text
         self.offsets[s].append(len(buf))
@@ -420,7 +478,8 @@ def extract_chunk(task: MapTask) -> dict:
                 "shards": json.loads(meta[b"twiki.shards"])}
     chunk = task.chunk
     path = Path(chunk.path)
-    rows = _ChunkRows(task.namespaces, task.shards)
+    rows = _ChunkRows(task.namespaces, task.shards,
+                      PreviousIndex.open(task.previous) if task.previous else None)
     parser = _PageParser(rows.add, f"{path.name} (chunk at byte {chunk.start})")
     t0 = time.perf_counter()
     for data in iter_decompressed(path, chunk.start, chunk.length, chunk.streams):
@@ -498,8 +557,13 @@ def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
     where: list[tuple[int, int]] = []       # kept row -> (source, row): 0 = cleaned here
     cleaned: list[list] = []
     sources: dict[int, tuple[pa.RecordBatch, list[int]]] = {}   # id(batch) -> batch, rows
+    unchanged = table.column("unchanged").to_pylist()
     for i, pid in enumerate(ids):
         reused = previous.lookup(pid, sha1s[i])
+        if reused is None and unchanged[i]:
+            raise TwikiError(f"page {pid}: the map found it unchanged since last month's "
+                             f"snapshot, which no longer says so (was that snapshot rebuilt "
+                             f"during this run?); delete data/work/extract/ and run again")
         if reused is not None:
             counts["reused"] += 1
             batch, row = reused
@@ -534,7 +598,7 @@ def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
     counts["paragraphs"] += int(pc.sum(pc.list_value_length(paragraphs)).as_py() or 0)
     texts_out = pc.struct_field(pc.list_flatten(paragraphs), "text")
     counts["clean_chars"] += int(pc.sum(pc.utf8_length(texts_out)).as_py() or 0)
-    out = table.drop_columns(["wikitext"]).take(pa.array(keep, type=pa.int64()))
+    out = table.drop_columns(["unchanged", "wikitext"]).take(pa.array(keep, type=pa.int64()))
     return out.append_column(PARAGRAPHS, paragraphs)
 
 
@@ -633,16 +697,25 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
                  wiki, month, build.missing)
 
     t0 = time.perf_counter()
-    work = data_root.work("extract", wiki, month, build.key[:16])
+    previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
+    # The map's work files depend on the snapshot reused (its unchanged pages carry no text):
+    # one work folder per previous snapshot, so a resumed run never mixes two.
+    work = data_root.work("extract", wiki, month, build.key[:16],
+                          f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold")
     work.mkdir(parents=True, exist_ok=True)
+    index = None
+    if previous is not None:
+        index = work / "previous-index"
+        if not (index / "ids.npy").exists():
+            PreviousIndex.write(previous, index)
     chunks = plan_chunks(raw, parts, int(options.chunk_mb * 1e6))
     map_tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.parquet"), config.shards,
-                         tuple(config.namespaces)) for c in chunks]
+                         tuple(config.namespaces), str(index) if index else None)
+                 for c in chunks]
     map_reports = executor.run(extract_chunk, map_tasks, desc=f"extract {wiki} {month}",
                                weights=[c.length for c in chunks], unit="B")
     t_map = time.perf_counter() - t0
     release_memory()
-    previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
     pieces: dict[int, list] = {}
     for task, rep in zip(map_tasks, map_reports):
         for s, info in rep["shards"].items():
