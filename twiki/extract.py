@@ -81,6 +81,9 @@ def paragraph_bytes(table: pa.Table) -> np.ndarray:
     parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
     return np.bincount(parents, weights=lengths, minlength=table.num_rows).astype(np.int64)
 
+# The reduce hands freed memory back to the OS once it has read this many bytes of pieces.
+RELEASE_EVERY_BYTES = 64 << 10
+
 # Below this many failed pages a build is never stopped for its failure rate (tiny samples).
 MIN_FAILURES_TO_STOP = 10
 
@@ -610,6 +613,7 @@ def reduce_shard(task: ReduceTask) -> dict:
               "clean_chars": 0, "duplicate_pages": 0}
     failures: list[dict] = []
     previous = _PreviousShard(task.previous)
+    unreleased = 0
     with ShardWriter(out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS,
                      row_group_bytes=SNAPSHOT_ROW_GROUP_BYTES, row_bytes=paragraph_bytes) as writer:
         i = 0
@@ -624,11 +628,16 @@ def reduce_shard(task: ReduceTask) -> dict:
                       for p in pieces[i:j]]
             table = tables[0] if len(tables) == 1 else _merge_sorted(tables)
             counts["duplicate_pages"] += sum(t.num_rows for t in tables) - table.num_rows
+            unreleased += table.nbytes
             for start in range(0, table.num_rows, ROW_GROUP_ROWS):
                 writer.write(_clean_rows(table.slice(start, ROW_GROUP_ROWS), previous,
                                          counts, failures))
             del table, tables
-            release_memory()  # per piece: a long shard must not ratchet the allocator up
+            # a long shard must not ratchet the allocator up: hand memory back after every
+            # piece of some size (not after each: an incremental month's are mostly text-less)
+            if unreleased >= RELEASE_EVERY_BYTES:
+                release_memory()
+                unreleased = 0
             i = j
     counts["articles"] = writer.rows
     release_memory()
