@@ -81,6 +81,7 @@ def paragraph_bytes(table: pa.Table) -> np.ndarray:
     parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
     return np.bincount(parents, weights=lengths, minlength=table.num_rows).astype(np.int64)
 
+
 # The reduce hands freed memory back to the OS once it has read this many bytes of pieces.
 RELEASE_EVERY_BYTES = 64 << 10
 
@@ -140,7 +141,7 @@ class MapTask:
     out: str
     shards: int
     namespaces: tuple[int, ...]
-    previous: str | None = None   # `write_previous_index` folder: pages unchanged since then
+    previous: str | None = None   # a `PreviousIndex.write` folder: pages unchanged since then
                                   # are written without their wikitext (the reduce reuses them)
 
 
