@@ -412,12 +412,16 @@ class _Buffer:
     def flush(self) -> None:
         if not self.rows:
             return
-        cols = list(zip(*self.rows))
-        self.rows.clear()
         schema = self.writer.schema
-        table = pa.table([pa.array(cols[i], type=f.type) for i, f in enumerate(schema)],
-                         schema=schema)
-        keys = np.asarray(cols[self.key], dtype=np.int64)
+        fields = list(schema)
+        if len(self.rows[0]) > len(fields):          # the partition key rides last
+            fields.append(pa.field("_key", pa.int64()))
+        # the row tuples straight into one struct array (C), then its columns: about half
+        # the time of transposing them in Python and converting column by column
+        cols = pa.array(self.rows, type=pa.struct(fields)).flatten()
+        self.rows.clear()
+        table = pa.Table.from_arrays(cols[:len(schema)], schema=schema)
+        keys = np.asarray(cols[self.key].to_numpy(zero_copy_only=False), dtype=np.int64)
         self.writer.write(table, shard_array(keys, self.nparts))
 
 
