@@ -80,7 +80,7 @@ def test_kill_9_mid_build_then_rerun_gives_identical_artifacts(tmp_path, mirror)
     root = tmp_path / "killed"
     proc = subprocess.Popen(cron(root, mirror, "--chunk-mb", "0.02"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while proc.poll() is None and not list((root / "work").rglob("chunk-*.parquet")):
+    while proc.poll() is None and not list((root / "work").rglob("chunk-*.arrow")):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -232,13 +232,13 @@ def test_killed_extract_resumes_to_identical_output(tmp_path, mirror):
            str(root), "--shards", str(SHARDS), "--chunk-mb", "0.02"]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     work = root / "work" / "extract"
-    while proc.poll() is None and not list(work.rglob("chunk-*.parquet")):
+    while proc.poll() is None and not list(work.rglob("chunk-*.arrow")):
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     snap = DataRoot(root).snapshot("enwiki", "2016-05")
     assert read_manifest(snap) is None, "the run finished before it could be killed"
-    done_before = len(list(work.rglob("chunk-*.parquet")))
+    done_before = len(list(work.rglob("chunk-*.arrow")))
     assert done_before >= 1
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

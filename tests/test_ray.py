@@ -338,7 +338,7 @@ class TestLocalRuntime:
         with ChaosRay(plan={("extract_chunk", -1): "bad_input"}, log_dir=logs) as ex:
             with pytest.raises(InputError):
                 build(root.root, ex, two_month_mirror)
-        work = list(root.root.glob("work/extract/*/*/*/*/chunk-*.parquet"))
+        work = list(root.root.glob("work/extract/*/*/*/*/chunk-*.arrow"))
         assert work, "finished map tasks left their outputs"
         before = {p: p.stat().st_mtime_ns for p in work}
         res = extract_month(MONTH, data_root=root, executor=runtime,
