@@ -330,6 +330,13 @@ class _PageParser:
             raise InputError(f"{self.where}: the XML ends inside an element "
                              f"(<{self.stack[-1]}>): truncated or malformed dump")
         self.feed(b"</twiki-chunk>")
+        # The expat parser's handlers are this object's methods: a reference cycle that only
+        # the cyclic GC would free, late (it holds expat's buffers and, through on_page, the
+        # chunk's rows), so that chunk after chunk the process's memory ratcheted up.
+        p = self.parser
+        p.StartElementHandler = p.EndElementHandler = p.CharacterDataHandler = None
+        p.StartDoctypeDeclHandler = p.EntityDeclHandler = None
+        self.parser = self.on_page = None
 
 
 def parse_timestamp(ts: str) -> datetime:
