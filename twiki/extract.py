@@ -34,9 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (PARQUET_OPTIONS, ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
-                        iter_row_groups, read_manifest, release_memory, shard_name, shard_of,
-                        sum_counts)
+from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
+                        release_memory, shard_name, shard_of, sum_counts)
 from .download import find_downloaded, multistream_parts, read_download_manifest
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
