@@ -358,17 +358,21 @@ class PreviousIndex:
 
     @staticmethod
     def write(snapshot: Path, folder: Path) -> Path:
+        # one shard at a time, straight into numpy: 16 bytes a page, no Python int kept
         ids, digests = [], []
         for f in sorted(snapshot.glob("part-*.parquet")):
             t = pq.read_table(f, columns=["page_id", "sha1"])
-            for pid, sha1 in zip(t.column(0).to_pylist(), t.column(1).to_pylist()):
-                if sha1:
-                    ids.append(pid)
-                    digests.append(_sha1_digest(pid, sha1))
-        ids_a = np.asarray(ids, dtype=np.int64)
+            t = t.filter(pc.is_valid(t.column("sha1")))
+            pids = t.column(0).to_pylist()
+            ids.append(np.asarray(pids, dtype=np.int64))
+            digests.append(np.fromiter(
+                (_sha1_digest(p, h) for p, h in zip(pids, t.column(1).to_pylist())),
+                dtype=np.uint64, count=len(pids)))
+        ids_a = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         order = np.argsort(ids_a, kind="stable")
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / ".digests.npy", np.asarray(digests, dtype=np.uint64)[order])
+        np.save(folder / ".digests.npy",
+                (np.concatenate(digests) if digests else np.zeros(0, np.uint64))[order])
         np.save(folder / ".ids.npy", ids_a[order])
         os.replace(folder / ".digests.npy", folder / "digests.npy")
         os.replace(folder / ".ids.npy", folder / "ids.npy")   # last: it existing = complete

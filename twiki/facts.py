@@ -1208,22 +1208,31 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
                  build.manifest["rows"])
         return MappingResult(build.final, "current", build.manifest)
     _OPEN.clear()
-    try:
-        if page_props is not None:
-            return _run_mapping_page_props(month, data_root, executor, build, snap_dir, snap,
-                                           page_props)
-        return _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, snap,
-                            red_files)
-    finally:
-        _OPEN.clear()
-
-
-def _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, snap, red_files
-                 ) -> MappingResult:
-    shards = build.shards
     t0 = time.perf_counter()
     work = data_root.work("mapping", month, build.key[:16])
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        if page_props is not None:
+            report = _run_mapping_page_props(month, executor, build, work, snap_dir, snap,
+                                             page_props)
+        else:
+            report = _run_mapping(month, executor, build, work, ents_dir, snap_dir, snap,
+                                  red_files)
+    finally:
+        _OPEN.clear()
+    t = time.perf_counter() - t0
+    manifest = build.publish(report=report, timings={"total_s": round(t, 3),
+                                                     "workers": executor.workers})
+    shutil.rmtree(work, ignore_errors=True)
+    c = report["counts"]
+    log.info("mapping %s by %s: %d of %d articles mapped, %.1fs", month,
+             report.get("page_props") or "sitelink titles", c["mapped"], c["articles"], t)
+    return MappingResult(build.final, "built" if build.state == "build" else "repaired", manifest)
+
+
+def _run_mapping(month, executor, build, work, ents_dir, snap_dir, snap, red_files) -> dict:
+    """The mapping's shards by sitelink titles; returns the report."""
+    shards = build.shards
     tasks = [TitleMapTask("sitelinks", str(ents_dir), i, str(work / f"sl-{i:05d}.arrow"), shards)
              for i in range(shards)]
     tasks += [TitleMapTask("articles", str(snap_dir), i, str(work / f"ar-{i:05d}.arrow"), shards)
@@ -1255,14 +1264,7 @@ def _run_mapping(month, wiki, data_root, executor, build, ents_dir, snap_dir, sn
         "redirect_targets_not_in_snapshot": sum(r["unmatched"] for r in rep2),
         "articles_without_item": articles - matched,
         "qids_with_two_pages": sum(r["qids_with_two_pages"] for r in rrep)}}
-    t = time.perf_counter() - t0
-    manifest = build.publish(report=report, timings={"total_s": round(t, 3),
-                                                     "workers": executor.workers})
-    shutil.rmtree(work, ignore_errors=True)
-    c = report["counts"]
-    log.info("mapping %s: %d of %d articles mapped (%d sitelinks unmatched), %.1fs", month,
-             c["mapped"], articles, c["sitelinks_unmatched"], t)
-    return MappingResult(build.final, "built" if build.state == "build" else "repaired", manifest)
+    return report
 
 
 # Mapping from the page_props table: page ids linked to items by the wiki itself.
@@ -1340,12 +1342,9 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
     return report
 
 
-def _run_mapping_page_props(month, data_root, executor, build, snap_dir, snap, page_props
-                            ) -> MappingResult:
+def _run_mapping_page_props(month, executor, build, work, snap_dir, snap, page_props) -> dict:
+    """The mapping's shards by the page_props table's page ids; returns the report."""
     shards = build.shards
-    t0 = time.perf_counter()
-    work = data_root.work("mapping", month, build.key[:16])
-    work.mkdir(parents=True, exist_ok=True)
     page_shards = snap["shard_count"]
     read = PagePropsMapTask(str(page_props), str(work / "pp.arrow"), page_shards)
     [rep0] = executor.run(map_page_props, [read], desc=f"mapping {month}: page_props",
@@ -1367,11 +1366,4 @@ def _run_mapping_page_props(month, data_root, executor, build, snap_dir, snap, p
         "page_props_items_not_in_snapshot": sum(r["items_not_in_snapshot"] for r in rep1),
         "articles_without_item": articles - matched,
         "qids_with_two_pages": sum(r["qids_with_two_pages"] for r in rrep)}}
-    t = time.perf_counter() - t0
-    manifest = build.publish(report=report, timings={"total_s": round(t, 3),
-                                                     "workers": executor.workers})
-    shutil.rmtree(work, ignore_errors=True)
-    c = report["counts"]
-    log.info("mapping %s from %s: %d of %d articles mapped, %.1fs", month,
-             Path(page_props).name, c["mapped"], articles, t)
-    return MappingResult(build.final, "built" if build.state == "build" else "repaired", manifest)
+    return report
