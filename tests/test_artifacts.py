@@ -1,5 +1,6 @@
 """The artifact layer: manifests, atomic publish, no-op, rebuild on change, resume, repair."""
 
+import gc
 import json
 
 import pyarrow as pa
@@ -7,7 +8,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
+from twiki.artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, read_manifest, shard_name,
+                             shard_of)
 from twiki.errors import ConfigError, UnsafePathError
 from twiki.paths import parse_month, previous_month, safe_join
 
@@ -132,3 +134,19 @@ def test_bad_month_is_a_clear_error(bad):
 def test_previous_month_crosses_years():
     assert previous_month("2022-01") == "2021-12"
     assert previous_month("2022-07") == "2022-06"
+
+
+def test_cycle_collector_comes_back_after_a_paused_block_even_on_error():
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+            raise ValueError("a task failed")
+    assert gc.isenabled()
+    gc.disable()             # a caller that had it off keeps it off
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

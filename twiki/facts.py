@@ -43,8 +43,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest, release_memory,
-                        require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
+from .artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, file_sha256, read_manifest,
+                        release_memory, require_artifact, shard_name, shard_of, sum_counts,
+                        write_json_atomic)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
@@ -487,19 +488,23 @@ class _MapRows:
             self.counts["not_entities"] += 1
 
     def item(self, e: dict, eid: str, ord_: int) -> None:
-        self.counts["items"] += 1
+        counts = self.counts
+        counts["items"] += 1
         num = int(eid[1:])
         lang = self.lang
-        label = label_of(e, lang)
-        aliases = aliases_of(e, lang)
+        # label_of, aliases_of, description_of and sitelink_title, inlined where the entity
+        # has none (the common case for aliases and descriptions): this runs per item
+        label = label_of(e, lang) if e.get("labels") else None
+        aliases = aliases_of(e, lang) if e.get("aliases") else []
         if label is not None or aliases:
             self.labels.append((num, label, aliases, ord_))
-        title = sitelink_title(e, self.task.wiki)
+        title = sitelink_title(e, self.task.wiki) if e.get("sitelinks") else None
         if title is None and self.task.require_sitelink:
-            self.counts["items_without_sitelink"] += 1
+            counts["items_without_sitelink"] += 1
             return
-        self.counts["items_kept"] += 1
-        self.entities.append((num, label, aliases, description_of(e, lang), title, ord_))
+        counts["items_kept"] += 1
+        description = description_of(e, lang) if e.get("descriptions") else None
+        self.entities.append((num, label, aliases, description, title, ord_))
         claims = e.get("claims")
         if claims is None:
             claims = e.get("statements")
@@ -510,19 +515,27 @@ class _MapRows:
         n_all = n_best = n_facts = 0
         for pid, statements in claims.items():
             n_all += len(statements)
-            rank = "normal"   # best rank: preferred if the property has any, else normal
-            for s in statements:
-                if s.get("rank") == "preferred":
-                    rank = "preferred"
-                    break
+            # best rank: preferred if the property has any, else normal (one statement, the
+            # common case: its own rank, unless deprecated or unknown)
+            if len(statements) == 1:
+                rank = statements[0].get("rank", "normal")
+                if rank != "normal" and rank != "preferred":
+                    continue
+            else:
+                rank = "normal"
+                for s in statements:
+                    if s.get("rank") == "preferred":
+                        rank = "preferred"
+                        break
             p = int(pid[1:])
             for i, s in enumerate(statements):
                 if s.get("rank", "normal") != rank:
                     continue
                 n_best += 1
                 m = s.get("mainsnak") or {}
-                if m.get("snaktype") != "value":
-                    skipped[m.get("snaktype") or "no_snaktype"] += 1
+                snaktype = m.get("snaktype")
+                if snaktype != "value":
+                    skipped[snaktype or "no_snaktype"] += 1
                     continue
                 dv = m.get("datavalue") or {}
                 vtype = dv.get("type")
@@ -581,7 +594,6 @@ class _MapRows:
                     direct((num, p, sid, rank, vt, datatype, value, text, obj, unit, precision,
                             ord_))
                 n_facts += 1
-        counts = self.counts
         counts["statements"] += n_all
         counts["statements_best_rank"] += n_best
         counts["facts"] += n_facts
@@ -607,54 +619,55 @@ def map_chunk(task: MapTask) -> dict:
     base = chunk.index << 32
     n_lines = 0
     entity = rows.entity
-    if chunk.codec == "document":
-        for i, e in enumerate(entities_of(read_document(path))):
-            entity(e, base + i, where)
-            rows.counts["entities"] += 1
-            if i % 1024 == 0:
-                rows.spill_if_full()
-    else:
-        loads = orjson.loads
-        JSONDecodeError = orjson.JSONDecodeError
-        saw_open = saw_close = False
-        for line in iter_owned_lines(iter_chunk_pieces(chunk), chunk.first):
-            n_lines += 1
-            s = line.strip()
-            if s.endswith(b","):
-                s = s[:-1]
-            if not s:
-                continue
-            if s == b"[":
-                saw_open = True
-                continue
-            if s == b"]":
-                saw_close = True
-                continue
-            try:
-                obj = loads(s)
-            except JSONDecodeError as ex:
-                rows.bad_line(n_lines, f"invalid JSON: {ex}")
-                continue
-            ord_ = base + n_lines
-            try:
-                if isinstance(obj, dict) and "entities" in obj and "id" not in obj:
-                    for e in entities_of(obj):
+    with cyclic_gc_paused():     # rows pile up in buffers: see cyclic_gc_paused
+        if chunk.codec == "document":
+            for i, e in enumerate(entities_of(read_document(path))):
+                entity(e, base + i, where)
+                rows.counts["entities"] += 1
+                if i % 1024 == 0:
+                    rows.spill_if_full()
+        else:
+            loads = orjson.loads
+            JSONDecodeError = orjson.JSONDecodeError
+            saw_open = saw_close = False
+            for line in iter_owned_lines(iter_chunk_pieces(chunk), chunk.first):
+                n_lines += 1
+                s = line.strip()
+                if s.endswith(b","):
+                    s = s[:-1]
+                if not s:
+                    continue
+                if s == b"[":
+                    saw_open = True
+                    continue
+                if s == b"]":
+                    saw_close = True
+                    continue
+                try:
+                    obj = loads(s)
+                except JSONDecodeError as ex:
+                    rows.bad_line(n_lines, f"invalid JSON: {ex}")
+                    continue
+                ord_ = base + n_lines
+                try:
+                    if isinstance(obj, dict) and "entities" in obj and "id" not in obj:
+                        for e in entities_of(obj):
+                            rows.counts["entities"] += 1
+                            entity(e, ord_, where)
+                    elif isinstance(obj, dict):
                         rows.counts["entities"] += 1
-                        entity(e, ord_, where)
-                elif isinstance(obj, dict):
-                    rows.counts["entities"] += 1
-                    entity(obj, ord_, where)
-                else:
-                    rows.bad_line(n_lines, "not a JSON object")
-            except DumpFormatError:
-                raise
-            except Exception as ex:  # one bad entity never kills the run (DESIGN.md rule 8)
-                rows.bad_line(n_lines, f"entity {obj.get('id') if isinstance(obj, dict) else '?'}"
-                                       f" failed: {type(ex).__name__}: {ex}")
-            if n_lines & 1023 == 0:
-                rows.spill_if_full()
-        rows.counts["dump_open_bracket"] = int(saw_open)
-        rows.counts["dump_close_bracket"] = int(saw_close)
+                        entity(obj, ord_, where)
+                    else:
+                        rows.bad_line(n_lines, "not a JSON object")
+                except DumpFormatError:
+                    raise
+                except Exception as ex:  # one bad entity never kills the run (DESIGN.md rule 8)
+                    eid = obj.get("id") if isinstance(obj, dict) else "?"
+                    rows.bad_line(n_lines, f"entity {eid} failed: {type(ex).__name__}: {ex}")
+                if n_lines & 1023 == 0:
+                    rows.spill_if_full()
+            rows.counts["dump_open_bracket"] = int(saw_open)
+            rows.counts["dump_close_bracket"] = int(saw_close)
     files = rows.close()
     seconds = time.perf_counter() - t0
     report = {"chunk": chunk.index, "file": path.name, "first": chunk.first, "lines": n_lines,
