@@ -228,11 +228,19 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
     edits before the first and after the last unchanged paragraph count like any other.
     Removed text is the mirror image, computed the same way from A's side.
     """
-    norm = (lambda t: normalize(t, config.casefold))
     old = [(tuple(s), t) for s, t in old]
     new = [(tuple(s), t) for s, t in new]
-    old_keys = [norm(t) for _, t in old]
-    new_keys = [norm(t) for _, t in new]
+    # Every distinct paragraph is split and normalized once: most of an edited article's
+    # paragraphs are in both versions. A paragraph's key is its sentences' keys joined (the
+    # sentences cover all of its word characters; what lies between them is whitespace).
+    split: dict[str, tuple[list[tuple[int, int]], list[str]]] = {}
+    casefold = config.casefold
+    for _, t in old + new:
+        if t not in split:
+            spans = sentence_spans(t)
+            split[t] = (spans, [normalize(t[a:b], casefold) for a, b in spans])
+    old_keys = ["".join(split[t][1]) for _, t in old]
+    new_keys = ["".join(split[t][1]) for _, t in new]
     old_key_set, new_key_set = set(old_keys), set(new_keys)
     counts = dict.fromkeys(PARAGRAPH_COUNTS, 0)
     counts["sentences_added"] = counts["sentences_removed"] = 0
@@ -252,8 +260,8 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
     if not changed and not vanished:
         return ArticleDiff([], [], counts)
 
-    old_s = _Sentences([t for _, t in old], norm)
-    new_s = _Sentences([t for _, t in new], norm)
+    old_s = _Sentences([split[t] for _, t in old])
+    new_s = _Sentences([split[t] for _, t in new])
     vanished_words: list[list[str]] | None = None
     added: list[DiffText] = []
     for j in changed:
@@ -296,9 +304,10 @@ class _Sentences:
     """One version of an article as sentence keys, answering "which of these sentences does
     this version not have?" (`fresh`)."""
 
-    def __init__(self, texts: list[str], norm):
-        self.spans = [sentence_spans(t) for t in texts]
-        self.keys = [[norm(t[a:b]) for a, b in spans] for t, spans in zip(texts, self.spans)]
+    def __init__(self, paragraphs: list[tuple[list[tuple[int, int]], list[str]]]):
+        """`paragraphs`: each paragraph's sentence spans and sentence keys."""
+        self.spans = [spans for spans, _ in paragraphs]
+        self.keys = [keys for _, keys in paragraphs]
         self.set = {k for keys in self.keys for k in keys if k}
         # All keys in document order, with the offsets where a sentence starts and ends: a
         # run of the other version's sentences that covers exactly whole sentences here
