@@ -1024,7 +1024,7 @@ def align_shard(task: ReduceTask) -> dict:
                   "seconds": round(time.perf_counter() - t0, 4)}
         # the report goes to the work folder before the shard is in place: a shard that exists
         # always has its report, so a resumed run still counts every shard
-        _write_json(Path(task.report), report)
+        write_json_atomic(Path(task.report), report)
         w.close()
     except BaseException:
         w.abort()
@@ -1035,12 +1035,6 @@ def align_shard(task: ReduceTask) -> dict:
 
 def _group(kind: str) -> str:
     return "changed" if kind in CHANGED_KINDS else "unchanged"
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def _article(page_id: int, diff: _Cursor, removed: _Cursor, snap_a: _Cursor,

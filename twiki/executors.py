@@ -65,10 +65,10 @@ class LocalExecutor(Executor):
         return self._pool
 
     def warm(self) -> None:
-        """Have the stages imported where tasks will run (this process for one worker, else
-        every worker of a started pool), so that a bench's clock starts alike for both."""
+        """Have the stages imported here and wherever tasks will run (every worker of a
+        started pool), so that a bench's clock starts alike for one worker and for many."""
+        _warm()
         if self.workers == 1:
-            _warm()
             return
         pool = self._get_pool()
         for f in [pool.submit(_warm) for _ in range(self.workers)]:
