@@ -296,7 +296,9 @@ COMMANDS = {
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
              "twiki eval --month 2016-06 --model data/runs/diff_2016-05_2016-06",
              [_month, _eval_opts]),
-    "snapshot": (cmd_snapshot, "the monthly build: download, extract and diff a month",
+    "snapshot": (cmd_snapshot, "the monthly build: month M (and M-1 when missing) downloaded "
+                 "and extracted, the diffset, both months' facts, the fact diff, probes, "
+                 "dataset export and report",
                  "twiki snapshot --month 2016-05 --mirror data/sample/mirror --workers 2",
                  [_month, _mirrors, _executor, _extract_opts, _pair_opts]),
     "cron": (cmd_cron, "scheduled build of last month (lock, log, 'try later' status)",
