@@ -19,7 +19,8 @@ from .progress import Progress
 
 # Imported once by the forkserver, so that every worker starts as a fork of a process that
 # already has them (a few ms) instead of importing pyarrow, pandas and the stages itself (~0.4 s
-# a worker, every time a pool starts). Import only: no thread or Arrow memory exists yet there.
+# a worker, every time a pool starts). Imports only: Arrow's thread pool and memory are made
+# later, in the workers.
 PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.extract", "twiki.diff", "twiki.facts",
            "twiki.factdiff", "twiki.align", "twiki.probes"]
 
@@ -119,7 +120,7 @@ def _warm() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     import pyarrow as pa
-    pa.array([None])        # its first conversion from Python objects imports more of pyarrow
+    pa.array([None])        # the first conversion from Python objects loads pyarrow's pandas shim
 
 
 def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:

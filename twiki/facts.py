@@ -492,8 +492,8 @@ class _MapRows:
         counts["items"] += 1
         num = int(eid[1:])
         lang = self.lang
-        # label_of, aliases_of, description_of and sitelink_title, inlined where the entity
-        # has none (the common case for aliases and descriptions): this runs per item
+        # label_of, aliases_of, description_of and sitelink_title are not called where the
+        # entity has none (the common case for aliases and descriptions): this runs per item
         label = label_of(e, lang) if e.get("labels") else None
         aliases = aliases_of(e, lang) if e.get("aliases") else []
         if label is not None or aliases:
