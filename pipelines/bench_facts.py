@@ -173,7 +173,8 @@ def child(dump: str, root: str, workers: str, chunk_mb: str) -> None:
     hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines()
                if l.startswith("VmHWM:"))
     executor.close()
-    print(json.dumps({"seconds": round(s, 2), "pool_start_s": round(pool_start, 3), "entities": c["entities"], "facts": c["facts"],
+    print(json.dumps({"seconds": round(s, 2), "pool_start_s": round(pool_start, 3),
+                      "entities": c["entities"], "facts": c["facts"],
                       "entities_per_s": round(c["entities"] / s), "peak_rss_mb": round(hwm / 1024, 1),
                       "entities_per_cpu_s": round(c["entities"] / cpu),
                       "timings": res.manifest["timings"]}))
