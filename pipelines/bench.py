@@ -13,7 +13,6 @@ each). The replicated dumps are made up for benchmarking
 from __future__ import annotations
 
 import argparse
-import bz2
 import json
 import os
 import platform

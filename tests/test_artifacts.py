@@ -1,7 +1,6 @@
 """The artifact layer: manifests, atomic publish, no-op, rebuild on change, resume, repair."""
 
 import gc
-import json
 
 import pyarrow as pa
 import pyarrow.compute as pc

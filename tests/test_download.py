@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from twiki.artifacts import MANIFEST
-import pipelines.build_sample_mirror as builder
 from pipelines.build_sample_mirror import (WIKIDATA_DIR, build_entities_run, split_entity_dump,
                                            write_listing)
 from twiki.download import (DownloadConfig, download_month, download_wikidata, entities_folder,

@@ -337,12 +337,6 @@ def _cached(path: str, make):
     return value
 
 
-def _release_memory() -> None:
-    """Hand freed Arrow memory back to the OS at the end of a task: pyarrow's default
-    allocator (mimalloc) otherwise keeps it, and a worker's RSS creeps up with the dump."""
-    release_memory()
-
-
 def _read_parts(work: Path, sidecars: Sequence[str], kind: str, part: int,
                 schema: pa.Schema) -> pa.Table:
     """Every row of one partition of one kind, from all tasks' work files, in task order."""
@@ -675,7 +669,7 @@ def map_chunk(task: MapTask) -> dict:
               "skipped_entities": dict(rows.skipped_entities), "bad": rows.bad,
               "redirects": rows.redirects, "seconds": round(seconds, 3)}
     del rows
-    _release_memory()
+    release_memory()
     write_json_atomic(sidecar, {"files": files, "report": report})
     return report
 
@@ -754,7 +748,7 @@ def join_partition(task: JoinTask) -> dict:
     report = {"part": task.part, "labels": labels.num_rows, "statements": n_stmts,
               "items_without_label": unlabeled}
     del labels, label_col, alias_col, qids
-    _release_memory()
+    release_memory()
     write_json_atomic(sidecar, {"files": files, "report": report})
     return report
 
@@ -841,7 +835,7 @@ def reduce_shard(task: ReduceTask) -> dict:
     result = {"shard": task.shard, "facts": n, "entities": entities.num_rows,
               "duplicate_statements": duplicates}
     del facts, stmts, entities, direct, joined
-    _release_memory()
+    release_memory()
     return result
 
 
