@@ -1,5 +1,5 @@
 """Figures for the diff stage (`make bench`), all on real article text (the gensim enwiki sample
-and the 34 raw-wikitext articles in ../shared/data/wikimedia, cleaned by twiki.wikitext):
+and the 34 raw-wikitext articles in tests/data/wikimedia, cleaned by twiki.wikitext):
 
 - precision and recall, per sentence, of the changed text `diff_article` finds on labelled
   edit cases (insertions at the start/middle/end, changed, added, replaced and truncated

@@ -40,7 +40,7 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "data" / "wikimedia" / "wikidata" / "sample-dump-20150815.json.gz"
+SAMPLE = REPO / "tests" / "data" / "wikimedia" / "wikidata" / "sample-dump-20150815.json.gz"
 TARGET_MB = 200          # the 10x input; 1x is a tenth of it
 ID_STRIDE = 1000         # > the sample's largest item id (Q298)
 GZ_MEMBER_BYTES = 8 << 20

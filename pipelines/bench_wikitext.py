@@ -3,7 +3,7 @@
 wikitext per CPU second.
 
 Run from the repo root: `.venv/bin/python -m pipelines.bench_wikitext [REPEAT]` (reads the real
-sample data in ../shared/data/wikimedia: the 34 raw-wikitext articles and the articles of the
+files in tests/data/wikimedia: the 34 raw-wikitext articles and the articles of the
 enwiki bz2; prints one JSON line).
 """
 
@@ -20,7 +20,7 @@ import mwparserfromhell
 
 from twiki.wikitext import clean_wikitext
 
-from pipelines.build_sample_mirror import SHARED as SAMPLE  # noqa: E402
+from pipelines.build_sample_mirror import REAL_DATA as SAMPLE  # noqa: E402
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 

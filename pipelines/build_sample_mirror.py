@@ -44,11 +44,12 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# The team's real sample data (../shared beside the checkout; see its SOURCES.md).
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikimedia"
+# The real Wikimedia files the sample is made from, in the repo with their provenance
+# (tests/data/wikimedia/README.md); the tests read the same files.
+REAL_DATA = REPO / "tests" / "data" / "wikimedia"
 
 # The real enwiki pages-articles file (gensim's test data; see data/sample/README.md).
-SOURCE = SHARED / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+SOURCE = REAL_DATA / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 OUT = REPO / "data" / "sample" / "mirror"
 WIKI = "enwiki"
 # The source's newest revision is from 2016-05-01: it is a page of the May 2016 dump.
@@ -85,8 +86,8 @@ JOB_UPDATED_B = {
     "metahistory7zdump": ("waiting", ""),
 }
 
-# --- Real pages besides gensim's (all in ../shared/data/wikimedia/enwiki/, see SOURCES.md).
-ENWIKI_SOURCE = SHARED / "enwiki"
+# --- Real pages besides gensim's (all in tests/data/wikimedia/enwiki/, see its README).
+ENWIKI_SOURCE = REAL_DATA / "enwiki"
 PEAR_2002 = "article-pear.xml"        # Pear, 4 revisions of 2002 (export-0.3): A has the last
 PEAR_2014 = "article-pear-0.10.xml"   # Pear, revision 638548877 of 2014 (export-0.10): B
 PYRUS = "article-pyrus.xml"           # Pyrus, 6 revisions 2007-2008 (export-0.3): B has the last
@@ -194,7 +195,7 @@ MONTH_B_FACTS_NOT_IN_TEXT = {
 }
 
 # --- Wikidata entities (see data/sample/README.md for what each source file is).
-WIKIDATA_SOURCE = SHARED / "wikidata"
+WIKIDATA_SOURCE = REAL_DATA / "wikidata"
 WIKIDATA_DIR = "wikidatawiki/entities"
 # Made up: the Monday after the sample enwiki run (Wikidata's JSON dumps ran weekly on Mondays
 # in 2016). The entities themselves were saved between 2015 and 2023.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.build_sample_mirror import SHARED, build_run, run_pages, write_listing  # noqa: F401
+from pipelines.build_sample_mirror import REAL_DATA, build_run, run_pages, write_listing  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"

@@ -37,16 +37,14 @@ from twiki.executors import LocalExecutor
 from twiki.extract import SCHEMA, ExtractConfig, extract_month
 from twiki.paths import DataRoot
 from twiki.wikitext import clean_wikitext
-from pipelines.build_sample_mirror import SHARED
+from conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = SHARED / "enwiki"
+SAMPLE = REAL_DATA / "enwiki"
 GENSIM = SAMPLE / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 W2V = SAMPLE / "enwiki-pages-articles-sample.xml.bz2"
 SHARDS = 8
 A, B = "2016-05", "2016-06"
-
-pytestmark = pytest.mark.skipif(not GENSIM.exists(), reason="shared sample data not present")
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,11 +31,11 @@ from twiki.download import (DownloadConfig, download_month, download_wikidata, e
 from twiki.errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError,
                           NoDumpError, UnsafePathError)
 from twiki.paths import DataRoot
-from pipelines.build_sample_mirror import SHARED
+from conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
-DUMPMETA = SHARED / "dumpmeta"
+DUMPMETA = REAL_DATA / "dumpmeta"
 RUN = "20160501"
 MONTH = "2016-05"
 # Tests must not wait on backoff: same logic, tiny delays.

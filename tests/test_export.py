@@ -1,6 +1,6 @@
 """The export stage: from an empty data folder to a dataset that pandas, `datasets` (offline)
 and lm-evaluation-harness load, through the real CLI on the sample mirror; and, on the made-up
-month pair of test_align (which has Changed probes), the card, the lm-eval tasks, no-op,
+month pair of tests/entity_pair.py (which has Changed probes), the card, the lm-eval tasks, no-op,
 resume and byte-identical rebuilds."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from test_align import A, B, build_pair
+from entity_pair import A, B, build_pair
 from twiki.artifacts import read_manifest
 from twiki.cli import COMMANDS
 from twiki.errors import ConfigError, TwikiError
@@ -148,7 +148,7 @@ def test_rerun_is_a_no_op(sample):
 
 
 # ---------------------------------------------------------------------------------------
-# The month pair of test_align: Changed probes, lm-eval tasks, determinism, resume.
+# The month pair of tests/entity_pair.py: Changed probes, lm-eval tasks, determinism, resume.
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> DataRoot:

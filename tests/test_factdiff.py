@@ -1,19 +1,18 @@
-"""The fact diff on real Wikidata entities at two dates (shared/data/wikimedia/wikidata)."""
+"""The fact diff on real Wikidata entities at two dates (tests/data/wikimedia/wikidata)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import REAL_DATA
 from twiki.errors import ConfigError, TwikiError
 from twiki.executors import LocalExecutor
 from twiki.factdiff import diff_facts
 from twiki.facts import FactsConfig, RunOptions, build_facts
 from twiki.paths import DataRoot
 
-WD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikimedia" / "wikidata"
+WD = REAL_DATA / "wikidata"
 OPTS = RunOptions(partitions=3, spill_rows=11)
 CFG = FactsConfig(shards=4, require_sitelink=False)
 

@@ -1,4 +1,4 @@
-"""The facts stage on real Wikidata entity JSON (shared/data/wikimedia/wikidata): formats,
+"""The facts stage on real Wikidata entity JSON (tests/data/wikimedia/wikidata): formats,
 ranks, rendering, labels from the dump, bad input, resume, chunking, and the page mapping."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import REAL_DATA
 from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
 from twiki.errors import InputError, TwikiError
 from twiki.executors import LocalExecutor
@@ -23,7 +24,7 @@ from twiki.facts import (FactsConfig, RunOptions, build_facts, build_mapping, no
 from twiki.paths import DataRoot
 from twiki.wikidata import render_time, time_key
 
-WD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikimedia" / "wikidata"
+WD = REAL_DATA / "wikidata"
 SMALL = RunOptions(partitions=3, spill_rows=7)   # tiny spills: every code path of the shuffle
 
 

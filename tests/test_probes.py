@@ -1,5 +1,5 @@
-"""The filter stage (TWiki-Probes, step 2) and its report, on the month pair of test_align
-(real entities; article text MADE UP there, see its docstring), plus aligned sets made of those
+"""The filter stage (TWiki-Probes, step 2) and its report, on the month pair of
+tests/entity_pair.py (real entities; article text MADE UP there, see its docstring), plus aligned sets made of those
 rows for the filters that the pair alone does not reach (a homonym subject, big caps)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from test_align import A, B, SHARDS, Stopped, StopAfter, build_pair
+from entity_pair import A, B, SHARDS, Stopped, StopAfter, build_pair
 from twiki.align import ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions, probes_root
 from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_of
 from twiki.errors import TwikiError

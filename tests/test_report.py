@@ -18,7 +18,7 @@ from twiki.paths import DataRoot
 from twiki.probes import build_probes
 from twiki.report import write_report
 
-from test_export import MIRROR
+from conftest import SAMPLE_MIRROR as MIRROR
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

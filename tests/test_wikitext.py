@@ -1,6 +1,6 @@
-"""Tests of twiki.wikitext.clean_wikitext on real Wikipedia wikitext (the shared sample data:
-34 raw articles and the articles of a real enwiki pages-articles bz2) and on small constructed
-edge cases. Real data is read at run time (CC BY-SA text is not copied into the repo)."""
+"""Tests of twiki.wikitext.clean_wikitext on real Wikipedia wikitext (the real
+files in tests/data/wikimedia: 34 raw articles and the articles of a real enwiki pages-articles
+bz2) and on small constructed edge cases."""
 
 from __future__ import annotations
 
@@ -10,21 +10,17 @@ import re
 import pytest
 
 from pipelines.bench_wikitext import dump_articles
-from pipelines.build_sample_mirror import SHARED
+from conftest import REAL_DATA
 from twiki.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
                             clean_wikitext)
 
-SAMPLE = SHARED
+SAMPLE = REAL_DATA
 WIKITEXT_DIR = SAMPLE / "wikitext"
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 # Markup that a reader of the cleaned text would recognise as wiki source.
 RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--", "</", "&nbsp;", "'''"]
 
-needs_sample = pytest.mark.skipif(
-    not (WIKITEXT_DIR.is_dir() and DUMP.is_file()),
-    reason=f"shared sample data not found under {SAMPLE}",
-)
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +63,19 @@ def residue_report(cleaned: dict) -> list[str]:
 # Real articles: no markup left, nothing important lost
 
 
-@needs_sample
 def test_sample_data_is_what_the_tests_expect(raw_articles, dump):
     assert len(raw_articles) == 34
     assert 90 <= len(dump) <= 120  # ~100 articles among the bz2's 206 pages (many redirects)
 
 
-@needs_sample
 def test_no_markup_residue_in_the_34_raw_articles(cleaned_raw):
     assert residue_report(cleaned_raw) == []
 
 
-@needs_sample
 def test_no_markup_residue_in_the_dump_articles(cleaned_dump):
     assert residue_report(cleaned_dump) == []
 
 
-@needs_sample
 def test_every_article_yields_prose(cleaned_raw, cleaned_dump):
     empty = [n for n, ps in {**cleaned_raw, **cleaned_dump}.items() if not ps]
     assert empty == []
@@ -94,7 +86,6 @@ def test_every_article_yields_prose(cleaned_raw, cleaned_dump):
             assert all(path) and all(isinstance(t, str) for t in path)
 
 
-@needs_sample
 def test_link_labels_kept_as_plain_text(cleaned_raw):
     # [[French feminism]] together with [[Simone de Beauvoir]], [[Hélène Cixous]], ...<ref>
     feminist = [t for p, t in cleaned_raw["julia_kristeva"] if p == ("Feminist",)]
@@ -111,13 +102,11 @@ def test_link_labels_kept_as_plain_text(cleaned_raw):
                               "recently, novelist, who has lived in France since the mid-1960s.")
 
 
-@needs_sample
 def test_link_trail_joins_the_label(cleaned_dump):
     # "lies between [[latitude]]s [[29th parallel north|...]]"
     assert any("which lies between latitudes" in t for t in texts(cleaned_dump["Afghanistan"]))
 
 
-@needs_sample
 def test_section_paths_follow_headings(cleaned_raw, cleaned_dump):
     kristeva = dict((t, p) for p, t in cleaned_raw["julia_kristeva"])
     semiotic = next(t for t in kristeva if t.startswith("One of Kristeva's most important"))
@@ -136,14 +125,12 @@ def test_section_paths_follow_headings(cleaned_raw, cleaned_dump):
     assert all(not any(h in ("", "==") for h in p) for p, _ in einstein)
 
 
-@needs_sample
 def test_headings_are_structure_not_text(cleaned_raw):
     for text in texts(cleaned_raw["julia_kristeva"]):
         assert "==" not in text
     assert not any(t in ("Life", "Work", "Honors") for t in texts(cleaned_raw["julia_kristeva"]))
 
 
-@needs_sample
 def test_infobox_values_are_absent(raw_articles, cleaned_raw, dump, cleaned_dump):
     # Values that occur only inside the infobox of each article.
     for article, value in [("julia_kristeva", "Georges Bataille"),
@@ -155,7 +142,6 @@ def test_infobox_values_are_absent(raw_articles, cleaned_raw, dump, cleaned_dump
         assert not any(value in t for t in texts(cleaned_dump["Albert Einstein"]))
 
 
-@needs_sample
 def test_categories_references_and_files_are_absent(raw_articles, cleaned_raw, dump, cleaned_dump):
     kristeva = " ".join(texts(cleaned_raw["julia_kristeva"]))
     assert "[[Category:French Maoists]]" in raw_articles["julia_kristeva"]
@@ -172,7 +158,6 @@ def test_categories_references_and_files_are_absent(raw_articles, cleaned_raw, d
     assert "thumb" not in einstein.split()
 
 
-@needs_sample
 def test_file_caption_with_templates_does_not_eat_the_next_paragraph(cleaned_dump):
     # [[File:Taliban insurgency ...|thumb|Current military situation ...\n{{legend|..}}\n...]]
     # directly followed by the "Governance" prose.
@@ -183,7 +168,6 @@ def test_file_caption_with_templates_does_not_eat_the_next_paragraph(cleaned_dum
                                     "branches, the executive, legislative, and judicial.")
 
 
-@needs_sample
 def test_trailing_apparatus_sections_are_dropped(cleaned_raw, cleaned_dump):
     kristeva = " ".join(texts(cleaned_raw["julia_kristeva"]))
     assert "Exberliner" not in kristeva  # == External links ==
@@ -193,7 +177,6 @@ def test_trailing_apparatus_sections_are_dropped(cleaned_raw, cleaned_dump):
             assert not any(h.lower() in DROPPED_SECTIONS for h in path), path
 
 
-@needs_sample
 def test_list_items_become_their_own_paragraphs(cleaned_raw, cleaned_dump):
     novels = [t for p, t in cleaned_raw["julia_kristeva"] if p == ("Selected writings", "Novels")]
     assert novels == [
@@ -210,14 +193,12 @@ def test_list_items_become_their_own_paragraphs(cleaned_raw, cleaned_dump):
     assert ["Phylacides", "Phylander", "Acantha", "Aethusa", "Eleuther"] == apollo[3:8]
 
 
-@needs_sample
 def test_entities_are_decoded(cleaned_raw):
     # *Reading the Bible. ... (pp.&nbsp;92–101). Oxford: Blackwell, 2001.
     assert any("(pp. 92–101). Oxford: Blackwell, 2001." in t
                for t in texts(cleaned_raw["julia_kristeva"]))
 
 
-@needs_sample
 def test_tables_are_dropped_even_in_a_page_with_flattened_newlines(raw_articles, cleaned_raw):
     # raith_rovers.txt arrived with every newline turned into a space: its tables are mid-line.
     assert "{| class=\"wikitable\" |- ! Name" in raw_articles["raith_rovers"]
@@ -228,7 +209,6 @@ def test_tables_are_dropped_even_in_a_page_with_flattened_newlines(raw_articles,
                             "based in the town of Kirkcaldy, Fife.")
 
 
-@needs_sample
 def test_truncated_and_spliced_articles_never_raise_nor_leave_markup(raw_articles, dump):
     # Cutting real pages at arbitrary points leaves unclosed templates, refs, comments, tables
     # and links everywhere: the cleaner must cope without raising or leaking markup.
@@ -498,7 +478,6 @@ def all_cleaned(cleaned_raw, cleaned_dump) -> dict[str, list]:
     return {**cleaned_raw, **cleaned_dump}
 
 
-@needs_sample
 @pytest.mark.parametrize("article, template, sentence", REAL_TEMPLATE_SENTENCES,
                          ids=[f"{a}:{t[:24]}" for a, t, _ in REAL_TEMPLATE_SENTENCES])
 def test_text_templates_render_in_real_sentences(all_raw, all_cleaned, article, template,
@@ -507,7 +486,6 @@ def test_text_templates_render_in_real_sentences(all_raw, all_cleaned, article, 
     assert [t for t in texts(all_cleaned[article]) if sentence in t] != []
 
 
-@needs_sample
 def test_text_templates_inside_an_infobox_stay_dropped(all_raw, all_cleaned):
     # |death_date = {{nowrap|{{death date and age|2012|2|16|1929|8|22}}}} in the infobox only.
     assert "{{nowrap|{{death date and age|2012|2|16|1929|8|22}}}}" in all_raw["Harry-McPherson"]
@@ -517,7 +495,6 @@ def test_text_templates_inside_an_infobox_stay_dropped(all_raw, all_cleaned):
                                    "16, 2012) served as counsel")
 
 
-@needs_sample
 def test_named_arguments_never_reach_the_text(all_cleaned):
     option = re.compile(r"\b(?:df|mf|abbr|lc|sp|adj|lk|disp|italic|order|sigfig|lead|e|u)=")
     leaked = [t for ps in all_cleaned.values() for t in texts(ps) if option.search(t)]
@@ -618,7 +595,6 @@ def test_punctuation_left_by_dropped_templates_is_tidied(wikitext, expected):
     assert clean(wikitext) == [expected]
 
 
-@needs_sample
 def test_real_punctuation_is_not_tidied(all_cleaned):
     # (others, including the No.&nbsp;2, did not shift ,&nbsp;(comma) or .&nbsp;(full stop)
     ascii_text = " ".join(texts(all_cleaned["ASCII"]))
