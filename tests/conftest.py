@@ -39,3 +39,34 @@ def make_run():
         return run
 
     return make
+
+
+# ---------------------------------------------------------------------------------------
+# Progress as a cron log records it: one line at every update (LOG_EVERY_S = 0).
+
+def nap(seconds: float) -> float:
+    """A task that takes `seconds` and returns the wall-clock time it ended."""
+    import time
+    time.sleep(seconds)
+    return time.time()
+
+
+def progress_lines(caplog, desc: str) -> list[tuple[float, float, str]]:
+    """(time logged, amount done, line) of every progress line of `desc` in the log."""
+    import re
+    out = []
+    for r in caplog.records:
+        m = re.match(rf"{re.escape(desc)}: (\S+) ", r.getMessage())
+        if m:
+            out.append((r.created, float(m.group(1)), r.getMessage()))
+    return out
+
+
+@pytest.fixture
+def every_progress_line(monkeypatch, caplog):
+    """The log gets a progress line at every update; yields caplog to read them back."""
+    import logging
+    from twiki import progress
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    caplog.set_level(logging.INFO, logger="twiki")
+    return caplog

@@ -34,6 +34,7 @@ ray = pytest.importorskip(
     "ray", reason="Ray is an optional extra: pip install 'twiki[ray]' (make test installs it)")
 
 from conftest import SAMPLE_MIRROR, sample_pages  # noqa: E402
+from executor_checks import assert_moves_with_each_task  # noqa: E402
 from pipelines.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
 from pipelines.snapshot import build_month  # noqa: E402
 from twiki.cli import build_parser, main  # noqa: E402
@@ -47,8 +48,9 @@ from twiki.paths import DataRoot  # noqa: E402
 pytestmark = pytest.mark.ray
 
 # Ray workers cannot import this test module (tests/ is not on their path): ship its
-# functions (the fault injector below) by value.
+# functions (the fault injector below, conftest's nap) by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ray.cloudpickle.register_pickle_by_value(sys.modules["conftest"])
 
 RAY_BIN = Path(sys.executable).with_name("ray")
 # Seconds any one test may take before it fails instead of hanging CI.
@@ -292,6 +294,9 @@ class TestLocalRuntime:
     def test_results_come_back_in_task_order(self, runtime):
         assert runtime.run(abs, list(range(0, -50, -1)), desc="abs") == list(range(50))
         assert runtime.run(abs, [], desc="nothing") == []
+
+    def test_progress_moves_as_each_task_finishes(self, runtime, every_progress_line):
+        assert_moves_with_each_task(runtime, every_progress_line)
 
     def test_a_killed_worker_is_retried_and_the_output_is_the_same(self, reference,
                                                                    two_month_mirror, tmp_path):

@@ -11,7 +11,7 @@ import atexit
 import multiprocessing as mp
 import sys
 from abc import ABC, abstractmethod
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
 from .errors import ConfigError
@@ -100,7 +100,9 @@ class LocalExecutor(Executor):
             pending = set(futures)
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    # Each finished task moves the bar (and the cron log's rate and ETA) at
+                    # once; a failed one stops the run at once.
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         i = futures[fut]
                         exc = fut.exception()

@@ -214,8 +214,11 @@ class RayExecutor(Executor):
         try:
             with Progress(desc, total=sum(weights), unit=unit) as bar:
                 while pending:
-                    done, pending = ray.wait(pending, num_returns=len(pending),
-                                             timeout=POLL_S)
+                    # Back as soon as one task is done (the bar moves with each), or after
+                    # POLL_S with none (the bar's rate and ETA are refreshed).
+                    done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+                    if not done:
+                        bar.update(0)
                     for ref in done:
                         i = index[ref]
                         results[i] = self._result(ref, i, desc)
