@@ -1,8 +1,15 @@
-# twiki — every target installs what it needs into .venv first.
+# twiki — every target installs what it needs into .venv first, and no more:
+#   make demo  the package alone (no torch, no ray): what the monthly build runs
+#   make test  the package with its dev, lm (torch) and ray extras: what the tests run
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
+RAY_STAMP  := $(VENV)/.installed-ray
+# TORCH_INDEX: a package index for torch alone, e.g. the CPU wheels' index on a machine whose
+# pip would otherwise resolve torch's multi-GB CUDA build (see README, "What each installs").
+TORCH_INDEX ?=
 
 MONTH   ?=
 MIRROR  ?=
@@ -20,30 +27,41 @@ help:
 	@echo "make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N] [EXECUTOR=local|ray] [ADDRESS=host:port|auto]"
 	@echo "make bench      measure throughput and memory; results in data/bench/"
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) "torch==2.13.0")
 	$(BIN)/python -m pip install --quiet -e ".[dev,lm,ray]"
-	touch $(STAMP)
+	touch $@ $(DEMO_STAMP) $(RAY_STAMP)
 
-install: $(STAMP)
+$(RAY_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[ray]"
+	touch $@ $(DEMO_STAMP)
 
-test: $(STAMP)
+install: $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/twiki snapshot --month $(SAMPLE_MONTH) --mirror $(SAMPLE_MIRROR) --workers 2
 	$(BIN)/python -m pipelines.show_snapshot --month $(SAMPLE_MONTH)
 	@echo; echo "== probes of the pair (data/probes/2016-05_2016-06/report.md) =="; \
 	  head -n 5 data/probes/2016-05_2016-06/report.md
 	@echo; echo "dataset: data/export/$(SAMPLE_MONTH)/ (README.md is its card); report: data/reports/$(SAMPLE_MONTH)/report.md"
 
-snapshot: $(STAMP)
+snapshot: $(DEMO_STAMP) $(if $(filter ray,$(EXECUTOR)),$(RAY_STAMP))
 	@test -n "$(MONTH)" || { echo "usage: make snapshot MONTH=YYYY-MM [MIRROR=url-or-folder] [WORKERS=N]"; exit 2; }
 	$(BIN)/twiki snapshot --month $(MONTH) $(if $(MIRROR),--mirror $(MIRROR)) --workers $(WORKERS) \
 		--executor $(EXECUTOR) $(if $(ADDRESS),--address $(ADDRESS))
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m pipelines.bench
 	$(BIN)/python -m pipelines.bench_ray
 
