@@ -5,7 +5,8 @@
 - Dumps not finished yet: exit EXIT_NOT_READY with a one-line "try later" message (not an
   error: the next scheduled run will find them).
 - Every run logs to <data root>/logs/cron-<UTC time>.log and appends one JSON line to
-  <data root>/logs/cron.jsonl (month, outcome, seconds).
+  <data root>/logs/cron.jsonl (month, outcome, seconds). Only the newest `keep_logs` run logs
+  are kept (a daily schedule's no-ops would otherwise pile up forever).
 - A failure leaves every finished artifact intact (stages publish atomically and resume), so
   the next run continues where this one stopped.
 """
@@ -20,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from twiki.errors import DumpNotReadyError, TwikiError
+from twiki.errors import ConfigError, DumpNotReadyError, TwikiError
 from twiki.paths import DataRoot, parse_month, previous_month
 
 log = logging.getLogger("twiki")
@@ -29,6 +30,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_LOCKED = 73   # another cron run holds the lock
 EXIT_NOT_READY = 75  # EX_TEMPFAIL: the month's dumps are not finished; try later
+
+# Run logs kept in <data root>/logs/ (about three months of a daily schedule).
+KEEP_LOGS = 90
 
 
 def default_month(now: datetime | None = None) -> str:
@@ -71,10 +75,13 @@ class CronLock:
 
 
 def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
-             build=None, **build_options) -> tuple[int, str]:
+             build=None, keep_logs: int = KEEP_LOGS, **build_options) -> tuple[int, str]:
     """Build `month` (default: last month) under the cron lock. Returns (exit status, line).
 
-    `build` is the monthly build function (default: pipelines.snapshot.build_month)."""
+    `build` is the monthly build function (default: pipelines.snapshot.build_month); the
+    newest `keep_logs` run logs are kept, older ones deleted."""
+    if keep_logs < 1:
+        raise ConfigError(f"--keep-logs must be at least 1 (this run's log), not {keep_logs}")
     data_root = data_root or DataRoot.default()
     month = parse_month(month) if month else default_month()
     if build is None:
@@ -115,4 +122,13 @@ def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
                             "message": line}) + "\n")
     with open(logs / f"cron-{stamp}.log", "a") as f:
         f.write(line + "\n")
+    prune_logs(logs, keep_logs)
     return status, line
+
+
+def prune_logs(logs: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` run logs (their names sort by time); returns them."""
+    old = sorted(logs.glob("cron-*.log"))[:-keep]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old

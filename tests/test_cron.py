@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from pipelines.cron import EXIT_LOCKED, EXIT_NOT_READY, CronLock, default_month
 from twiki.artifacts import read_manifest
@@ -92,3 +94,40 @@ def test_kill_9_mid_build_then_rerun_gives_identical_artifacts(tmp_path, mirror)
     want = ref / "snapshots" / "enwiki" / "2016-05"
     parts = sorted(p.name for p in want.glob("part-*"))
     assert parts and [(snap / n).read_bytes() for n in parts] == [(want / n).read_bytes() for n in parts]
+
+
+def test_the_readme_crontab_line_starts_on_a_fresh_checkout(tmp_path, mirror):
+    """The README's line as cron runs it (sh, from $HOME), on a checkout whose data/ has no
+    logs/ yet; only twiki's arguments are pointed at the sample mirror."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("0 3 * * *"))
+    command = line.split(None, 5)[5]
+    assert "twiki cron --workers 8 " in command
+    checkout = tmp_path / "twiki"
+    (checkout / "data").mkdir(parents=True)
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "twiki").symlink_to(Path(sys.executable).with_name("twiki"))
+    command = command.replace("twiki cron --workers 8", "twiki cron --workers 1 --month 2016-05 "
+                              f"--no-diff --shards 8 --mirror {mirror}")
+    res = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
+                         env={**os.environ, "HOME": str(tmp_path)}, cwd="/")
+    assert res.returncode == 0, res.stderr
+    out = (checkout / "data" / "logs" / "cron.out").read_text()
+    assert "117 articles" in out
+    assert (checkout / "data" / "snapshots" / "enwiki" / "2016-05" / "_manifest.json").exists()
+
+
+def test_only_the_newest_run_logs_are_kept(tmp_path, mirror):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for day in range(1, 6):   # five earlier daily runs
+        (logs / f"cron-202301{day:02d}-030000.log").write_text("an earlier run\n")
+    res = subprocess.run(cron(tmp_path, mirror, "--keep-logs", "3"), capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    kept = sorted(p.name for p in logs.glob("cron-*.log"))
+    last = json.loads((logs / "cron.jsonl").read_text().splitlines()[-1])
+    assert kept == ["cron-20230104-030000.log", "cron-20230105-030000.log", last["log"]]
+    bad = subprocess.run(cron(tmp_path, mirror, "--keep-logs", "0"), capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "--keep-logs must be at least 1" in bad.stderr
