@@ -32,6 +32,13 @@ def _month_optional(p: argparse.ArgumentParser) -> None:
                    help="the month (default: last calendar month, UTC)")
 
 
+def _cron_opts(p: argparse.ArgumentParser) -> None:
+    from pipelines.cron import KEEP_LOGS
+    p.add_argument("--keep-logs", type=int, default=KEEP_LOGS, metavar="N",
+                   help=f"keep the newest N run logs in <data root>/logs/ (default {KEEP_LOGS}: "
+                        f"a daily schedule's three months); cron.jsonl keeps every run's line")
+
+
 def _month_pair(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="month_a", required=True, metavar="YYYY-MM",
                    help="the earlier month (A)")
@@ -113,7 +120,7 @@ def cmd_cron(args) -> int:
                             options=RunOptions(chunk_mb=args.chunk_mb,
                                                keep_work=args.keep_work),
                             with_previous=not args.no_diff,
-                            page_props=not args.no_page_props)
+                            page_props=not args.no_page_props, keep_logs=args.keep_logs)
     print(line, file=sys.stdout if status == 0 else sys.stderr)
     return status
 
@@ -302,8 +309,8 @@ COMMANDS = {
                  "twiki snapshot --month 2016-05 --mirror data/sample/mirror --workers 2",
                  [_month, _mirrors, _executor, _extract_opts, _pair_opts]),
     "cron": (cmd_cron, "scheduled build of last month (lock, log, 'try later' status)",
-             "twiki cron --workers 8   # in crontab: 0 3 * * * cd ~/twiki && .venv/bin/twiki cron",
-             [_month_optional, _mirrors, _executor, _extract_opts, _pair_opts]),
+             "twiki cron --workers 8   # crontab line: README.md, 'Scheduled monthly builds'",
+             [_month_optional, _mirrors, _executor, _extract_opts, _pair_opts, _cron_opts]),
 }
 
 
