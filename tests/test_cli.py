@@ -19,11 +19,17 @@ def test_every_command_has_help_with_an_example(command, capsys):
         assert action.help, f"option {action.option_strings} of {command} has no help"
 
 
-def test_bad_month_is_one_line_and_exit_2(capsys, tmp_path):
-    code = main(["extract", "--month", "2022-13", "--data-root", str(tmp_path)])
+@pytest.mark.parametrize("month, says", [
+    ("2022-13", "month '2022-13' does not exist: MM runs from 01 to 12 (for example 2022-01)"),
+    ("2016-00", "month '2016-00' does not exist: MM runs from 01 to 12 (for example 2022-01)"),
+    ("2022-1", "month '2022-1' is not of the form YYYY-MM (for example 2022-01)"),
+    ("January", "month 'January' is not of the form YYYY-MM (for example 2022-01)"),
+])
+def test_bad_month_is_one_line_and_exit_2(capsys, tmp_path, month, says):
+    code = main(["extract", "--month", month, "--data-root", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["twiki: error: month '2022-13' is not of the form YYYY-MM (for example 2022-01)"]
+    assert err == [f"twiki: error: {says}"]
 
 
 def test_extract_before_download_says_what_to_do(capsys, tmp_path):

@@ -30,6 +30,7 @@ def test_kill_9_in_the_middle_of_the_monthly_build_then_rerun_is_identical(tmp_p
     ref = tmp_path / "ref"
     done = subprocess.run(snapshot_cmd(ref), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert not (ref / "work").exists(), "a finished build left work folders behind"
     want = artifacts(ref)
     assert any(k.startswith("probes/") for k in want) and any(k.startswith("export/") for k in want)
 

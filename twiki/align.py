@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -1155,7 +1154,7 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
     state = "repaired" if build.state == "repair" else "built"
     manifest = build.publish(report=report, timings=timings)
     if not options.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        data_root.remove_work(work)
     result = AlignResult(build.final, state, manifest)
     log.info("%s", result.summary())
     return result

@@ -782,7 +782,7 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     state = "repaired" if build.state == "repair" else "built"
     manifest = build.publish(report=report, timings=timings)
     if not options.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        data_root.remove_work(work)
     log.info("snapshot %s %s %s: %d articles (%d pages read, %d redirects, %d other "
              "namespaces, %d failed; %d cleaned, %d reused from %s) in %d shards, %.1fs",
              wiki, month, state, counts["articles"], counts["pages"], counts["redirects"],

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 import unicodedata
 import zlib
@@ -953,7 +952,7 @@ def _run_facts_phases(month, paths, builds, data_root, executor, config, options
     states = {k: b.state for k, b in builds.items()}
     manifests = {k: b.publish(report=report, timings=timings) for k, b in builds.items()}
     if not options.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        data_root.remove_work(work)
     c = report["counts"]
     state = "repaired" if "repair" in states.values() and "build" not in states.values() \
         else "built"
@@ -1230,7 +1229,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     t = time.perf_counter() - t0
     manifest = build.publish(report=report, timings={"total_s": round(t, 3),
                                                      "workers": executor.workers})
-    shutil.rmtree(work, ignore_errors=True)
+    data_root.remove_work(work)
     c = report["counts"]
     log.info("mapping %s by %s: %d of %d articles mapped, %.1fs", month,
              report.get("page_props") or "sitelink titles", c["mapped"], c["articles"], t)

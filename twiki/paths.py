@@ -6,8 +6,10 @@ never build them by hand.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +23,9 @@ WIKI_RE = re.compile(r"^[a-z][a-z0-9_]*wiki[a-z]*$")
 def parse_month(month: str) -> str:
     """Validate a month written YYYY-MM and return it; anything else is a ConfigError."""
     if not isinstance(month, str) or not MONTH_RE.match(month):
+        if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month):
+            raise ConfigError(f"month {month!r} does not exist: MM runs from 01 to 12 "
+                              f"(for example 2022-01)")
         raise ConfigError(f"month {month!r} is not of the form YYYY-MM (for example 2022-01)")
     return month
 
@@ -122,6 +127,25 @@ class DataRoot:
     def work(self, *parts: str) -> Path:
         """Intermediate files kept for resume and repair: data/work/..."""
         return self.root.joinpath("work", *parts)
+
+    def remove_work(self, work: Path) -> None:
+        """Delete a published stage's work folder, and the folders above it that this leaves
+        empty, data/work/ included: a finished build leaves nothing behind in data/work/."""
+        shutil.rmtree(work, ignore_errors=True)
+        top = self.root / "work"
+        for folder in [work, *work.parents]:
+            if folder != top and top not in folder.parents:
+                break   # not under data/work/
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    break   # another build's work is there
+                raise
+            if folder == top:
+                break
 
     def bench(self) -> Path:
         return self.root / "bench"

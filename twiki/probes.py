@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import zlib
 from collections import Counter
@@ -640,7 +639,7 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     tmp.write_text(report_markdown(manifest["report"]))
     os.replace(tmp, root / "report.md")
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        data_root.remove_work(work)
     result = ProbesResult(root, state, manifest)
     log.info("%s", result.summary())
     return result
