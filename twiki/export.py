@@ -5,9 +5,12 @@ Reads the diffset <A>_<B>, month B's snapshot and the probes <A>_<B> (their mani
 card's counts and provenance) and writes, published whole (staging folder, then a rename):
   <config>/part-NNNNN.parquet  diffset, probes_unchanged, probes_changed, train_diffset,
                                train_snapshot (one folder per `datasets` config)
-  README.md                    the dataset card: YAML `configs`, schema, counts, provenance
+  README.md                    the dataset card: the Hub's YAML (licences, size, task,
+                               `configs` with a default), an example row per config, schema,
+                               counts, provenance, limitations, licence, BibTeX
   lm_eval/                     lm-evaluation-harness tasks: loglikelihood of " object" given
-                               "subject relation", one task per probe set, and their group
+                               "subject relation", one task per probe set, and their group;
+                               token_perplexity first, the figure `twiki eval` reports
   _manifest.json               written last: inputs' keys, config, every file's sha256
 The folder is <B>/ when A is the month before B, <A>_<B>/ otherwise. Also here: the loaders
 (`load_probes`, `load_diffset`, `load_export`) that read an export back as pandas frames.
@@ -41,7 +44,7 @@ log = logging.getLogger("twiki")
 
 STAGE = "export"
 # Bump when a file of the export changes (layout, columns, card, tasks): exports are rebuilt.
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 CARD = "README.md"
 LM_EVAL = "lm_eval"
@@ -69,6 +72,42 @@ CONFIGS = {
                                 "article (the 'full update' baseline)"),
 }
 PROBE_SETS = {"probes_unchanged": ("unchanged",), "probes_changed": ("new", "updated")}
+# A YAML-only config over both probe folders (Unchanged first, as `load_probes` reads them):
+# the default of `datasets.load_dataset(folder)`, the diffset being the default without probes.
+ALL_PROBES = "probes"
+
+# The Hub's size_categories buckets, by the number of rows (upper bound, exclusive).
+SIZE_CATEGORIES = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"),
+                   (10**6, "100K<n<1M"), (10**7, "1M<n<10M"), (10**8, "10M<n<100M"),
+                   (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"),
+                   (10**12, "100B<n<1T")]
+# Strings of a card's example rows are cut to this many characters.
+EXAMPLE_CHARS = 300
+
+# The repository's sample mirror (a source checkout has it): an export whose dump files have
+# the checksums that the sample's sums files list was made from the sample, whose second month
+# and some articles are made up (data/sample/README.md), and its card says so.
+SAMPLE_MIRROR = Path(__file__).resolve().parents[1] / "data" / "sample" / "mirror"
+
+CITATION = '''@inproceedings{jang-etal-2022-temporalwiki,
+    title = "{T}emporal{W}iki: A Lifelong Benchmark for Training and Evaluating Ever-Evolving Language Models",
+    author = "Jang, Joel and Ye, Seonghyeon and Lee, Changho and Yang, Sohee and Shin, Joongbo and Han, Janghoon and Kim, Gyeonghun and Seo, Minjoon",
+    booktitle = "Proceedings of the 2022 Conference on Empirical Methods in Natural Language Processing",
+    month = dec,
+    year = "2022",
+    address = "Abu Dhabi, United Arab Emirates",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2022.emnlp-main.418",
+    doi = "10.18653/v1/2022.emnlp-main.418",
+    pages = "6237--6250"
+}
+
+@misc{wikimedia-downloads,
+    author = "{Wikimedia Foundation}",
+    title = "Wikimedia Downloads",
+    howpublished = "\\url{https://dumps.wikimedia.org}",
+    note = "Wikipedia and Wikidata database dumps"
+}'''
 
 # What each column means, for the card (types come from the Parquet schema).
 COLUMN_DOCS = {
@@ -430,22 +469,92 @@ def _yaml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def card_yaml(name: str, wiki: str, month_b: str, configs: list[str]) -> str:
-    """The card's YAML header: what the Hub and `datasets.load_dataset` read."""
+def licences(month_b: str) -> list[str]:
+    """The Hub's ids of every licence the export's content is under: Wikipedia text is
+    CC BY-SA 3.0 with the GFDL (dual-licensed since 2009), and CC BY-SA 4.0 for text since
+    the Terms of Use update of June 2023 (a month B from 2023-07 on holds both); Wikidata's
+    facts (subject, relation, object of the probes) are CC0."""
+    ids = ["cc-by-sa-3.0"] + (["cc-by-sa-4.0"] if month_b >= "2023-07" else [])
+    return ids + ["gfdl", "cc0-1.0"]
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size_categories bucket of a number of rows."""
+    for bound, name in SIZE_CATEGORIES:
+        if rows < bound:
+            return name
+    return "n>1T"
+
+
+def default_config(configs: list[str]) -> str | None:
+    """The config `datasets.load_dataset(folder)` loads without a name: all the probes (both
+    sets) when there are any, else the diffset."""
+    if any(c in PROBE_SETS for c in configs):
+        return ALL_PROBES
+    return "diffset" if "diffset" in configs else (configs[0] if configs else None)
+
+
+def card_yaml(name: str, wiki: str, month_b: str, configs: list[str], rows: int,
+              sample: bool = False) -> str:
+    """The card's YAML header: what the Hub and `datasets.load_dataset` read. `configs`: the
+    configs with rows; `rows`: all rows of the export, for size_categories."""
     lang = wiki.removesuffix("wiki") if wiki.endswith("wiki") else "en"
-    # Wikipedia text is CC BY-SA 4.0 since its licence update of June 2023, 3.0 before;
-    # Wikidata is CC0. The probes carry Wikipedia sentences, so the whole is CC BY-SA.
-    licence = "cc-by-sa-4.0" if month_b >= "2023-07" else "cc-by-sa-3.0"
-    lines = ["---", f"pretty_name: {_yaml_str(f'TWiki {wiki} {name}')}",
-             "language:", f"- {lang}", f"license: {licence}",
+    pretty = f"TWiki {wiki} {name}" + (" (sample mirror, partly made up)" if sample else "")
+    lines = ["---", f"pretty_name: {_yaml_str(pretty)}",
+             "language:", f"- {lang}",
+             "license:", *(f"- {x}" for x in licences(month_b)),
+             "annotations_creators:", "- machine-generated",
+             "language_creators:", "- crowdsourced",
+             "multilinguality:", "- monolingual",
+             "size_categories:", f"- {size_category(rows)}",
+             # Made from the Wikimedia dumps themselves, not from a dataset on the Hub.
+             "source_datasets:", "- original",
              "task_categories:", "- text-generation",
+             "task_ids:", "- language-modeling",
              "tags:", "- temporalwiki", "- lifelong-learning", "- wikipedia", "- wikidata",
+             *(["- made-up-sample"] if sample else []),
              "configs:"]
+    default = default_config(configs)
     for c in configs:
-        lines += [f"- config_name: {c}", "  data_files:", f"  - split: {CONFIGS[c][0]}",
-                  f"    path: {_yaml_str(f'{c}/{PART_PREFIX}*.parquet')}"]
+        lines += [f"- config_name: {c}"] + (["  default: true"] if c == default else []) + [
+            "  data_files:", f"  - split: {CONFIGS[c][0]}",
+            f"    path: {_yaml_str(f'{c}/{PART_PREFIX}*.parquet')}"]
+    if default == ALL_PROBES:
+        lines += [f"- config_name: {ALL_PROBES}", "  default: true", "  data_files:",
+                  "  - split: test", "    path:"]
+        lines += [f"    - {_yaml_str(f'{c}/{PART_PREFIX}*.parquet')}"
+                  for c in PROBE_SETS if c in configs]
     lines.append("---")
     return "\n".join(lines) + "\n"
+
+
+def from_sample(prov: dict) -> list[str]:
+    """The months of the export whose dump files are files of the repository's sample mirror
+    (by their sha1, as the mirror's own sums files list them); [] for any other dump or
+    without a source checkout."""
+    known = set()
+    for sums in SAMPLE_MIRROR.rglob("*-sha1sums.txt"):
+        known |= {line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
+    return [m for m, info in prov["months"].items()
+            if any(f.get("sha1") in known for f in info["dump_files"] + info["wikidata_files"])]
+
+
+def example_row(path: Path) -> dict | None:
+    """The first row of a config's first file, strings cut to EXAMPLE_CHARS."""
+    for t in iter_row_groups(path):
+        if t.num_rows:
+            return {k: _cut(v) for k, v in t.slice(0, 1).to_pylist()[0].items()}
+    return None
+
+
+def _cut(v):
+    if isinstance(v, str) and len(v) > EXAMPLE_CHARS:
+        return v[:EXAMPLE_CHARS] + "…"
+    if isinstance(v, list):
+        return [_cut(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _cut(x) for k, x in v.items()}
+    return v
 
 
 def _schema_table(schema: pa.Schema) -> list[str]:
@@ -459,16 +568,29 @@ def _schema_table(schema: pa.Schema) -> list[str]:
 def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict, plan: dict,
                  staging: Path, config: ExportConfig, prov: dict, ins: dict,
                  lm_eval_tasks: list[str]) -> str:
-    """README.md of the export: YAML header, then what is in it, how to load it, its counts,
-    schema and provenance. Deterministic: no dates but the dumps'."""
+    """README.md of the export: YAML header, then what is in it, how to load it, an example
+    row per config, its counts, schema, provenance, limitations, licence and citations.
+    Deterministic: no dates but the dumps'."""
     from .report import probe_stage_table, rejection_table
     # `datasets` cannot load a split without rows: empty configs stay out of the YAML.
     listed = [c for c in plan if rows[c] > 0]
     empty = [c for c in plan if rows[c] == 0]
     absent = [c for c in CONFIGS if c not in plan]
-    out = [card_yaml(name, wiki, month_b, listed)]
-    out += [f"# TWiki {wiki} {name}: what changed from {month_a} to {month_b}", "",
-            f"A TemporalWiki-style (Jang et al., EMNLP 2022) benchmark "
+    made_up = from_sample(prov)
+    default = default_config(listed)
+    out = [card_yaml(name, wiki, month_b, listed, sum(rows.values()), sample=bool(made_up))]
+    out += [f"# TWiki {wiki} {name}: what changed from {month_a} to {month_b}", ""]
+    if made_up:
+        out += ["> **Made up, for testing only.** This export was built from twiki's sample "
+                "mirror (`data/sample/mirror`: its dump files have the checksums of the "
+                "sample's, for " + " and ".join(made_up) + "). The sample's second month, "
+                "2016-06, is not a real dump: it is 2016-05 with constructed edits (only "
+                "Pear's is a real one); ten of its articles (Douglas Adams, The Beatles, ...) "
+                "were written for the sample, 45 of its Wikidata items and its property "
+                "labels are made up, and the dump dates are made up. Use it to test the "
+                "pipeline, never as a picture of Wikipedia or Wikidata in 2016 "
+                "(`data/sample/README.md` says what is real).", ""]
+    out += [f"A TemporalWiki-style (Jang et al., EMNLP 2022) benchmark "
             f"for the update of a language model from {wiki} as of {month_a} to {wiki} as of "
             f"{month_b}: the text to train on (TWiki-Diffsets) and the facts to test on "
             f"(TWiki-Probes: Unchanged = stability, Changed = plasticity), made by "
@@ -477,7 +599,15 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
             "| config | split | rows | what |", "|---|---|---:|---|"]
     for c in plan:
         out.append(f"| `{c}` | {CONFIGS[c][0]} | {rows[c]:,} | {CONFIGS[c][1]} |")
+    if default == ALL_PROBES:
+        both = [c for c in PROBE_SETS if c in listed]
+        out.append(f"| `{ALL_PROBES}` (default) | test | {sum(rows[c] for c in both):,} | "
+                   f"all TWiki-Probes: " + " then ".join(f"`{c}`" for c in both)
+                   + " (the `kind` column tells them apart) |")
     notes = []
+    if default and default != ALL_PROBES:
+        notes.append(f"The default config (`datasets.load_dataset(path)` without a name) is "
+                     f"`{default}`.")
     if empty:
         notes.append("Empty this month, so not declared as `datasets` configs (`datasets` "
                      "cannot load a split without rows); their Parquet files are here, with "
@@ -493,30 +623,28 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
                      + "; ".join(why) + ").")
     if notes:
         out += [""] + [f"- {n}" for n in notes]
-    first = listed[0] if listed else "diffset"
     probe = "probes_changed" if "probes_changed" in listed else (
-        "probes_unchanged" if "probes_unchanged" in listed else first)
+        "probes_unchanged" if "probes_unchanged" in listed else None)
     out += ["", "## Loading", "", "```python",
             "import datasets, pandas as pd",
-            f'probes = datasets.load_dataset("data/export/{name}", "{probe}")',
-            f'diffset = pd.read_parquet("data/export/{name}/diffset")',
+            f'ds = datasets.load_dataset("data/export/{name}")    # the default config, '
+            f'{default or "none"}']
+    if probe:
+        out.append(f'probes = datasets.load_dataset("data/export/{name}", "{probe}")')
+    out += [f'diffset = pd.read_parquet("data/export/{name}/diffset")',
             "import twiki",
             f'probes = twiki.load_probes("{name}")             # both sets, a pandas DataFrame',
             f'changed = twiki.load_probes("{name}", "changed")',
             f'diffset = twiki.load_diffset("{name}")', "```", ""]
     if lm_eval_tasks:
-        group = task_prefix(wiki, name)
-        out += ["With [lm-evaluation-harness](https://github.com/EleutherAI/lm-evaluation-harness)"
-                " (tasks in `lm_eval/`, for a harness with `custom_dataset`, e.g. 0.4.13): the "
-                "log-likelihood of \" object\" given \"subject relation\", the object's tokens "
-                "only, as `twiki eval` scores them. Metrics: `perplexity` = exp(-mean "
-                "log-likelihood of a probe), the harness's own; `word_perplexity` and "
-                "`byte_perplexity` = exp(-total log-likelihood / words or UTF-8 bytes of the "
-                "objects), comparable across tokenizers; `acc` = the object is the greedy "
-                "continuation. The group averages Unchanged and Changed unweighted, like "
-                "TemporalWiki's Avg.", "", "```sh",
-                f"lm_eval --model hf --model_args pretrained=gpt2 "
-                f"--include_path data/export/{name}/lm_eval --tasks {group}", "```", ""]
+        out += lm_eval_card_section(wiki, name, staging, listed)
+    out += ["## Example rows", "",
+            f"The first row of each config, strings cut at {EXAMPLE_CHARS} characters "
+            f"(\"…\"):", ""]
+    for c in listed:
+        row = example_row(sorted((staging / c).glob(f"{PART_PREFIX}*.parquet"))[0])
+        out += [f"`{c}`:", "", "```json",
+                json.dumps(row, ensure_ascii=False, indent=1, default=str), "```", ""]
     out += ["## Stage counts", "", "TWiki-Probes, in the form of the paper's Table 1:", ""]
     if "probes" in ins:
         report = ins["probes"][1].get("report", {})
@@ -556,55 +684,149 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
     out += ["", "| artifact | stage | key | rows |", "|---|---|---|---:|"]
     for k, a in prov["artifacts"].items():
         out.append(f"| {k} | {a['stage']} | `{(a['key'] or '')[:16]}` | {a['rows'] or 0:,} |")
+    out += ["", "## Limitations", ""] + [f"- {x}" for x in LIMITATIONS]
+    if made_up:
+        out.append("- This export comes from the sample mirror: its second month and some of "
+                   "its articles and items are made up (see the note at the top).")
     out += ["", "## Licence", "",
-            "Wikipedia text (diffset, training text, evidence sentences) is CC BY-SA (3.0, and "
-            "4.0 for text since June 2023), its authors the editors in each page's history; "
-            "Wikidata facts are CC0.", ""]
+            "Wikipedia text (diffset, training text, evidence sentences, titles) is CC BY-SA "
+            "3.0 and GFDL (dual-licensed), and CC BY-SA 4.0 (with the GFDL) for text written "
+            "since the Terms of Use update of June 2023, its authors the editors in each "
+            "page's history on " + f"{lang_site(wiki)}; Wikidata facts (subject, relation, "
+            "object and their ids) are CC0. Hence the YAML's `license`: "
+            + ", ".join(f"`{x}`" for x in licences(month_b)) + ".", "",
+            "## Citation", "",
+            "TemporalWiki, whose method this follows, and the Wikimedia dumps it is made from:",
+            "", "```bibtex", CITATION, "```", ""]
     return "\n".join(out)
+
+
+def lang_site(wiki: str) -> str:
+    """enwiki -> en.wikipedia.org."""
+    return f"{wiki.removesuffix('wiki')}.wikipedia.org"
+
+
+LIMITATIONS = [
+    "Probes are made by machine, not checked by people: a fact is kept when its object's text "
+    "(label, alias, date or number, fuzzy-matched) is found in a sentence of the subject's "
+    "article. A match can be a coincidence, and `match_kind`/`match_score` say how it was "
+    "found.",
+    "A probe is \"subject relation object\" with the property's English label as relation "
+    "(\"Douglas Adams place of birth Cambridge\"), not a natural sentence; a property without "
+    "an English label in the dump carries its id (P...).",
+    "Changed probes may be known from before: `object_in_month_a` flags an object that month "
+    "A's article already stated; `evidence_in_diffset` whether the whole evidence sentence is "
+    "new text.",
+    "The diffset is sentence- and paragraph-level text cleaned from wikitext: templates "
+    "(infoboxes among them, but for a few rendered inline), tables, references, files and "
+    "apparatus sections (References, External links, ...) are dropped, so changes there are "
+    "not in it; only namespace-0 articles, no redirects.",
+    "Wikidata is the weekly JSON dump nearest to the Wikipedia run, which can be days away "
+    "from it; a fact edited in that gap can look changed or unchanged wrongly.",
+    "Perplexities depend on the tokenizer: compare per-token figures of one tokenizer only, "
+    "and byte or word perplexities across tokenizers.",
+    "Wikipedia's coverage and point of view carry its editors' biases; the probes inherit "
+    "them, and those of which facts Wikidata records.",
+]
 
 
 # ---------------------------------------------------------------------------------------
 # lm-evaluation-harness tasks.
 
+LM_EVAL_INSTALL = 'pip install "lm-eval[hf]"'
+# The harness passes --model_args (pretrained=..., tokenizer=...) to custom_dataset from this
+# version on (lm_eval/evaluator.py, "Add loncxt tasks", #2629): token_perplexity needs it.
+LM_EVAL_MIN_VERSION = "0.4.9"
+# Metrics of a task and of the group, the comparable one first: token_perplexity is
+# `twiki eval`'s figure; byte_/word_perplexity compare across tokenizers; acc; and the
+# harness's own per-probe perplexity (a mean of per-probe likelihoods, 1e18..1e54 on small
+# models: comparable with nothing), last.
+LM_EVAL_METRICS = (("token_perplexity", "weighted_perplexity", False),
+                   ("byte_perplexity", "weighted_perplexity", False),
+                   ("word_perplexity", "weighted_perplexity", False),
+                   ("acc", "mean", True),
+                   ("perplexity", "perplexity", False))
+
 LM_EVAL_LOADER_SOURCE = '''"""Loads this folder's probe files for lm-evaluation-harness (`custom_dataset` in the task
 YAMLs). Paths are relative to this file, so the folder works wherever it is copied. Written by
-twiki's export stage."""
+twiki's export stage. Needs `pip install "lm-eval[hf]"` (0.4.9 or later for token_perplexity).
+
+token_perplexity = exp(-total log-likelihood of the objects / their tokens), per probe set:
+the figure `twiki eval` reports for the same model (its Unchanged and Changed `ppl`; the
+group's mean is its Avg). The harness gives process_results no token counts, so `load`
+counts each object's tokens with the model's tokenizer, which the harness passes it from
+--model_args (pretrained=..., or tokenizer=...; or pass --metadata '{"tokenizer": "..."}').
+The count is the harness's own: the tokens of "subject relation object" after those of
+"subject relation". Without a tokenizer there is no token_perplexity, and byte_perplexity
+leads."""
 
 import json
+import logging
 from pathlib import Path
 
 import datasets
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 
 
-def load(data_file: str, **_metadata) -> datasets.DatasetDict:
+def load(data_file: str, tokenizer=None, pretrained=None, revision=None,
+         trust_remote_code=False, **_metadata) -> datasets.DatasetDict:
     path = HERE / Path(data_file).name
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    tok = _tokenizer(tokenizer or pretrained, revision, trust_remote_code)
+    if tok is not None:
+        for r in rows:
+            r["object_tokens"] = object_tokens(tok, r)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
+def _tokenizer(name, revision, trust_remote_code):
+    if not isinstance(name, str) or not name:
+        log.warning("twiki: no tokenizer in --model_args or --metadata: no token_perplexity")
+        return None
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(name, revision=revision,
+                                         trust_remote_code=bool(trust_remote_code))
+
+
+def object_tokens(tok, doc: dict) -> int:
+    """Tokens of the object as the harness scores them (doc_to_text + doc_to_target, less
+    doc_to_text's tokens); twiki eval encodes " object" alone, the same for GPT-2-style BPE."""
+    context = f"{doc['subject']} {doc['relation']}"
+    whole = tok(f"{context} {doc['object']}", add_special_tokens=False)["input_ids"]
+    return max(len(whole) - len(tok(context, add_special_tokens=False)["input_ids"]), 1)
+
+
 def process_results(doc: dict, results) -> dict:
-    """The harness's loglikelihood metrics (per-probe perplexity, greedy accuracy) plus
-    perplexities per word and per byte of the object: the log-likelihood is of the object's
-    tokens only, so these are comparable across tokenizers, unlike a per-probe one."""
+    """Per-token perplexity (with a tokenizer), per-byte and per-word perplexity of the
+    object, greedy accuracy, and the harness's per-probe perplexity."""
     ll, is_greedy = results[0]
     obj = doc["object"]
-    return {"perplexity": ll, "acc": int(is_greedy),
-            "word_perplexity": (ll, max(len(obj.split()), 1)),
-            "byte_perplexity": (ll, max(len(obj.encode("utf-8")), 1))}
+    out = {}
+    if doc.get("object_tokens"):
+        out["token_perplexity"] = (ll, doc["object_tokens"])
+    out.update(byte_perplexity=(ll, max(len(obj.encode("utf-8")), 1)),
+               word_perplexity=(ll, max(len(obj.split()), 1)),
+               acc=int(is_greedy), perplexity=ll)
+    return out
 '''
 
 
 def lm_eval_task_yaml(task: str, data_file: str, title: str) -> str:
     """One task: the log-likelihood of " object" after "subject relation" (what `twiki eval`
     scores with object scoring: the object's tokens only)."""
-    return "\n".join([
+    lines = [
         f"# {title}",
-        "# Written by twiki's export stage. Score: the log-likelihood of \" object\" given",
-        "# \"subject relation\" (the object's tokens only). perplexity: exp(-mean over probes",
-        "# of it); word_/byte_perplexity: exp(-sum of it / words or bytes of the objects).",
+        f"# Written by twiki's export stage. Needs: {LM_EVAL_INSTALL} ({LM_EVAL_MIN_VERSION} "
+        "or later",
+        "# for token_perplexity). Score: the log-likelihood of \" object\" given \"subject",
+        "# relation\" (the object's tokens only). token_perplexity: exp(-sum of it / the",
+        "# objects' tokens), equal to `twiki eval`'s ppl of the set for the same model;",
+        "# byte_/word_perplexity: the same per UTF-8 byte / word of the objects (comparable",
+        "# across tokenizers); acc: the object is the greedy continuation; perplexity: the",
+        "# harness's exp(-mean over probes), not comparable.",
         f"task: {task}",
         "custom_dataset: !function twiki_data.load",
         "dataset_kwargs:",
@@ -615,45 +837,66 @@ def lm_eval_task_yaml(task: str, data_file: str, title: str) -> str:
         'doc_to_target: " {{object}}"',
         'target_delimiter: ""',
         "process_results: !function twiki_data.process_results",
-        "metric_list:",
-        "  - metric: perplexity",
-        "    aggregation: perplexity",
-        "    higher_is_better: false",
-        "  - metric: word_perplexity",
-        "    aggregation: weighted_perplexity",
-        "    higher_is_better: false",
-        "  - metric: byte_perplexity",
-        "    aggregation: weighted_perplexity",
-        "    higher_is_better: false",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    higher_is_better: true",
-        "metadata:",
-        "  version: 1.0",
-        "",
-    ])
+        "metric_list:"]
+    for metric, aggregation, higher in LM_EVAL_METRICS:
+        lines += [f"  - metric: {metric}", f"    aggregation: {aggregation}",
+                  f"    higher_is_better: {str(higher).lower()}"]
+    return "\n".join(lines + ["metadata:", "  version: 2.0", ""])
 
 
 def lm_eval_group_yaml(group: str, tasks: list[str], title: str) -> str:
-    lines = [f"# {title}", "# Unchanged and Changed averaged unweighted, like TemporalWiki's Avg.",
+    lines = [f"# {title}",
+             f"# Needs: {LM_EVAL_INSTALL}. Unchanged and Changed averaged unweighted, like",
+             "# TemporalWiki's Avg: token_perplexity's is `twiki eval`'s avg.",
              f"group: {group}", "task:"] + [f"  - {t}" for t in tasks] + [
-        "aggregate_metric_list:",
-        "  - metric: perplexity",
-        "    aggregation: mean",
-        "    weight_by_size: false",
-        "  - metric: word_perplexity",
-        "    aggregation: mean",
-        "    weight_by_size: false",
-        "  - metric: byte_perplexity",
-        "    aggregation: mean",
-        "    weight_by_size: false",
-        "  - metric: acc",
-        "    aggregation: mean",
-        "    weight_by_size: false",
-        "metadata:",
-        "  version: 1.0",
-        ""]
-    return "\n".join(lines)
+        "aggregate_metric_list:"]
+    for metric, _, _ in LM_EVAL_METRICS:
+        lines += [f"  - metric: {metric}", "    aggregation: mean", "    weight_by_size: false"]
+    return "\n".join(lines + ["metadata:", "  version: 2.0", ""])
+
+
+def lm_eval_card_section(wiki: str, name: str, staging: Path, listed: list[str]) -> list[str]:
+    """The card's lm-evaluation-harness part: how to run it, what each metric is, and the
+    objects' words and bytes per set, to turn `twiki eval`'s figure into the byte one."""
+    group = task_prefix(wiki, name)
+    out = ["### lm-evaluation-harness", "",
+           f"Tasks in `lm_eval/`, for [lm-evaluation-harness]"
+           f"(https://github.com/EleutherAI/lm-evaluation-harness) {LM_EVAL_MIN_VERSION} or "
+           f"later; install it with `{LM_EVAL_INSTALL}`. A probe is scored as `twiki eval` "
+           "scores it: the log-likelihood of \" object\" given \"subject relation\", the "
+           "object's tokens only.", "", "```sh", LM_EVAL_INSTALL,
+           f"lm_eval --model hf --model_args pretrained=gpt2 "
+           f"--include_path data/export/{name}/lm_eval --tasks {group}", "```", "",
+           "Metrics, in the order the harness prints them:", "",
+           "- `token_perplexity` (the one to compare): exp(total NLL of the objects / their "
+           "tokens) over a probe set, **the same number as `twiki eval`'s `ppl`** for the "
+           "same model (`unchanged.ppl`, `changed.ppl`; the group's is its `avg`, Unchanged "
+           "and Changed averaged unweighted like TemporalWiki's Avg). The tokens are counted "
+           "with the model's tokenizer, which the harness hands the task from `--model_args` "
+           "(`pretrained=` or `tokenizer=`); without one (another model type) pass "
+           "`--metadata '{\"tokenizer\": \"NAME\"}'`, or the metric is left out. The count is "
+           "the harness's (the tokens of \"subject relation object\" after those of "
+           "\"subject relation\"); `twiki eval` encodes \" object\" alone, which gives the "
+           "same tokens with GPT-2-style byte-level BPE; a SentencePiece tokenizer can differ "
+           "by a token at the join.",
+           "- `byte_perplexity`, `word_perplexity`: the same total NLL per UTF-8 byte or "
+           "whitespace word of the objects (the leading space not counted), comparable across "
+           "tokenizers. From `twiki eval`'s result: byte_perplexity = exp(ln(ppl) x tokens / "
+           "bytes), with its `tokens` and the bytes below.",
+           "- `acc`: the object is the model's greedy continuation.",
+           "- `perplexity`: the harness's own, exp(-mean log-likelihood of a probe): "
+           "dominated by the least likely probes, not comparable with the others.", "",
+           "| probe set | task | probes | object words | object UTF-8 bytes |",
+           "|---|---|---:|---:|---:|"]
+    for c in PROBE_SETS:
+        if c not in listed:
+            continue
+        objects = [o for path in sorted((staging / c).glob(f"{PART_PREFIX}*.parquet"))
+                   for t in iter_row_groups(path, ["object"]) for o in t["object"].to_pylist()]
+        out.append(f"| `{c}` | `{group}_{c.removeprefix('probes_')}` | {len(objects):,} | "
+                   f"{sum(max(len(o.split()), 1) for o in objects):,} | "
+                   f"{sum(max(len(o.encode('utf-8')), 1) for o in objects):,} |")
+    return out + [""]
 
 
 def write_lm_eval(folder: Path, export: Path, wiki: str, name: str, month_a: str,
