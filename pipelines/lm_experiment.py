@@ -9,8 +9,13 @@ The initial model is scored on every pair too. Everything goes under data/runs/<
   tokens/             token caches shared by all runs
   report/             table.md, table.csv, stability_plasticity.png
 
-Presets are small TOML files in pipelines/presets/ (see tiny-sample.toml). Finished runs are
-not trained again, so rerunning a preset resumes it.
+Presets are small TOML files in pipelines/presets/ (see tiny-sample.toml). A run or an
+evaluation is reused only while its inputs are the same: each is keyed by the hashes of the
+model it starts from (a run's own key, down a chain of months), the text and probe
+artifacts' manifests and the settings (twiki.lm.training.train_inputs, evaluation.eval_inputs).
+A run whose inputs changed is moved to <run>.stale/ and trained again; an evaluation whose
+inputs changed is computed again. So rerunning a preset resumes it, and never prints numbers
+of other inputs.
 
     .venv/bin/python -m pipelines.lm_experiment pipelines/presets/tiny-sample.toml --build-sample
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -131,7 +138,9 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     """Train and evaluate every method over the chain, then write the report; returns the
     report's paths and rows. Finished runs and evaluations are reused."""
     from twiki.lm import EvalConfig, TrainConfig, evaluate, train, write_report
+    from twiki.lm.evaluation import current_result
     from twiki.lm.report import table_row
+    from twiki.lm.training import recorded_inputs_key, train_inputs_key
 
     folder = cfg.folder
     cache = str(folder / "tokens")
@@ -144,17 +153,21 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     rows: list[dict] = []
     t0 = time.perf_counter()
 
-    def scored(model: str, a: str, b: str, out: Path, fresh_after: float) -> dict:
-        if out.exists() and out.stat().st_mtime >= fresh_after:
-            return json.loads(out.read_text())
-        ev = evaluate(EvalConfig(model=model, probes=cfg.path(cfg.probes, a, b), label=f"{a}_{b}",
-                                 heldout_data=cfg.path(cfg.diffset, a, b), cache_dir=cache,
-                                 out=str(out), **eval_opts))
-        return ev.to_dict()
+    def scored(model: str, a: str, b: str, out: Path) -> dict:
+        ec = EvalConfig(model=model, probes=cfg.path(cfg.probes, a, b), label=f"{a}_{b}",
+                        heldout_data=cfg.path(cfg.diffset, a, b), cache_dir=cache, out=str(out),
+                        **eval_opts)
+        current = current_result(ec, out)
+        if current is not None:
+            return current
+        if out.exists():
+            log.info("%s: its inputs changed (model, probes, held-out text or [eval]): "
+                     "evaluating again", out)
+        return evaluate(ec).to_dict()
 
     if cfg.evaluate_initial:
         for a, b in cfg.pairs:
-            ev = scored(start_model, a, b, folder / "initial" / "eval" / f"{a}_{b}.json", 0.0)
+            ev = scored(start_model, a, b, folder / "initial" / "eval" / f"{a}_{b}.json")
             rows.append(table_row("initial", f"{a}_{b}", ev, None))
     for method in cfg.methods:
         prev = start_model
@@ -166,9 +179,14 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
                 "train_data": cfg.path(cfg.snapshot if method == "full" else cfg.diffset, a, b),
                 "replay_data": [cfg.path(cfg.replay, a, b)] if method == "mixreview" else [],
                 "cache_dir": settings.get("cache_dir", cache)})
+            if run_dir.exists() and recorded_inputs_key(run_dir) != train_inputs_key(tc):
+                stale = run_dir.with_name(run_dir.name + ".stale")
+                shutil.rmtree(stale, ignore_errors=True)
+                os.replace(run_dir, stale)
+                log.info("%s: its inputs changed (start model, text or [train]): training "
+                         "again; the old run is in %s", run_dir, stale)
             tr = train(tc)
-            result_time = (run_dir / "result.json").stat().st_mtime
-            ev = scored(str(run_dir), a, b, run_dir / "eval" / f"{a}_{b}.json", result_time)
+            ev = scored(str(run_dir), a, b, run_dir / "eval" / f"{a}_{b}.json")
             rows.append(table_row(method, f"{a}_{b}", ev, tr.to_dict()))
             prev = str(run_dir)
     order = {p: i for i, p in enumerate(f"{a}_{b}" for a, b in cfg.pairs)}

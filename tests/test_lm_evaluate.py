@@ -113,11 +113,20 @@ def test_evaluate_reports_un_c_avg_and_heldout(kit, sharp_model, tmp_path):
                               block_size=32, padding_side="left", batch_size=5,
                               cache_dir=str(tmp_path / "tokens"), out=str(out)))
     hand = [by_hand(model, tok, p) for p in probes]
-    for kinds, got in [(("unchanged",), res.unchanged), (("new", "updated"), res.changed)]:
-        sel = [h for p, h in zip(probes, hand) if p["kind"] in kinds]
+    # Probes on held-out pages (the same page-id hash as the held-out text) are apart.
+    apart = [is_heldout(p["page_id"], 200) for p in probes]
+    assert any(apart) and not all(apart)
+    for kinds, got, held in [(("unchanged",), res.unchanged, False),
+                             (("new", "updated"), res.changed, False),
+                             (("new", "updated"), res.heldout_pages["changed"], True)]:
+        got = got if not isinstance(got, dict) else type(res.changed)(**got)
+        sel = [h for p, h, a in zip(probes, hand, apart) if p["kind"] in kinds and a == held]
         assert got.count == len(sel) > 0
         assert got.tokens == sum(n for _, n in sel)
         assert got.ppl == pytest.approx(math.exp(sum(s for s, _ in sel) / got.tokens), rel=1e-4)
+    assert res.heldout_pages["permille"] == 200
+    assert res.heldout_pages["unchanged"]["count"] == sum(
+        a for p, a in zip(probes, apart) if p["kind"] == "unchanged")
     assert res.avg == pytest.approx((res.unchanged.ppl + res.changed.ppl) / 2)
     # Held-out perplexity covers exactly the held-out pages' text (EOS after each document).
     held = [d for d in load_documents(kit.pair.diffset) if is_heldout(d["page_id"], 200)]

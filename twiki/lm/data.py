@@ -5,7 +5,8 @@ training-text export, or any Parquet file/folder with title + text (or a snapsho
 paragraphs), streaming by row groups. Writes a token cache folder (`tokens.bin` + `meta.json`,
 nanoGPT style) that training memory-maps, so a snapshot of billions of tokens is never in RAM.
 
-Packing: every document is followed by EOS and the documents form one token stream, cut into
+Packing: every document is followed by EOS (and starts with BOS where the model family
+expects one: `bos_token_id`) and the documents form one token stream, cut into
 windows of block_size + 1 tokens with a stride of block_size. A window's first block_size
 tokens are the input and its last block_size tokens the targets, so every token of the stream
 but the first is a target exactly once; the last window is shorter and padded, its padding
@@ -28,11 +29,12 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..artifacts import canonical_json, file_sha256, read_manifest, shard_of
+from ..artifacts import MANIFEST, canonical_json, file_sha256, read_manifest, shard_of
 from ..errors import ConfigError, InputError
 
 # Bump when tokenization or the file layout changes: token caches made before are rebuilt.
-TOKENS_VERSION = 1
+# 2: a BOS before every document where the tokenizer adds one (bos_token_id).
+TOKENS_VERSION = 2
 # Documents tokenized per call of the tokenizer (a fast tokenizer batches them in Rust).
 TOKENIZE_BATCH = 512
 
@@ -140,6 +142,51 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()
 
 
+def bos_token_id(tokenizer: Any) -> int | None:
+    """The BOS id every document and probe starts with, or None for none.
+
+    A model family that was trained with a BOS (Llama, Mistral, Gemma...) has a tokenizer that
+    adds it when it encodes with special tokens; GPT-2's and SmolLM2's define a BOS token or
+    not but never add it, and their models were trained without. So the tokenizer's own
+    behaviour decides, not the mere existence of a bos_token.
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return None
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bos if ids and ids[0] == bos else None
+
+
+def artifact_fingerprint(path: str | Path) -> dict:
+    """What identifies an input's content, for keying results by their inputs: an artifact
+    folder's _manifest.json (its sha256: any rebuild writes a new one), else every Parquet
+    file's sha256. Cheap for artifacts; files are hashed once per process and (size, mtime)."""
+    path = Path(path)
+    if not path.exists():
+        return {"missing": str(path)}
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return {"manifest_sha256": _sha256_cached(path / MANIFEST)}
+    return {"files": [[f.name, _sha256_cached(f)] for f in _parquet_files(path)]}
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_cached(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = file_sha256(path)
+    return _SHA_MEMO[key]
+
+
+def folder_fingerprint(path: str | Path) -> dict:
+    """sha256 of every file of a model folder (weights, config, tokenizer), memoised."""
+    path = Path(path)
+    return {"files": [[str(f.relative_to(path)), _sha256_cached(f)]
+                      for f in sorted(path.rglob("*")) if f.is_file()]}
+
+
 def source_fingerprint(path: str | Path) -> dict:
     """What identifies a training-text source: an artifact's key, or each file's sha256."""
     path = Path(path)
@@ -187,8 +234,9 @@ def tokenize_source(source: str | Path, tokenizer: Any, cache_root: str | Path, 
     if tokenizer.eos_token_id is None:
         raise ConfigError("the tokenizer has no EOS token: documents are separated by EOS, "
                           "so give a tokenizer that defines one")
+    bos = bos_token_id(tokenizer)
     ident = {"version": TOKENS_VERSION, "source": source_fingerprint(source),
-             "tokenizer": tokenizer_fingerprint(tokenizer), "split": split,
+             "tokenizer": tokenizer_fingerprint(tokenizer), "bos": bos, "split": split,
              "heldout_permille": heldout_permille, "prepend_title": prepend_title}
     key = hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:20]
     folder = Path(cache_root) / f"{Path(source).name}-{split}-{key}"
@@ -208,7 +256,8 @@ def tokenize_source(source: str | Path, tokenizer: Any, cache_root: str | Path, 
 
         def flush() -> int:
             enc = tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]
-            arr = np.fromiter((t for ids in enc for t in (*ids, eos)), dtype=dtype)
+            head = () if bos is None else (bos,)
+            arr = np.fromiter((t for ids in enc for t in (*head, *ids, eos)), dtype=dtype)
             arr.tofile(f)
             batch.clear()
             return len(arr)

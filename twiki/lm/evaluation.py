@@ -3,12 +3,20 @@
 Reads probes (data/probes/<A>_<B>/: subject, relation, object, kind) and, optionally, the
 held-out pages of a month's training text; writes <run>/eval/<label>.json (or `out`).
 
-Scoring "object" (the default, the paper's definition): the probe is "subject relation" + " "
-+ "object", and only the object's tokens are scored, each given everything before it.
-Scoring "sequence" (the original code's): every token of "subject relation object" but the
-first is scored. A category's perplexity is exp(total NLL / total scored tokens); the mean of
+Scoring "object" (the default, the paper's definition): the probe "subject relation object" is
+encoded as one string and only the tokens that cover the object (by the tokenizer's character
+offsets) are scored, each given everything before it; encoding " object" on its own would add
+a stray "▁" with SentencePiece tokenizers. Scoring "sequence" (the original code's): every
+token of "subject relation object" but the first is scored (all of them after a BOS). A BOS
+starts every probe where the model family expects one (twiki.lm.data.bos_token_id). A category's perplexity is exp(total NLL / total scored tokens); the mean of
 per-probe perplexities is reported beside it. Unchanged = kind "unchanged"; Changed = "new"
 and "updated"; Avg = (Un + C) / 2, as in the paper's tables.
+
+Probes whose page is held out of training (the same page-id hash as training's
+heldout_permille) cannot be learned from the month's text: they are left out of Un / C and
+reported apart (`heldout_pages`). Every result records the key of its inputs (the model's,
+the probes' and the held-out text's fingerprints and the settings that change a number), so
+a caller can tell a result that is still current from a stale one (`eval_inputs`).
 
 Batches are padded on the side asked for; the attention mask hides padding and the position
 ids count real tokens only, so a probe scores the same in any batch, padded either way.
@@ -16,6 +24,7 @@ ids count real tokens only, so a probe scores the same in any batch, padded eith
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,13 +34,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
-from .data import Blocks, collate, tokenize_source
-from .models import find_checkpoint, load_trained
+from ..artifacts import canonical_json
+from .data import (
+    Blocks,
+    artifact_fingerprint,
+    bos_token_id,
+    collate,
+    folder_fingerprint,
+    is_heldout,
+    tokenize_source,
+)
+from .models import find_checkpoint, load_trained, model_fingerprint
 from .training import autocast, lm_loss_sum, pick_device, pick_precision
 
 log = logging.getLogger("twiki")
@@ -39,6 +58,11 @@ log = logging.getLogger("twiki")
 UNCHANGED = ("unchanged",)
 CHANGED = ("new", "updated")
 PROBE_COLUMNS = ("subject", "relation", "object", "kind")
+# Bump when a score's definition changes: results keyed with another version are stale.
+EVAL_VERSION = 2
+# EvalConfig fields that do not change a number (batching, padding, where things go).
+EVAL_OPERATIONAL = frozenset({"batch_size", "padding_side", "cache_dir", "device", "threads",
+                              "out", "label", "model", "probes", "heldout_data"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +100,11 @@ class EvalConfig:
     threads: int | None = None
     """torch CPU threads; None: torch's default."""
     precision: str = "auto"
-    """auto (bf16-mixed on a GPU), fp32, bf16-mixed."""
+    """auto (bf16-mixed on a GPU with bf16, fp16-mixed on one without), fp32, bf16-mixed,
+    fp16-mixed."""
+    seed: int | None = None
+    """None: --max-probes keeps the first N probes of each kind; a seed: a seeded random
+    sample of N. Scoring itself is deterministic (the model is in eval mode)."""
     out: str | None = None
     """Result file; None: <run>/eval/<label or probes folder name>.json (nothing written for a
     Hugging Face model without out)."""
@@ -121,6 +149,12 @@ class EvalResult:
     seconds: float
     tokens_per_s: float
     """Scored-and-context tokens run through the model per second."""
+    heldout_pages: dict = field(default_factory=dict)
+    """Probes on pages held out of training, apart: {"permille", "unchanged", "changed"}."""
+    inputs_key: str = ""
+    """sha256 of `inputs`: equal keys, equal numbers."""
+    inputs: dict = field(default_factory=dict)
+    """What the numbers depend on (eval_inputs)."""
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,27 +180,44 @@ def load_probes(path: str | Path) -> list[dict]:
         missing = [c for c in PROBE_COLUMNS if c not in names]
         if missing:
             raise InputError(f"{f} has no column(s) {', '.join(missing)}: not a probes file")
-        for batch in pq.ParquetFile(f).iter_batches(columns=list(PROBE_COLUMNS)):
+        cols = list(PROBE_COLUMNS) + (["page_id"] if "page_id" in names else [])
+        for batch in pq.ParquetFile(f).iter_batches(columns=cols):
             d = batch.to_pydict()
-            probes += [dict(zip(PROBE_COLUMNS, row)) for row in zip(*(d[c] for c in PROBE_COLUMNS))]
+            probes += [dict(zip(cols, row)) for row in zip(*(d[c] for c in cols))]
     bad = sorted({p["kind"] for p in probes} - set(UNCHANGED + CHANGED))
     if bad:
         raise InputError(f"{path}: unknown probe kind(s) {bad}; expected unchanged, new, updated")
     return probes
 
 
-def encode_probe(tokenizer, probe: dict, scoring: str) -> tuple[list[int], list[bool]]:
-    """(token ids, scored flags) of one probe. Object scoring encodes "subject relation" and
-    " object" separately, so exactly the object's tokens are scored."""
+def encode_probe(tokenizer, probe: dict, scoring: str,
+                 bos: int | None = None) -> tuple[list[int], list[bool]]:
+    """(token ids, scored flags) of one probe, after `bos` when it is not None.
+
+    Object scoring encodes "subject relation object" once and scores the tokens that end
+    past the context's last character: the space before the object belongs to the object, as
+    GPT-2's " Paris" does, and a SentencePiece tokenizer gets no stray "▁" token. A tokenizer
+    without offsets (a slow one) encodes " object" separately, which is exact for GPT-2 style
+    byte-level BPE only.
+    """
     s, r, o = (str(probe[k]).strip() for k in ("subject", "relation", "object"))
+    head = [] if bos is None else [bos]
+    text = f"{s} {r} {o}"
     if scoring == "object":
-        ctx = tokenizer(f"{s} {r}", add_special_tokens=False)["input_ids"]
-        obj = tokenizer(f" {o}", add_special_tokens=False)["input_ids"]
-        if not ctx or not obj:
+        ctx_end = len(f"{s} {r}")
+        try:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, flags = enc["input_ids"], [end > ctx_end for _, end in enc["offset_mapping"]]
+        except (NotImplementedError, ValueError, TypeError):
+            ctx = tokenizer(f"{s} {r}", add_special_tokens=False)["input_ids"]
+            obj = tokenizer(f" {o}", add_special_tokens=False)["input_ids"]
+            ids, flags = ctx + obj, [False] * len(ctx) + [True] * len(obj)
+        if not s or not o or not any(flags) or (all(flags) and not head):
             raise InputError(f"probe {probe!r} has an empty context or object")
-        return ctx + obj, [False] * len(ctx) + [True] * len(obj)
-    ids = tokenizer(f"{s} {r} {o}", add_special_tokens=False)["input_ids"]
-    return ids, [False] + [True] * (len(ids) - 1)
+        return head + ids, [False] * len(head) + flags
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # Without a BOS the first token has nothing to be predicted from.
+    return head + ids, [False] * len(head) + [bool(head)] + [True] * (len(ids) - 1)
 
 
 def pad_batch(seqs: list[list[int]], flags: list[list[bool]], pad_id: int, side: str):
@@ -192,7 +243,8 @@ def probe_nll(model, tokenizer, probes: list[dict], *, scoring: str = "object",
     """(summed NLL, scored tokens) of every probe, in order."""
     device = torch.device(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    encoded = [encode_probe(tokenizer, p, scoring) for p in probes]
+    bos = bos_token_id(tokenizer)
+    encoded = [encode_probe(tokenizer, p, scoring, bos) for p in probes]
     out: list[tuple[float, int]] = []
     model.eval()
     for b in range(0, len(encoded), batch_size):
@@ -248,40 +300,103 @@ def heldout_score(model, blocks: Blocks, *, max_tokens: int, batch_size: int, pa
 # Entry point
 
 
+def _run_config(model: str) -> dict:
+    """The train_config.json of the run `model` is (empty for a plain model)."""
+    ckpt = find_checkpoint(model)
+    if ckpt is not None and (ckpt.parent / "train_config.json").exists():
+        return json.loads((ckpt.parent / "train_config.json").read_text())
+    return {}
+
+
+def _heldout_permille(cfg: EvalConfig, run_cfg: dict) -> int:
+    return cfg.heldout_permille if cfg.heldout_permille is not None else run_cfg.get(
+        "heldout_permille", 10)
+
+
+def eval_inputs(cfg: EvalConfig) -> dict:
+    """Everything an evaluation's numbers depend on: the model's weights (model_fingerprint),
+    the probes and held-out text (their manifests' or files' hashes) and the settings that
+    change a score, resolved (the run's held-out share and block length, the precision)."""
+    run_cfg = _run_config(cfg.model)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in EVAL_OPERATIONAL}
+    settings["heldout_permille"] = _heldout_permille(cfg, run_cfg)
+    settings["block_size"] = cfg.block_size or run_cfg.get("block_size", 512)
+    settings["prepend_title"] = run_cfg.get("prepend_title", True)
+    settings["precision"] = pick_precision(cfg.precision, pick_device(cfg.device))
+    if not cfg.max_probes:
+        settings.pop("seed")   # the seed only picks which probes --max-probes keeps
+    heldout_data = (cfg.heldout_data or run_cfg.get("train_data")) if cfg.heldout_max_tokens else None
+    return {"version": EVAL_VERSION, "model": model_fingerprint(cfg.model),
+            "probes": artifact_fingerprint(cfg.probes),
+            "heldout_data": artifact_fingerprint(heldout_data) if heldout_data else None,
+            "settings": settings}
+
+
+def inputs_key(inputs: dict) -> str:
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def current_result(cfg: EvalConfig, out: str | Path) -> dict | None:
+    """The result at `out` if it was computed from exactly cfg's inputs, else None (stale,
+    from an older version of twiki, or missing)."""
+    out = Path(out)
+    if not out.exists():
+        return None
+    try:
+        old = json.loads(out.read_text())
+    except json.JSONDecodeError:
+        return None
+    return old if old.get("inputs_key") == inputs_key(eval_inputs(cfg)) else None
+
+
 def evaluate(cfg: EvalConfig) -> EvalResult:
     """Score a model on a month pair's probes (Un, C, Avg) and held-out text; write the result."""
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.seed is not None:
+        torch.manual_seed(cfg.seed)
+    inputs = eval_inputs(cfg)
     probes = load_probes(cfg.probes)
     model, tokenizer, info = load_trained(cfg.model)
     model.to(device)
     ckpt = find_checkpoint(cfg.model)
-    run_cfg = {}
-    if ckpt is not None and (ckpt.parent / "train_config.json").exists():
-        run_cfg = json.loads((ckpt.parent / "train_config.json").read_text())
+    run_cfg = _run_config(cfg.model)
     label = cfg.label or Path(cfg.probes).name
+    permille = _heldout_permille(cfg, run_cfg)
 
+    # Probes on held-out pages: their evidence was never trained on, so they are apart.
     by_kind: dict[str, list[dict]] = {k: [] for k in UNCHANGED + CHANGED}
+    apart: dict[str, list[dict]] = {k: [] for k in UNCHANGED + CHANGED}
     for p in probes:
-        by_kind[p["kind"]].append(p)
+        held = p.get("page_id") is not None and is_heldout(p["page_id"], permille)
+        (apart if held else by_kind)[p["kind"]].append(p)
     if cfg.max_probes:
-        by_kind = {k: v[:cfg.max_probes] for k, v in by_kind.items()}
+        def keep(items: list[dict]) -> list[dict]:
+            if cfg.seed is None or len(items) <= cfg.max_probes:
+                return items[:cfg.max_probes]
+            idx = np.random.default_rng(cfg.seed).choice(len(items), cfg.max_probes,
+                                                         replace=False)
+            return [items[i] for i in sorted(idx)]
+        by_kind = {k: keep(v) for k, v in by_kind.items()}
+        apart = {k: keep(v) for k, v in apart.items()}
     t0 = time.perf_counter()
     run_tokens = 0
+    bos = bos_token_id(tokenizer)
     nll: dict[str, list[tuple[float, int]]] = {}
-    for kind, items in by_kind.items():
-        nll[kind] = probe_nll(model, tokenizer, items, scoring=cfg.scoring,
-                              batch_size=cfg.batch_size, padding_side=cfg.padding_side,
-                              device=device, precision=precision)
-        run_tokens += sum(len(encode_probe(tokenizer, p, cfg.scoring)[0]) for p in items)
+    for name, groups in (("", by_kind), ("apart_", apart)):
+        for kind, items in groups.items():
+            nll[name + kind] = probe_nll(model, tokenizer, items, scoring=cfg.scoring,
+                                         batch_size=cfg.batch_size,
+                                         padding_side=cfg.padding_side, device=device,
+                                         precision=precision)
+            run_tokens += sum(len(encode_probe(tokenizer, p, cfg.scoring, bos)[0])
+                              for p in items)
 
     heldout = None
     heldout_data = cfg.heldout_data or run_cfg.get("train_data")
     if heldout_data and cfg.heldout_max_tokens:
-        permille = cfg.heldout_permille if cfg.heldout_permille is not None else run_cfg.get(
-            "heldout_permille", 10)
         block = cfg.block_size or run_cfg.get("block_size", 512)
         cache = cfg.cache_dir or run_cfg.get("cache_dir") or (
             str(ckpt.parent / "tokens") if ckpt is not None else None)
@@ -308,8 +423,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         avg=(un.ppl + ch.ppl) / 2 if un.ppl is not None and ch.ppl is not None else None,
         new=score(nll["new"]), updated=score(nll["updated"]), heldout=heldout,
         seconds=round(seconds, 3), tokens_per_s=round(run_tokens / seconds, 1) if seconds else 0.0,
+        heldout_pages={"permille": permille, "unchanged": asdict(score(nll["apart_unchanged"])),
+                       "changed": asdict(score(nll["apart_new"] + nll["apart_updated"]))},
+        inputs_key=inputs_key(inputs), inputs=inputs,
         extra={"model_kind": info["kind"], "step": info.get("step"), "device": str(device),
-               "precision": precision, "padding_side": cfg.padding_side})
+               "precision": precision, "padding_side": cfg.padding_side, "bos": bos})
     out = Path(cfg.out) if cfg.out else (ckpt.parent / "eval" / f"{label}.json"
                                          if ckpt is not None else None)
     if out is not None:

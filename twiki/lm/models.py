@@ -84,6 +84,24 @@ def resolve_start(ref: str, *, require_finished: bool = True) -> Start:
     return Start(kind, base, ckpt.resolve(), model_dir)
 
 
+def model_fingerprint(ref: str) -> dict:
+    """What identifies a model's weights, for keying results by their inputs: a twiki run by
+    its training key (which holds its own start's fingerprint, so a chain of months is keyed
+    all the way down) and step; a local folder by its files' sha256; a hub name by its name."""
+    from .data import folder_fingerprint
+
+    ckpt = find_checkpoint(ref)
+    if ckpt is not None:
+        info = read_checkpoint_info(ckpt)
+        if info.get("inputs_key"):
+            return {"run": info["inputs_key"], "step": info.get("step")}
+        return {"checkpoint": folder_fingerprint(ckpt / "model"), "step": info.get("step")}
+    p = Path(ref)
+    if p.is_dir():
+        return {"folder": folder_fingerprint(p)}
+    return {"hub": ref}
+
+
 def _quiet_transformers() -> None:
     """No per-file progress bars from transformers: our own log says what is loading."""
     from transformers.utils import logging as hf_logging

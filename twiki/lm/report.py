@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ["method", "pair", "un_ppl", "c_ppl", "avg_ppl", "heldout_ppl", "train_seconds",
-           "tokens_seen", "replay_tokens_seen", "token_budget", "un_probes", "c_probes"]
+           "tokens_seen", "replay_tokens_seen", "token_budget", "un_probes", "c_probes",
+           "scoring", "heldout_page_un_probes", "heldout_page_c_probes", "heldout_page_c_ppl"]
+SCORING = {"object": "object scoring: the object's tokens given subject + relation (the paper)",
+           "sequence": "sequence scoring: every token of subject relation object (the "
+                       "original code)"}
 
 
 def table_row(method: str, pair: str, ev: dict, tr: dict | None) -> dict[str, Any]:
@@ -29,6 +33,10 @@ def table_row(method: str, pair: str, ev: dict, tr: dict | None) -> dict[str, An
         "replay_tokens_seen": tr["replay_tokens_seen"] if tr else 0,
         "token_budget": tr["token_budget"] if tr else 0,
         "un_probes": ev["unchanged"]["count"], "c_probes": ev["changed"]["count"],
+        "scoring": ev.get("scoring", "object"),
+        "heldout_page_un_probes": ((ev.get("heldout_pages") or {}).get("unchanged") or {}).get("count", 0),
+        "heldout_page_c_probes": ((ev.get("heldout_pages") or {}).get("changed") or {}).get("count", 0),
+        "heldout_page_c_ppl": ((ev.get("heldout_pages") or {}).get("changed") or {}).get("ppl"),
     }
 
 
@@ -46,18 +54,31 @@ def markdown_table(rows: list[dict]) -> str:
     """Month pairs as row groups, methods as rows (the paper's layout)."""
     out = io.StringIO()
     out.write("| pair | method | Un | C | Avg | held-out | train time (s) | tokens seen "
-              "| of which replay |\n")
-    out.write("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+              "| of which replay | scoring |\n")
+    out.write("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
     for r in rows:
         out.write(f"| {r['pair']} | {r['method']} | {_fmt(r['un_ppl'])} | {_fmt(r['c_ppl'])} "
                   f"| {_fmt(r['avg_ppl'])} | {_fmt(r['heldout_ppl'])} "
                   f"| {_fmt(float(r['train_seconds']), 1)} | {_fmt(int(r['tokens_seen']))} "
-                  f"| {_fmt(int(r['replay_tokens_seen']))} |\n")
+                  f"| {_fmt(int(r['replay_tokens_seen']))} | {r.get('scoring', 'object')} |\n")
     if rows:
-        un = rows[0]["un_probes"], rows[0]["c_probes"]
-        out.write(f"\nProbe perplexity (lower is better); Un: {un[0]:,} unchanged probes, "
-                  f"C: {un[1]:,} changed (new + updated) probes; Avg = (Un + C) / 2.\n")
+        out.write(f"\nProbe perplexity (lower is better); {probe_counts(rows)}; "
+                  f"Avg = (Un + C) / 2.\n")
+        for mode in dict.fromkeys(r.get("scoring", "object") for r in rows):
+            out.write(f"Scores by {SCORING.get(mode, mode)}.\n")
+        held = rows[0].get("heldout_page_un_probes", 0), rows[0].get("heldout_page_c_probes", 0)
+        if any(held):
+            out.write(f"Probes on pages held out of training are not in Un / C (their evidence "
+                      f"was never trained on): {held[0]:,} unchanged, {held[1]:,} changed; "
+                      f"they are in table.csv (heldout_page_*).\n")
     return out.getvalue()
+
+
+def probe_counts(rows: list[dict]) -> str:
+    """'Un: N unchanged probes, C: M changed ...' of a pair's rows (the first row's counts)."""
+    r = rows[0]
+    return (f"Un: {r['un_probes']:,} unchanged probes, C: {r['c_probes']:,} changed "
+            f"(new + updated) probes")
 
 
 def plot(rows: list[dict], path: Path) -> Path:
@@ -91,6 +112,10 @@ def plot(rows: list[dict], path: Path) -> Path:
         title += " (marker: month pair " + ", ".join(
             f"{markers[i % len(markers)]}={p}" for i, p in enumerate(pairs)) + ")"
     ax.set_title(title, fontsize=10)
+    if rows:
+        # How many probes each point stands on: a handful of Changed probes reads as noise.
+        ax.text(0.01, 0.01, probe_counts(rows) + f" ({rows[0].get('scoring', 'object')} scoring)",
+                transform=ax.transAxes, fontsize=7, va="bottom", ha="left", alpha=0.8)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

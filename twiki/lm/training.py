@@ -11,14 +11,25 @@ earlier-month text; writes the run folder data/runs/<name>/:
 The loop reads top to bottom, nanoGPT style: setup, get_batch(step), get_lr(step) (pure),
 estimate_loss() under no_grad, then steps with logging and checkpoints. A batch is a pure
 function of (seed, step), so a resumed run replays exactly the batches it would have had.
+
+Data parallel: started by torchrun (WORLD_SIZE > 1), every process trains the same model on
+its own share of each step's rows (micro_batch_size rows per process and micro-batch, so a
+step holds micro_batch_size x grad_accum x world rows), gradients are averaged by
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs), and only rank 0 writes the run folder;
+the checkpoint holds every rank's RNG state. The losses are those of one process taking the
+same global batch, to float rounding.
+
+    torchrun --nproc_per_node 8 -m twiki train --month 2021-09 --method diff --model gpt2-large
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,8 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..artifacts import canonical_json
 from ..errors import ConfigError
 from .checkpoint import (
+    gather_rng,
     latest_checkpoint,
     load_optimizer,
     load_rng,
@@ -37,7 +50,14 @@ from .checkpoint import (
     save_rng,
     write_checkpoint,
 )
-from .data import Blocks, ConcatBlocks, collate, source_kind, tokenize_source
+from .data import (
+    Blocks,
+    ConcatBlocks,
+    artifact_fingerprint,
+    collate,
+    source_kind,
+    tokenize_source,
+)
 from .methods import (
     METHODS,
     RecAdam,
@@ -51,6 +71,7 @@ from .models import (
     load_model_part,
     load_tokenizer,
     max_positions,
+    model_fingerprint,
     read_checkpoint_info,
     resolve_start,
     save_model_part,
@@ -60,7 +81,10 @@ log = logging.getLogger("twiki")
 
 # Fields that change how a run is operated, not what it computes: a resume may change them.
 OPERATIONAL = frozenset({"save_every", "log_every", "eval_every", "cache_dir", "threads",
-                         "device", "precision"})
+                         "device", "precision", "gradient_checkpointing"})
+# Bump when what a run computes from the same inputs changes: older runs are then stale.
+TRAIN_VERSION = 2
+PRECISIONS = ("auto", "fp32", "bf16-mixed", "fp16-mixed")
 
 
 @dataclass(frozen=True)
@@ -123,7 +147,11 @@ class TrainConfig:
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu, cuda, cuda:N."""
     precision: str = "auto"
-    """auto (bf16-mixed on a GPU that has bf16, else fp32), fp32, bf16-mixed."""
+    """auto (bf16-mixed on a GPU that has bf16, fp16-mixed with a grad scaler on one that
+    has not, fp32 on the CPU), fp32, bf16-mixed, fp16-mixed."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them: much less memory
+    for long blocks or big models, about a third more compute; the same numbers."""
     threads: int | None = None
     """torch CPU threads; None: torch's default. 1 is fastest for small models on a busy
     machine (measured: 15x faster than 2 threads for the tiny GPT-2 on 2 shared cores)."""
@@ -186,8 +214,8 @@ class TrainConfig:
             bad("epochs, max_tokens and max_steps must be positive")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             bad(f"device must be auto, cpu or cuda[:N], not {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16-mixed"):
-            bad(f"precision must be auto, fp32 or bf16-mixed, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            bad(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.threads is not None and self.threads < 1:
             bad("threads must be >= 1")
         if self.save_every < 1 or self.log_every < 1 or self.eval_every < 0:
@@ -257,6 +285,10 @@ class TrainResult:
     precision: str
     trainable_params: int
     total_params: int
+    world_size: int = 1
+    """Data-parallel processes (torchrun); tokens_seen counts all of them."""
+    inputs_key: str = ""
+    """sha256 of train_inputs(): the same key, the same run."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -275,18 +307,100 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "auto":
-        return ("bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported()
-                else "fp32")
-    if name == "bf16-mixed" and device.type != "cuda":
-        raise ConfigError("bf16-mixed is for GPUs; use fp32 on the CPU")
+        if device.type != "cuda":
+            return "fp32"
+        # bf16 where the GPU has it (Ampere and later); fp16 with a grad scaler before that.
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "fp16-mixed"
+    if name != "fp32" and device.type != "cuda":
+        raise ConfigError(f"{name} is for GPUs; use fp32 on the CPU")
     return name
 
 
 def autocast(device: torch.device, precision: str):
     if precision == "bf16-mixed":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def train_inputs(cfg: TrainConfig) -> dict:
+    """Everything a run's weights depend on: its settings (less the operational ones and
+    the paths), the start model's fingerprint (a run's own key, for a chain of months), and
+    the training and replay text's (their artifact manifests' or files' hashes)."""
+    settings = {k: v for k, v in cfg.to_dict().items()
+                if k not in OPERATIONAL | {"run_dir", "model", "train_data", "replay_data",
+                                           "tokenizer"}}
+    return {"version": TRAIN_VERSION, "settings": settings,
+            "start": model_fingerprint(cfg.model),
+            "tokenizer": model_fingerprint(cfg.tokenizer) if cfg.tokenizer else None,
+            "train_data": artifact_fingerprint(cfg.train_data),
+            "replay_data": [artifact_fingerprint(p) for p in cfg.replay_data]}
+
+
+def train_inputs_key(cfg: TrainConfig) -> str:
+    return hashlib.sha256(canonical_json(train_inputs(cfg)).encode()).hexdigest()
+
+
+def recorded_inputs_key(run_dir: str | Path) -> str | None:
+    """The inputs key a run folder was trained with (its result, else its checkpoint); None
+    when it has neither, or was made before runs were keyed."""
+    run_dir = Path(run_dir)
+    if (run_dir / "result.json").exists():
+        return json.loads((run_dir / "result.json").read_text()).get("inputs_key") or None
+    ckpt = latest_checkpoint(run_dir)
+    return read_checkpoint_info(ckpt).get("inputs_key") if ckpt is not None else None
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a data-parallel run (torchrun's environment); one process
+    without it."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _start_dist(dist: Dist, device: torch.device) -> None:
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def _all_sum(value: float, dist: Dist) -> float:
+    if dist.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t[0])
+
+
+def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """HF gradient checkpointing on the transformer inside any method's wrapper (non-reentrant:
+    it needs no input that requires grad, so frozen bases under adapters work too)."""
+    hf = model.base if hasattr(model, "adapter_config") else model
+    hf = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
+    if not getattr(hf, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"{type(hf).__name__} does not support gradient checkpointing")
+    hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def get_lr(step: int, cfg: TrainConfig, max_steps: int) -> float:
@@ -315,15 +429,18 @@ class TrainData:
     Row j of the main text (counting across steps) is block perm_e[j mod n] with e = j div n,
     perm_e a seeded permutation per epoch; the same for the replay text. Step t takes
     rows_per_step - r_t main rows and r_t replay rows (r_t from replay_schedule, 0 but for
-    mixreview), shuffled together with a per-step seed, then cut into micro-batches.
+    mixreview), shuffled together with a per-step seed, then cut into micro-batches of
+    micro_batch_size x world rows, of which process `rank` takes its own micro_batch_size.
     """
 
     def __init__(self, main: Blocks, replay: Blocks | ConcatBlocks | None, replay_rows: list[int], *,
-                 seed: int, micro_batch_size: int, grad_accum: int, pad_id: int):
+                 seed: int, micro_batch_size: int, grad_accum: int, pad_id: int,
+                 rank: int = 0, world: int = 1):
         self.main, self.replay = main, replay
         self.seed = seed
         self.micro, self.accum = micro_batch_size, grad_accum
-        self.rows_per_step = micro_batch_size * grad_accum
+        self.rank, self.world = rank, world
+        self.rows_per_step = micro_batch_size * grad_accum * world
         self.pad_id = pad_id
         self.replay_rows = replay_rows
         self._replay_before = np.concatenate([[0], np.cumsum(replay_rows)]).astype(np.int64)
@@ -341,7 +458,7 @@ class TrainData:
         return int(self._perms[key][i])
 
     def rows(self, step: int) -> list[tuple[str, int]]:
-        """The (source, block index) rows of step `step`, in batch order."""
+        """The (source, block index) rows of step `step` (all processes'), in batch order."""
         r = int(self.replay_rows[step]) if step < len(self.replay_rows) else 0
         before = int(self._replay_before[min(step, len(self.replay_rows))])
         main_before = step * self.rows_per_step - before
@@ -350,23 +467,34 @@ class TrainData:
         order = np.random.default_rng([self.seed, 2, step]).permutation(len(rows))
         return [rows[i] for i in order]
 
-    def get_batch(self, step: int):
-        """Micro-batches of step `step`: (x, y, loss_mask, replay_mask) tensors each."""
+    def _source(self, name: str):
+        return self.main if name == "main" else self.replay
+
+    def step_targets(self, step: int) -> tuple[int, int]:
+        """(target tokens, of which replay) of step `step` over every process's rows: the
+        loss is normalised by the first, so that it does not depend on the process count."""
         rows = self.rows(step)
+        total = sum(self._source(s).targets(i) for s, i in rows)
+        return total, sum(self._source(s).targets(i) for s, i in rows if s == "replay")
+
+    def get_batch(self, step: int):
+        """This process's micro-batches of step `step`: (x, y, loss_mask, replay_mask) each."""
+        rows = self.rows(step)
+        width = self.micro * self.world
         out = []
         for m in range(self.accum):
-            chunk = rows[m * self.micro:(m + 1) * self.micro]
-            windows = [(self.main if s == "main" else self.replay).window(i) for s, i in chunk]
+            chunk = rows[m * width:(m + 1) * width][self.rank * self.micro:(self.rank + 1) * self.micro]
+            windows = [self._source(s).window(i) for s, i in chunk]
             x, y, mask = collate(windows, self.main.block_size, self.pad_id)
             replay = torch.tensor([s == "replay" for s, _ in chunk])
             out.append((x, y, mask, replay))
         return out
 
 
-def plan_steps(cfg: TrainConfig, main_blocks: int) -> tuple[int, list[int]]:
+def plan_steps(cfg: TrainConfig, main_blocks: int, world: int = 1) -> tuple[int, list[int]]:
     """(max_steps, replay rows per step) from the budget: max_steps, else max_tokens, else
     epochs over the month's text (replay rows come on top of it, as in Mix-review)."""
-    rows = cfg.micro_batch_size * cfg.grad_accum
+    rows = cfg.micro_batch_size * cfg.grad_accum * world
     mix = dict(ratio=cfg.mix_ratio, decay=cfg.mix_decay)
     if cfg.max_steps is not None:
         steps = cfg.max_steps
@@ -439,10 +567,18 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
 
     A finished run is a no-op that returns its result. stop_at_step: save a checkpoint and
     return after that step, as if the process had been killed there (tests, time slices).
+    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 writes the run folder.
     """
     run_dir = Path(cfg.run_dir)
     result_path = run_dir / "result.json"
+    dist = Dist.from_env()
     _check_config(run_dir, cfg)
+    key = train_inputs_key(cfg)
+    recorded = recorded_inputs_key(run_dir)
+    if recorded is not None and recorded != key:
+        raise ConfigError(f"run {run_dir} was trained from other inputs (its start model, its "
+                          f"text or its settings have changed since): give the run another "
+                          f"name, or delete the folder to train it again")
     if result_path.exists():
         done = json.loads(result_path.read_text())
         if done.get("finished"):
@@ -451,7 +587,11 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
 
     # -- setup -----------------------------------------------------------------------------
     device = pick_device(cfg.device)
+    if dist.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
     precision = pick_precision(cfg.precision, device)
+    _start_dist(dist, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
@@ -465,31 +605,43 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
     _check_data_kind(cfg, data_kind)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "tokens"
     tok_args = dict(heldout_permille=cfg.heldout_permille, prepend_title=cfg.prepend_title)
-    train_set = tokenize_source(cfg.train_data, tokenizer, cache, split="train", **tok_args)
-    heldout_set = tokenize_source(cfg.train_data, tokenizer, cache, split="heldout", **tok_args)
+
+    def tokenized():
+        train_set = tokenize_source(cfg.train_data, tokenizer, cache, split="train", **tok_args)
+        heldout_set = tokenize_source(cfg.train_data, tokenizer, cache, split="heldout",
+                                      **tok_args)
+        replay_sets = [tokenize_source(p, tokenizer, cache, split="train", **tok_args)
+                       for p in cfg.replay_data]
+        return train_set, heldout_set, replay_sets
+
+    if not dist.main:      # rank 0 tokenizes; the others then read its caches
+        dist.barrier()
+    train_set, heldout_set, replay_sets = tokenized()
+    if dist.main:
+        dist.barrier()
     main = Blocks(train_set.tokens, cfg.block_size)
     if len(main) == 0:
         raise ConfigError(f"{cfg.train_data} has no training text left "
                           f"({train_set.meta['documents']} documents, {train_set.n_tokens} tokens)")
     replay = None
     if cfg.replay_data:
-        replay_sets = [tokenize_source(p, tokenizer, cache, split="train", **tok_args)
-                       for p in cfg.replay_data]
         replay = ConcatBlocks([Blocks(s.tokens, cfg.block_size) for s in replay_sets])
         if len(replay) == 0:
             raise ConfigError(f"the replay text {cfg.replay_data} is empty")
     heldout = Blocks(heldout_set.tokens, cfg.block_size) if heldout_set.n_tokens > 1 else None
 
-    max_steps, replay_rows = plan_steps(cfg, len(main))
+    max_steps, replay_rows = plan_steps(cfg, len(main), dist.world)
     data = TrainData(main, replay, replay_rows, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
-                     grad_accum=cfg.grad_accum, pad_id=pad_id)
-    rows_per_step = cfg.micro_batch_size * cfg.grad_accum
+                     grad_accum=cfg.grad_accum, pad_id=pad_id, rank=dist.rank, world=dist.world)
+    rows_per_step = data.rows_per_step
 
     model = build_model(cfg.method, start, cfg)
     limit = max_positions(model)
     if limit is not None and cfg.block_size > limit:
         raise ConfigError(f"block_size {cfg.block_size} is longer than the model's "
                           f"{limit} positions: lower block_size")
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(model)
     model.to(device)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     trainable = sum(p.numel() for _, p in named)
@@ -505,70 +657,101 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
         # foreach on the CPU too (faster than the per-tensor loop); fused kernels are not
         # used so that CPU and GPU runs do the same arithmetic steps.
         optimizer = torch.optim.AdamW(groups, foreach=True, **opt_args)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (scaler is off).
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
     param_name = {id(p): n for n, p in named}
     order = [param_name[id(p)] for g in optimizer.param_groups for p in g["params"]]
     names = dict(enumerate(order))
 
     step, tokens_seen, replay_seen, train_seconds, last_loss = 0, 0, 0, 0.0, None
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:  # written once setup has passed, so a bad first try blocks nothing
+    if ckpt is None and dist.main:  # written once setup has passed: a bad try blocks nothing
         _write_config(run_dir, cfg)
     if ckpt is not None:
         info = read_checkpoint_info(ckpt)
+        if info.get("world_size", 1) != dist.world:
+            raise ConfigError(f"run {run_dir} was started on {info.get('world_size', 1)} "
+                              f"process(es); resume it on as many (its batches depend on it)")
         load_model_part(model, cfg.method, ckpt)
         load_optimizer(optimizer, names, ckpt)
-        load_rng(ckpt)
+        load_rng(ckpt, dist.rank)
+        if info.get("grad_scaler") and scaler.is_enabled():
+            scaler.load_state_dict(info["grad_scaler"])
         step, tokens_seen = info["step"], info["tokens_seen"]
         replay_seen, train_seconds = info["replay_tokens_seen"], info["train_seconds"]
         last_loss = info.get("loss")
         log.info("resuming %s at step %d of %d", run_dir, step, max_steps)
-        _trim_log(run_dir / "log.jsonl", step)
+        if dist.main:
+            _trim_log(run_dir / "log.jsonl", step)
+    ddp = None
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
+    train_model = ddp if ddp is not None else model
 
     base = base_reference(cfg.method, start)
 
-    def save(finished: bool) -> Path:
-        info = {"method": cfg.method, "kind": checkpoint_kind(cfg.method), "base": base,
-                "step": step, "max_steps": max_steps, "tokens_seen": tokens_seen,
-                "replay_tokens_seen": replay_seen, "train_seconds": train_seconds,
-                "loss": last_loss, "finished": finished}
+    def save(finished: bool) -> Path | None:
+        states = gather_rng(dist.world)
+        path = None
+        if dist.main:
+            info = {"method": cfg.method, "kind": checkpoint_kind(cfg.method), "base": base,
+                    "step": step, "max_steps": max_steps, "tokens_seen": tokens_seen,
+                    "replay_tokens_seen": replay_seen, "train_seconds": train_seconds,
+                    "loss": last_loss, "finished": finished, "inputs_key": key,
+                    "world_size": dist.world,
+                    "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None}
 
-        def write(folder: Path) -> None:
-            save_model_part(model, cfg.method, folder, tokenizer)
-            save_optimizer(optimizer, names, folder)
-            save_rng(folder)
+            def write(folder: Path) -> None:
+                save_model_part(model, cfg.method, folder, tokenizer)
+                save_optimizer(optimizer, names, folder)
+                save_rng(folder, states)
 
-        return write_checkpoint(run_dir, write, info)
+            path = write_checkpoint(run_dir, write, info)
+        dist.barrier()
+        return path
 
     log.info("train %s: %s on %s (%s, %d tokens, %d blocks of %d), %d steps of %d rows, "
-             "%s/%s, %d of %d parameters trainable", run_dir.name, cfg.method, cfg.train_data,
-             data_kind, train_set.n_tokens, len(main), cfg.block_size, max_steps, rows_per_step,
-             device, precision, trainable, total_params)
+             "%s/%s x %d, %d of %d parameters trainable", run_dir.name, cfg.method,
+             cfg.train_data, data_kind, train_set.n_tokens, len(main), cfg.block_size,
+             max_steps, rows_per_step, device, precision, dist.world, trainable, total_params)
 
     # -- the loop --------------------------------------------------------------------------
     model.train()
     call_tokens, call_seconds = 0, 0.0
-    with open(run_dir / "log.jsonl", "a") as logf:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(run_dir / "log.jsonl", "a") if dist.main else None
+    try:
         while step < max_steps:
             t0 = time.perf_counter()
             lr = get_lr(step, cfg, max_steps)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             batch = data.get_batch(step)
-            step_targets = sum(int(mask.sum()) for _, _, mask, _ in batch)
+            step_targets, step_replay = data.step_targets(step)
             loss_total = 0.0
-            for x, y, mask, replay_mask in batch:
+            for m, (x, y, mask, _) in enumerate(batch):
                 x, y, mask = x.to(device), y.to(device), mask.to(device)
-                with autocast(device, precision):
-                    loss = lm_loss_sum(model, x, y, mask) / step_targets
-                loss.backward()
+                # Gradients are averaged over the processes only at the last micro-batch.
+                sync = ddp is None or m == len(batch) - 1
+                with contextlib.nullcontext() if sync else ddp.no_sync():
+                    with autocast(device, precision):
+                        loss = lm_loss_sum(train_model, x, y, mask) / step_targets
+                    # DDP averages over the processes; the loss is a share of the global sum.
+                    scaler.scale(loss * dist.world).backward()
                 loss_total += float(loss.detach())
-                replay_seen += int(mask[replay_mask.to(device)].sum())
+            loss_total = _all_sum(loss_total, dist)
             if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens_seen += step_targets
+            replay_seen += step_replay
             call_tokens += step_targets
             train_seconds += time.perf_counter() - t0
             call_seconds += time.perf_counter() - t0
@@ -577,7 +760,8 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
             if cfg.eval_every and step % cfg.eval_every == 0:
                 heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size,
                                              device, precision, pad_id)
-            if step % cfg.log_every == 0 or step == max_steps or heldout_loss is not None:
+            if logf is not None and (step % cfg.log_every == 0 or step == max_steps
+                                     or heldout_loss is not None):
                 line = {"step": step, "loss": round(loss_total, 5), "lr": lr,
                         "tokens_seen": tokens_seen, "replay_tokens_seen": replay_seen,
                         "train_seconds": round(train_seconds, 3)}
@@ -593,6 +777,9 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
                 if step % cfg.save_every:
                     save(finished=False)
                 break
+    finally:
+        if logf is not None:
+            logf.close()
 
     finished = step >= max_steps
     heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size, device,
@@ -606,11 +793,12 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
         tokens_per_s=round(call_tokens / call_seconds, 1) if call_seconds > 0 else 0.0,
         final_loss=last_loss, heldout_loss=heldout_loss, checkpoint=str(run_dir / "checkpoint"),
         device=str(device), precision=precision, trainable_params=trainable,
-        total_params=total_params)
-    if finished:
+        total_params=total_params, world_size=dist.world, inputs_key=key)
+    if finished and dist.main:
         result_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         log.info("run %s finished: %d steps, %d tokens seen (budget %d) in %.1f s",
                  run_dir.name, step, tokens_seen, result.token_budget, train_seconds)
+    dist.barrier()
     return result
 
 
