@@ -76,12 +76,12 @@ def demo_pair(root, *, property_labels: bool = False, executor=None):
     """Build the sample mirror's month pair under `root` (a DataRoot) with the real stages."""
     from pipelines.snapshot import build_month
     from twiki.executors import LocalExecutor
-    from twiki.extract import ExtractConfig
+    from twiki.config import BuildConfig
     from twiki.factdiff import diff_facts
     from twiki.facts import FactsConfig, build_facts
     executor = executor or LocalExecutor(1)
     build_month(B, mirrors=[str(MIRROR)], data_root=root, executor=executor,
-                extract_config=ExtractConfig(shards=SHARDS))
+                config=BuildConfig(shards=SHARDS))
     root.root.mkdir(parents=True, exist_ok=True)
     extra = [_property_file(root.root)] if property_labels else []
     for month, run in WIKIDATA_RUNS.items():

@@ -4,7 +4,7 @@ dataset export (data/export/<B>/) and its report (data/reports/<B>/).
 
 Each step is a stage that is idempotent and resumable, so rerunning the build after a crash
 (or the next cron run) continues where it stopped, and finished steps say "up to date".
-Later stages (facts, factdiff, align, filter, export) join this chain as they land.
+Every stage's settings come from one BuildConfig (twiki/config.py: `--config`, `--set`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from twiki.diff import DiffResult, diff_months
 from twiki.download import download_month, download_wikidata
 from twiki.factdiff import FactDiffResult, diff_facts
 from twiki.artifacts import read_manifest
-from twiki.facts import FactsConfig, FactsResult, build_facts
+from twiki.config import BuildConfig
+from twiki.facts import FactsResult, build_facts
 from twiki.errors import NoDumpError, TwikiError
 from twiki.executors import Executor, LocalExecutor
-from twiki.extract import ExtractConfig, ExtractResult, RunOptions, extract_month
+from twiki.extract import ExtractResult, extract_month
 from twiki.pageprops import download_page_props
 from twiki.paths import DataRoot, parse_month, previous_month
-from twiki.export import ExportConfig, ExportResult, export_month
+from twiki.export import ExportResult, export_month
 from twiki.probes import ProbesResult, build_probes
 from twiki.report import ReportResult, write_report
 
@@ -75,42 +76,39 @@ class MonthBuild:
 
 
 def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, executor: Executor,
-                   extract_config: ExtractConfig, options: RunOptions) -> ExtractResult:
+                   config: BuildConfig) -> ExtractResult:
     """Download (verified) and extract one month."""
-    download_month(month, wiki=wiki, mirrors=mirrors, data_root=data_root)
+    download_month(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
+                   config=config.download)
     return extract_month(month, wiki=wiki, data_root=data_root, executor=executor,
-                         config=extract_config, options=options)
+                         config=config.extract, options=config.extract_run)
 
 
 def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
-                      executor: Executor, facts_config: FactsConfig,
+                      executor: Executor, config: BuildConfig,
                       page_props: bool = True) -> FactsResult:
     """Download the Wikidata dump nearest the month's enwiki run (and, with `page_props`, the
     run's page_props table when it has one); facts and page mapping."""
-    download_wikidata(month, mirrors=mirrors, data_root=data_root)
+    download_wikidata(month, mirrors=mirrors, data_root=data_root, config=config.download)
     snap = read_manifest(data_root.snapshot(wiki, month))
     if page_props and snap is not None:
         download_page_props(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
-                            run=snap["inputs"]["run"])
+                            run=snap["inputs"]["run"], config=config.download)
     return build_facts(month, wiki=wiki, data_root=data_root, executor=executor,
-                       config=facts_config)
+                       config=config.facts, options=config.facts_run)
 
 
 def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None = None,
                 data_root: DataRoot | None = None, executor: Executor | None = None,
-                extract_config: ExtractConfig = ExtractConfig(),
-                options: RunOptions = RunOptions(), with_previous: bool = True,
-                with_facts: bool = True, facts_config: FactsConfig | None = None,
-                export_config: ExportConfig = ExportConfig(),
-                page_props: bool = True) -> MonthBuild:
+                config: BuildConfig = BuildConfig(), with_previous: bool = True,
+                with_facts: bool = True, page_props: bool = True) -> MonthBuild:
     """Build `month` and, with `with_previous`, month - 1 and the diffs between them; with
     `with_facts`, the months' Wikidata facts too (and their diff). With `page_props`, pages
     are mapped to items by each run's page_props table when the run has one (else, and
-    without, by sitelink titles)."""
+    without, by sitelink titles). Every stage takes its settings from `config`."""
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    facts_config = facts_config or FactsConfig(shards=extract_config.shards)
     t0 = time.perf_counter()
     result = MonthBuild(month, wiki)
     common = dict(wiki=wiki, mirrors=mirrors, data_root=data_root, executor=executor)
@@ -118,8 +116,7 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
     months = [prev, month] if with_previous else [month]
     for m in months:
         try:
-            result.snapshots[m] = build_snapshot(m, extract_config=extract_config,
-                                                 options=options, **common)
+            result.snapshots[m] = build_snapshot(m, config=config, **common)
         except NoDumpError as e:
             if m == month:
                 raise
@@ -127,17 +124,19 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
                              f"cannot be had: {e}. Build {month} alone with --no-diff, or "
                              f"point --mirror at a mirror that still has {prev}") from None
     if with_previous:
-        result.diff = diff_months(prev, month, wiki=wiki, data_root=data_root, executor=executor)
+        result.diff = diff_months(prev, month, wiki=wiki, data_root=data_root, executor=executor,
+                                  config=config.diff)
     if with_facts:
         for m in months:
-            result.facts[m] = build_month_facts(m, facts_config=facts_config,
-                                                page_props=page_props, **common)
+            result.facts[m] = build_month_facts(m, config=config, page_props=page_props,
+                                                **common)
         if with_previous:
             result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
             result.probes = build_probes(prev, month, wiki=wiki, data_root=data_root,
-                                         executor=executor)
+                                         executor=executor, align_config=config.align,
+                                         align_options=config.align_run, config=config.filter)
             result.export = export_month(month, month_a=prev, wiki=wiki, data_root=data_root,
-                                         executor=executor, config=export_config)
+                                         executor=executor, config=config.export)
     if with_previous:
         result.report = write_report(month, month_a=prev, wiki=wiki, data_root=data_root)
     result.seconds = time.perf_counter() - t0

@@ -38,6 +38,7 @@ from executor_checks import assert_moves_with_each_task  # noqa: E402
 from pipelines.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
 from pipelines.snapshot import build_month  # noqa: E402
 from twiki.cli import build_parser, main  # noqa: E402
+from twiki.config import load_build_config  # noqa: E402
 from twiki.download import download_month  # noqa: E402
 from twiki.errors import ConfigError, InputError  # noqa: E402
 from twiki.executors import LocalExecutor, make_executor  # noqa: E402
@@ -106,7 +107,7 @@ def two_month_mirror(tmp_path_factory) -> Path:
 
 def stage_monthly_build(root: DataRoot, executor, mirror: Path) -> None:
     res = build_month(NEXT, mirrors=[str(mirror)], data_root=root, executor=executor,
-                      extract_config=ExtractConfig(shards=8), options=RunOptions(chunk_mb=0.05))
+                      config=load_build_config(sets=["shards=8", "extract_run.chunk_mb=0.05"]))
     assert res.diff is not None and res.diff.state == "built"
 
 

@@ -13,7 +13,7 @@ from pipelines.snapshot import build_month
 from twiki.artifacts import read_manifest
 from twiki.diff import diff_months
 from twiki.errors import ConfigError, TwikiError
-from twiki.extract import ExtractConfig
+from twiki.config import BuildConfig
 from twiki.paths import DataRoot
 from twiki.probes import build_probes
 from twiki.report import write_report
@@ -26,8 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> DataRoot:
     root = DataRoot(tmp_path_factory.mktemp("report") / "data")
-    build_month("2016-06", mirrors=[str(MIRROR)], data_root=root,
-                extract_config=ExtractConfig(shards=8))
+    build_month("2016-06", mirrors=[str(MIRROR)], data_root=root, config=BuildConfig(shards=8))
     build_probes("2016-05", "2016-06", data_root=root)   # a no-op once the build makes them
     return root
 

@@ -24,7 +24,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-from .download import download_month, find_downloaded, read_download_manifest
+from .download import DownloadConfig, download_month, find_downloaded, read_download_manifest
 from .errors import DumpNotReadyError, InputError, NoDumpError
 from .paths import DataRoot
 
@@ -82,14 +82,14 @@ def find_page_props(data_root: DataRoot, wiki: str, month: str, run: str | None
     return folder / names[0] if len(names) == 1 else None
 
 
-def download_page_props(month: str, *, wiki: str, mirrors, data_root: DataRoot, run: str
-                        ) -> Path | None:
+def download_page_props(month: str, *, wiki: str, mirrors, data_root: DataRoot, run: str,
+                        config: DownloadConfig | None = None) -> Path | None:
     """Download (verified, resumable, like every dump file) the page_props table of `run`,
     the month's snapshot run, if that run has finished the job; None, said in the log, when it
     has not or the mirror lacks it: the mapping then matches sitelink titles."""
     try:
         download_month(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
-                       job=PAGE_PROPS_JOB)
+                       job=PAGE_PROPS_JOB, config=config)
     except (NoDumpError, DumpNotReadyError) as e:
         log.info("%s %s: no page_props table to download (%s); pages are mapped to items by "
                  "sitelink titles", wiki, month, str(e).split(";")[0])
