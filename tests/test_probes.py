@@ -216,5 +216,8 @@ def test_containment_is_by_whole_words():
 
 
 def test_missing_aligned_set_says_what_to_run(tmp_path):
-    with pytest.raises(TwikiError, match="twiki align --from 2015-02 --to 2015-05"):
+    from twiki.cli import COMMANDS
+    with pytest.raises(TwikiError, match="run `twiki probes --from 2015-02 --to 2015-05`") as e:
         filter_probes(A, B, data_root=DataRoot(tmp_path / "data"))
+    named = str(e.value).split("`twiki ")[1].split()[0]
+    assert named in COMMANDS     # a command the user can run

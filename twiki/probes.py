@@ -567,10 +567,11 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     root = probes_root(data_root, month_a, month_b)
     aligned = root / "aligned"
     am = require_artifact(aligned, f"aligned facts {month_a} -> {month_b}",
-                          f"run `twiki align --from {month_a} --to {month_b}` first")
+                          f"run `twiki probes --from {month_a} --to {month_b}` (it aligns, "
+                          f"then filters)")
     if am.get("stage") != ALIGN_STAGE:
         raise TwikiError(f"{aligned} is a {am.get('stage')!r} artifact, not aligned facts; "
-                         f"delete it and run `twiki align --from {month_a} --to {month_b}`")
+                         f"delete it and run `twiki probes --from {month_a} --to {month_b}`")
     shards = am["shard_count"]
     inputs = {"aligned": am["key"]}
     cfg = {"from": month_a, "to": month_b, **asdict(config)}
