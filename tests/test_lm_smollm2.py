@@ -34,6 +34,7 @@ from twiki.lm.models import load_hf_model, load_tokenizer  # noqa: E402
 def two_threads():
     """135M parameters: both cores help (the tiny-model tests run on one thread)."""
     before = torch.get_num_threads()
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
 
