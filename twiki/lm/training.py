@@ -400,7 +400,11 @@ def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     hf = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
     if not getattr(hf, "supports_gradient_checkpointing", False):
         raise ConfigError(f"{type(hf).__name__} does not support gradient checkpointing")
-    hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(hf, "activation_checkpointing_enable"):   # transformers >= 5 names it so
+        hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def get_lr(step: int, cfg: TrainConfig, max_steps: int) -> float:
