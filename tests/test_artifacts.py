@@ -124,9 +124,15 @@ def test_safe_join_accepts_plain_names(tmp_path):
     assert safe_join(tmp_path, "enwiki-1.bz2") == tmp_path / "enwiki-1.bz2"
 
 
-@pytest.mark.parametrize("bad", ["2022-13", "2022-1", "22-01", "2022/01", "", "latest"])
+@pytest.mark.parametrize("bad", ["2022-1", "22-01", "2022/01", "", "latest"])
 def test_bad_month_is_a_clear_error(bad):
     with pytest.raises(ConfigError, match="YYYY-MM"):
+        parse_month(bad)
+
+
+@pytest.mark.parametrize("bad", ["2022-13", "2022-00"])
+def test_a_month_that_does_not_exist_says_so(bad):
+    with pytest.raises(ConfigError, match=f"month '{bad}' does not exist: MM runs from 01 to 12"):
         parse_month(bad)
 
 
