@@ -90,8 +90,8 @@ def test_report_is_the_papers_table(built, pair):
     md = (probes_root(pair, A, B) / "report.md").read_text()
     assert md.startswith("| stage | Unchanged | Changed |")
     assert f"| initial categorization | {r['stages']['initial_categorization']['unchanged']}" in md
-    assert "| filter | subject_object_contain |" in md
-    assert "| alignment | object_only_in_removed_text |" in md
+    assert "| filter | `subject_object_contain` |" in md
+    assert "| alignment | `object_only_in_removed_text` |" in md
     assert report_markdown(r) == md
     assert r["caps"]["unchanged"]["subject_cap"] == 1    # 1% of a handful: the floor, 1
     # Kahn's 'footballer', 'German' (his citizenship, by its demonym) and his Commons category

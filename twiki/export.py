@@ -39,6 +39,7 @@ from .diff import DIFFSET_SCHEMA, DOCUMENT_SCHEMA, iter_documents
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month, previous_month
+from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
 
@@ -571,7 +572,6 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
     """README.md of the export: YAML header, then what is in it, how to load it, an example
     row per config, its counts, schema, provenance, limitations, licence and citations.
     Deterministic: no dates but the dumps'."""
-    from .report import probe_stage_table, rejection_table
     # `datasets` cannot load a split without rows: empty configs stay out of the YAML.
     listed = [c for c in plan if rows[c] > 0]
     empty = [c for c in plan if rows[c] == 0]

@@ -685,21 +685,38 @@ def _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config) -> dict:
     }
 
 
-def report_markdown(report: dict) -> str:
-    """The stage-count table in the form of TemporalWiki's, then rejections and top relations."""
-    s = report.get("stages", {})
+def _count(v) -> str:
+    return "—" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
+
+
+def probe_stage_table(probes_report: dict) -> list[str]:
+    """TemporalWiki's Table 1 form: initial categorization -> alignment -> heuristic filtering."""
+    s = probes_report.get("stages", {})
     lines = ["| stage | Unchanged | Changed |", "|---|---:|---:|"]
     for key, name in (("initial_categorization", "initial categorization"),
                       ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
-        lines.append(f"| {name} | {s.get(key, {}).get('unchanged', 0):,} | "
-                     f"{s.get(key, {}).get('changed', 0):,} |")
-    lines += ["", "| rejected at | reason | Unchanged | Changed |", "|---|---|---:|---:|"]
-    rej = report.get("rejected", {})
+        lines.append(f"| {name} | {_count(s.get(key, {}).get('unchanged', 0))} | "
+                     f"{_count(s.get(key, {}).get('changed', 0))} |")
+    return lines
+
+
+def rejection_table(probes_report: dict) -> list[str]:
+    """Every fact left out on the way, by stage and named reason."""
+    rej = probes_report.get("rejected", {})
+    lines = ["| left out at | reason | Unchanged | Changed |", "|---|---|---:|---:|"]
     for where in ("alignment", "filter"):
         reasons = sorted({r for g in SETS for r in rej.get(where, {}).get(g, {})})
         for r in reasons:
-            lines.append(f"| {where} | {r} | {rej[where].get('unchanged', {}).get(r, 0):,} | "
-                         f"{rej[where].get('changed', {}).get(r, 0):,} |")
+            lines.append(f"| {where} | `{r}` | {_count(rej[where].get('unchanged', {}).get(r, 0))} "
+                         f"| {_count(rej[where].get('changed', {}).get(r, 0))} |")
+    if len(lines) == 2:
+        lines.append("| — | none | 0 | 0 |")
+    return lines
+
+
+def report_markdown(report: dict) -> str:
+    """The stage-count table in the form of TemporalWiki's, then rejections and top relations."""
+    lines = probe_stage_table(report) + [""] + rejection_table(report)
     lk = report.get("leakage", {})
     lines += ["", f"Leakage (Changed): of {lk.get('aligned_changed', 0)} aligned, "
                   f"{lk.get('aligned_object_in_month_a', 0)} had the object in month A's article, "

@@ -26,6 +26,7 @@ from .artifacts import (MANIFEST, artifact_key, code_version, iter_row_groups, r
                         replace_folder, write_json_atomic)
 from .errors import ConfigError, TwikiError
 from .paths import DataRoot, check_wiki, parse_month, previous_month
+from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
 
@@ -151,31 +152,6 @@ def _n(v) -> str:
 
 def _pct(v) -> str:
     return "—" if v is None else f"{v:.1%}"
-
-
-def probe_stage_table(probes_report: dict) -> list[str]:
-    """TemporalWiki's Table 1 form: initial categorization -> alignment -> heuristic filtering."""
-    s = probes_report.get("stages", {})
-    lines = ["| stage | Unchanged | Changed |", "|---|---:|---:|"]
-    for key, name in (("initial_categorization", "initial categorization"),
-                      ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
-        lines.append(f"| {name} | {_n(s.get(key, {}).get('unchanged', 0))} | "
-                     f"{_n(s.get(key, {}).get('changed', 0))} |")
-    return lines
-
-
-def rejection_table(probes_report: dict) -> list[str]:
-    """Every fact left out on the way, by stage and named reason."""
-    rej = probes_report.get("rejected", {})
-    lines = ["| left out at | reason | Unchanged | Changed |", "|---|---|---:|---:|"]
-    for where in ("alignment", "filter"):
-        reasons = sorted({r for g in SETS for r in rej.get(where, {}).get(g, {})})
-        for r in reasons:
-            lines.append(f"| {where} | `{r}` | {_n(rej[where].get('unchanged', {}).get(r, 0))} "
-                         f"| {_n(rej[where].get('changed', {}).get(r, 0))} |")
-    if len(lines) == 2:
-        lines.append("| — | none | 0 | 0 |")
-    return lines
 
 
 def _top_relations(relations: dict, n: int = TOP_RELATIONS) -> list[tuple[str, int, int]]:
