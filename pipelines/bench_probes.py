@@ -18,7 +18,6 @@ throughput and memory as the input grows.
 from __future__ import annotations
 
 import json
-import random
 import resource
 import shutil
 import subprocess
@@ -157,16 +156,14 @@ def _scaled(src: Path, dst: Path, copies: int, key: str, stage: str, shards: int
 
 def scale_pair(base, out, copies: int) -> None:
     """The month pair of DataRoot `base`, `copies` times over, as DataRoot `out`'s artifacts."""
-    from twiki.facts import facts_root
-    from twiki.factdiff import factdiff_dir
     d = base.diffset("enwiki", A, B)
     jobs = [(base.snapshot("enwiki", A), out.snapshot("enwiki", A), "page_id", "extract"),
             (base.snapshot("enwiki", B), out.snapshot("enwiki", B), "page_id", "extract"),
             (d, out.diffset("enwiki", A, B), "page_id", "diff"),
             (d.with_name(d.name + "_removed"),
              out.diffset("enwiki", A, B).with_name(d.name + "_removed"), "page_id", "diff-removed"),
-            (factdiff_dir(base, A, B), factdiff_dir(out, A, B), "subject", "factdiff"),
-            (facts_root(base, B) / "mapping", facts_root(out, B) / "mapping", "qid",
+            (base.factdiff(A, B), out.factdiff(A, B), "subject", "factdiff"),
+            (base.facts(B) / "mapping", out.facts(B) / "mapping", "qid",
              "facts.mapping")]
     for src, dst, key, stage in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -239,17 +236,6 @@ def bench_probes(out_dir) -> dict:
                                         / figures["1x"]["peak_rss_mb"], 3)
     figures["seconds"] = round(time.perf_counter() - t0, 1)
     return figures
-
-
-def hand_check_sample(root, n: int = 30, seed: int = 0, folder: str = "probes") -> list[dict]:
-    """`n` random rows (all, if fewer) of the month pair's probes (or aligned facts), for
-    reading: subject, relation, object and the evidence sentence."""
-    from twiki.align import probes_root
-    rows = pq.read_table(probes_root(root, A, B) / folder).to_pylist()
-    pick = rows if len(rows) <= n else random.Random(seed).sample(rows, n)
-    keys = ("kind", "subject", "relation", "object", "old_objects", "match_kind", "match_score",
-            "evidence")
-    return [{k: r[k] for k in keys} for r in pick]
 
 
 if __name__ == "__main__":

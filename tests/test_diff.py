@@ -29,7 +29,7 @@ import pytest
 
 from twiki import download
 from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
-from twiki.diff import (DiffConfig, diff_article, diff_months, diffset_folder,
+from twiki.diff import (DiffConfig, diff_article, diff_months,
                         export_training_text, iter_documents, normalize, sentence_spans,
                         split_sentences)
 from twiki.errors import ConfigError, TwikiError
@@ -486,7 +486,7 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, two_months):
         shutil.copytree(two_months.root / "snapshots", root.root / "snapshots")
         roots.append(root)
     killed, clean = roots
-    final = diffset_folder(killed, "enwiki", A, B)
+    final = killed.diffset("enwiki", A, B)
     staging = final.with_name(final.name + ".partial")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(killed.root), A, B], env=env,

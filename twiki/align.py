@@ -41,8 +41,7 @@ from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memo
 from .diff import split_sentences
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .facts import facts_root, shard_array
-from .factdiff import factdiff_dir
+from .facts import shard_array
 from .paths import DataRoot, check_wiki, parse_month
 from .wikidata import MONTHS
 
@@ -209,11 +208,6 @@ class AlignResult:
         return (f"aligned facts {verb} at {self.path}: unchanged {a.get('unchanged', 0)} of "
                 f"{i.get('unchanged', 0)}, changed {a.get('changed', 0)} of "
                 f"{i.get('changed', 0)}")
-
-
-def probes_root(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    """data/probes/<A>_<B>/: aligned/, probes/, rejected/<reason>/, report.json, report.md."""
-    return data_root.probes(month_a, month_b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1057,10 +1051,10 @@ def _article(page_id: int, diff: _Cursor, removed: _Cursor, snap_a: _Cursor,
 
 def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
     """The manifests of every input, checked, with a message that says how to make a missing one."""
-    fd = require_artifact(factdiff_dir(data_root, month_a, month_b),
+    fd = require_artifact(data_root.factdiff(month_a, month_b),
                           f"fact diff {month_a} -> {month_b}",
                           f"run `twiki factdiff --from {month_a} --to {month_b}` first")
-    mapping = require_artifact(facts_root(data_root, month_b) / "mapping",
+    mapping = require_artifact(data_root.facts(month_b) / "mapping",
                                f"page_id <-> QID mapping of {month_b}",
                                f"run `twiki facts --month {month_b}` (after its snapshot) first")
     diffset = data_root.diffset(wiki, month_a, month_b)
@@ -1082,8 +1076,8 @@ def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
                          f"shard counts ({sorted(counts)}); rebuild them with one --shards")
     return {"factdiff": fd, "mapping": mapping, "diffset": ds, "removed": rm,
             "snapshot_a": snaps[month_a], "snapshot_b": snaps[month_b],
-            "paths": {"factdiff": factdiff_dir(data_root, month_a, month_b),
-                      "mapping": facts_root(data_root, month_b) / "mapping",
+            "paths": {"factdiff": data_root.factdiff(month_a, month_b),
+                      "mapping": data_root.facts(month_b) / "mapping",
                       "diffset": diffset, "removed": diffset.with_name(diffset.name + "_removed"),
                       "snapshot_a": data_root.snapshot(wiki, month_a),
                       "snapshot_b": data_root.snapshot(wiki, month_b)}}
@@ -1106,7 +1100,7 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
     inputs = {k: m["key"] for k, m in ins.items()}
     cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
     shards = ins["snapshot_b"]["shard_count"]
-    root = probes_root(data_root, month_a, month_b)
+    root = data_root.probes(month_a, month_b)
     root.mkdir(parents=True, exist_ok=True)
     build = ArtifactBuild(root / "aligned", stage=STAGE, stage_version=STAGE_VERSION,
                           inputs=inputs, config=cfg, shards=shards, schema=ALIGNED_SCHEMA)

@@ -127,13 +127,6 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_table_atomic(path: Path, table: pa.Table, **options: Any) -> None:
-    """Write one Parquet file under a temporary name and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **options})
-    os.replace(tmp, path)
-
-
 class ShardWriter:
     """Streams tables into one Parquet shard in row groups of `row_group_rows` rows, or fewer
     where `row_group_bytes` is set and the rows reach it (each row's size given by
@@ -348,15 +341,6 @@ def replace_folder(src: Path, dst: Path) -> None:
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def iter_shard_tables(folder: Path, index: int,
-                      columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Stream one shard of a published artifact, one row group at a time.
-
-    Row group by row group on purpose: `iter_batches` reads ahead several row groups, so its
-    memory grows with the shard."""
-    yield from iter_row_groups(folder / shard_name(index), columns)
 
 
 def iter_row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:

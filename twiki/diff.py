@@ -553,10 +553,6 @@ def _deleted(a: _Page, articles: _Rows) -> None:
 # ---------------------------------------------------------------------------------------
 # The stage.
 
-def diffset_folder(data_root: DataRoot, wiki: str, month_a: str, month_b: str) -> Path:
-    return data_root.diffset(wiki, month_a, month_b)
-
-
 @dataclass
 class DiffResult:
     path: Path                 # the diffset
@@ -612,7 +608,7 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
     inputs = {"old": {"month": month_a, "snapshot_key": man_a["key"]},
               "new": {"month": month_b, "snapshot_key": man_b["key"]}}
     cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
-    final = diffset_folder(data_root, wiki, month_a, month_b)
+    final = data_root.diffset(wiki, month_a, month_b)
     builds = [
         ArtifactBuild(final.with_name(final.name + "_removed"), stage=REMOVED_STAGE,
                       stage_version=STAGE_VERSION, inputs=inputs, config=cfg, shards=shards,
@@ -775,10 +771,6 @@ def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator
             parts.append(text)
     if current is not None:
         yield {**current, "text": "\n\n".join(parts)}
-
-
-def training_text_folder(data_root: DataRoot, wiki: str, name: str) -> Path:
-    return data_root.training_text(wiki, name)
 
 
 @dataclass(frozen=True)

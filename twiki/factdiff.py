@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from .artifacts import ArtifactBuild, ShardWriter, require_artifact
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .facts import FACTS_SCHEMA, facts_root
+from .facts import FACTS_SCHEMA
 from .paths import DataRoot, parse_month
 
 log = logging.getLogger("twiki")
@@ -61,10 +61,6 @@ class FactDiffResult:
     @property
     def counts(self) -> dict:
         return self.manifest.get("report", {}).get("counts", {})
-
-
-def factdiff_dir(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    return data_root.factdiff(month_a, month_b)
 
 
 @dataclass(frozen=True)
@@ -156,7 +152,7 @@ def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
         raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    fa, fb = facts_root(data_root, month_a), facts_root(data_root, month_b)
+    fa, fb = data_root.facts(month_a), data_root.facts(month_b)
     ma = require_artifact(fa / "facts", f"facts for {month_a}",
                           f"run `twiki facts --month {month_a}` first")
     mb = require_artifact(fb / "facts", f"facts for {month_b}",
@@ -168,7 +164,7 @@ def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                          f"{month_b} {mb['shard_count']}: rebuild one with the same --shards")
     shards = ma["shard_count"]
     inputs = {"a": ma["key"], "b": mb["key"], "a_entities": ea["key"]}
-    build = ArtifactBuild(factdiff_dir(data_root, month_a, month_b), stage="factdiff",
+    build = ArtifactBuild(data_root.factdiff(month_a, month_b), stage="factdiff",
                           stage_version=STAGE_VERSION, inputs=inputs,
                           config={"from": month_a, "to": month_b}, shards=shards,
                           schema=FACTDIFF_SCHEMA)

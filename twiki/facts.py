@@ -188,10 +188,6 @@ class MappingResult:
     manifest: dict = field(default_factory=dict)
 
 
-def facts_root(data_root: DataRoot, month: str) -> Path:
-    return data_root.facts(month)
-
-
 # --------------------------------------------------------------------------------------------
 # Which dump: an explicit file or folder, or the run under data/raw/wikidatawiki nearest to the
 # month.
@@ -854,7 +850,7 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     paths = resolve_dump(dump, data_root, month)
     inputs = {"dump": _dump_inputs(paths)}
     cfg = {"wiki": wiki, "month": month, **asdict(config)}
-    root = facts_root(data_root, month)
+    root = data_root.facts(month)
     root.mkdir(parents=True, exist_ok=True)
     builds = {
         "facts": ArtifactBuild(root / "facts", stage="facts", stage_version=STAGE_VERSION,
@@ -1190,7 +1186,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    root = facts_root(data_root, month)
+    root = data_root.facts(month)
     ents_dir, snap_dir = root / "entities", data_root.snapshot(wiki, month)
     ents = require_artifact(ents_dir, f"facts for {month}",
                             f"run `twiki facts --month {month}` first")

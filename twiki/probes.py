@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from .align import (ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE, AlignConfig,
-                    AlignOptions, AlignResult, align_month_pair, normalize, probes_root)
+                    AlignOptions, AlignResult, align_month_pair, normalize)
 from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
                         require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
 from .errors import ConfigError, TwikiError
@@ -564,7 +564,7 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     parse_month(month_a), parse_month(month_b)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    root = probes_root(data_root, month_a, month_b)
+    root = data_root.probes(month_a, month_b)
     aligned = root / "aligned"
     am = require_artifact(aligned, f"aligned facts {month_a} -> {month_b}",
                           f"run `twiki probes --from {month_a} --to {month_b}` (it aligns, "
