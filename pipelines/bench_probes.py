@@ -107,7 +107,7 @@ def _scaled(src: Path, dst: Path, copies: int, key: str, stage: str, shards: int
     subject QIDs (key 'subject' / 'qid'), re-sharded by the same hash and sorted as the
     stage sorts."""
     from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest
-    from twiki.facts import shard_array
+    from twiki.artifacts import shard_array
     manifest = read_manifest(src)
     table = pq.read_table(src)
     parts = []

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REAL_DATA
-from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
+from twiki.artifacts import (ArtifactBuild, ShardWriter, read_manifest, shard_array, shard_name,
+                             shard_of)
 from twiki.errors import InputError, TwikiError
 from twiki.executors import LocalExecutor
-from twiki.facts import (FactsConfig, RunOptions, build_facts, build_mapping, normalize_title,
-                         shard_array)
+from twiki.facts import FactsConfig, RunOptions, build_facts, build_mapping, normalize_title
 from twiki.paths import DataRoot
 from twiki.wikidata import render_time, time_key
 

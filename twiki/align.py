@@ -37,11 +37,10 @@ import pyarrow.parquet as pq
 from rapidfuzz import fuzz
 
 from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
-                        shard_name, sum_counts, write_json_atomic)
+                        shard_array, shard_name, sum_counts, write_json_atomic)
 from .diff import split_sentences
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .facts import shard_array
 from .paths import DataRoot, check_wiki, parse_month
 from .wikidata import MONTHS
 

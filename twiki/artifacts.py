@@ -68,16 +68,32 @@ def shard_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+# splitmix64's finalizer: the increment and the two multipliers.
+_GOLD, _M1, _M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
 def shard_of(key: int, shards: int) -> int:
     """Stable shard of an integer key (page_id, QID number): a 64-bit mix, then modulo.
 
     The mix (splitmix64's finalizer) spreads consecutive ids evenly; Python's hash() is not
     used because it is not part of any format we promise to keep.
     """
-    z = (key + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    z = (key + _GOLD) & _MASK
+    z = ((z ^ (z >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
     return (z ^ (z >> 31)) % shards
+
+
+def shard_array(keys: np.ndarray, shards: int) -> np.ndarray:
+    """shard_of() of every key of an int64 array, in numpy (uint64 arithmetic wraps as the
+    masks above do)."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.uint64) + np.uint64(_GOLD)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(shards)).astype(np.int64)
 
 
 def canonical_json(obj: Any) -> str:

@@ -43,8 +43,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, file_sha256, read_manifest,
-                        release_memory, require_artifact, shard_name, shard_of, sum_counts,
-                        write_json_atomic)
+                        release_memory, require_artifact, shard_array, shard_name, shard_of,
+                        sum_counts, write_json_atomic)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
@@ -253,23 +253,6 @@ def _dump_inputs(paths: list[Path]) -> list[dict]:
             entry["mtime_ns"] = st.st_mtime_ns
         out.append(entry)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Hashing ids to shards, vectorized (must equal artifacts.shard_of).
-
-_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), \
-    np.uint64(0x9E3779B97F4A7C15)
-
-
-def shard_array(keys: np.ndarray, shards: int) -> np.ndarray:
-    """shard_of() of every key of an int64 array, computed in numpy."""
-    with np.errstate(over="ignore"):
-        z = keys.astype(np.uint64) + _GOLD
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(shards)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
