@@ -37,11 +37,11 @@ from conftest import SAMPLE_MIRROR, sample_pages  # noqa: E402
 from executor_checks import assert_moves_with_each_task  # noqa: E402
 from pipelines.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
 from pipelines.snapshot import build_month  # noqa: E402
-from twiki.cli import build_parser, main  # noqa: E402
+from twiki.cli import build_parser, main, make_executor  # noqa: E402
 from twiki.config import load_build_config  # noqa: E402
 from twiki.download import download_month  # noqa: E402
 from twiki.errors import ConfigError, InputError  # noqa: E402
-from twiki.executors import LocalExecutor, make_executor  # noqa: E402
+from twiki.executors import LocalExecutor  # noqa: E402
 from twiki.executors_ray import ClusterError, RayExecutor  # noqa: E402
 from twiki.extract import ExtractConfig, RunOptions, extract_month  # noqa: E402
 from twiki.paths import DataRoot  # noqa: E402

@@ -7,10 +7,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import TwikiError
+from .errors import ConfigError, TwikiError
 from .paths import DataRoot, default_root
+
+if TYPE_CHECKING:
+    from .executors import Executor
 
 log = logging.getLogger("twiki")
 
@@ -80,6 +84,25 @@ def _config(args, **flags):
     return load_build_config(args.config, args.set, flags)
 
 
+def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:
+    """The executor named on the command line (`--executor`): the local pool, or Ray (an
+    optional extra, imported only when asked for)."""
+    from .executors import LocalExecutor
+    if name == "local":
+        if options.get("address"):
+            raise ConfigError("--address needs --executor ray")
+        return LocalExecutor(workers)
+    if name == "ray":
+        try:
+            from .executors_ray import RayExecutor  # Ray is an optional extra
+        except ImportError as e:
+            if (e.name or "").split(".")[0] != "ray":
+                raise
+            raise ConfigError(f"--executor ray needs Ray ({e}): pip install 'twiki[ray]'") from None
+        return RayExecutor(workers, **options)
+    raise ConfigError(f"unknown executor {name!r}; available: local, ray")
+
+
 def _extract_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", type=int, default=None,
                    help="output shards (config: shards); keep it the same for every month "
@@ -105,7 +128,6 @@ def cmd_download(args) -> None:
 
 
 def cmd_extract(args) -> None:
-    from .executors import make_executor
     from .extract import extract_month
     config = _config(args, **_extract_flags(args))
     res = extract_month(args.month, wiki=args.wiki, data_root=_root(args),
@@ -116,7 +138,6 @@ def cmd_extract(args) -> None:
 
 def cmd_snapshot(args) -> None:
     from pipelines.snapshot import build_month
-    from .executors import make_executor
     result = build_month(args.month, wiki=args.wiki, mirrors=args.mirror,
                          data_root=_root(args),
                          executor=make_executor(args.executor, args.workers, address=args.address),
@@ -127,7 +148,6 @@ def cmd_snapshot(args) -> None:
 
 def cmd_cron(args) -> int:
     from pipelines.cron import run_cron
-    from .executors import make_executor
     # Cron mails whatever a job prints: the console gets warnings and the one-line outcome;
     # the full log goes to the run's log file.
     for handler in logging.getLogger().handlers:
@@ -145,7 +165,6 @@ def cmd_cron(args) -> int:
 
 def cmd_diff(args) -> None:
     from .diff import diff_months
-    from .executors import make_executor
     res = diff_months(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
                       executor=make_executor(args.executor, args.workers, address=args.address),
                       config=_config(args).diff)
@@ -154,7 +173,6 @@ def cmd_diff(args) -> None:
 
 def cmd_training_text(args) -> None:
     from .diff import export_training_text
-    from .executors import make_executor
     from .paths import parse_month
     root = _root(args)
     if args.view == "diffset":
@@ -172,7 +190,6 @@ def cmd_training_text(args) -> None:
 
 
 def cmd_facts(args) -> None:
-    from .executors import make_executor
     from .facts import build_facts
     config = _config(args, shards=args.shards,
                      **{"facts.require_sitelink": False if args.all_items else None})
@@ -196,7 +213,6 @@ def _facts_opts(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_factdiff(args) -> None:
-    from .executors import make_executor
     from .factdiff import diff_facts
     _config(args)   # a bad --config or --set is an error here too; the fact diff has no settings
     res = diff_facts(args.month_a, args.month_b, data_root=_root(args),
@@ -207,7 +223,6 @@ def cmd_factdiff(args) -> None:
 
 
 def cmd_probes(args) -> None:
-    from .executors import make_executor
     from .probes import build_probes
     config = _config(args, **{"filter.seed": args.seed, "filter.drop_leaked": args.drop_leaked})
     res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
@@ -229,7 +244,6 @@ def _probe_opts(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> None:
-    from .executors import make_executor
     from .export import export_month
     config = _config(args, **{"export.snapshot_text": False if args.no_snapshot_text else None,
                               "export.probes": False if args.no_probes else None,

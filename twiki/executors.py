@@ -123,20 +123,3 @@ def _warm() -> None:
         importlib.import_module(name)
     import pyarrow as pa
     pa.array([None])        # the first conversion from Python objects loads pyarrow's pandas shim
-
-
-def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:
-    """The executor named on the command line (`--executor`)."""
-    if name == "local":
-        if options.get("address"):
-            raise ConfigError("--address needs --executor ray")
-        return LocalExecutor(workers)
-    if name == "ray":
-        try:
-            from .executors_ray import RayExecutor  # Ray is an optional extra
-        except ImportError as e:
-            if (e.name or "").split(".")[0] != "ray":
-                raise
-            raise ConfigError(f"--executor ray needs Ray ({e}): pip install 'twiki[ray]'") from None
-        return RayExecutor(workers, **options)
-    raise ConfigError(f"unknown executor {name!r}; available: local, ray")
