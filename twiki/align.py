@@ -42,6 +42,7 @@ from .diff import split_sentences
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
+from .shuffle import mark_done, task_report
 from .wikidata import MONTHS
 
 log = logging.getLogger("twiki")
@@ -742,8 +743,8 @@ def map_factdiff(task: MapTask) -> dict:
     """Map task: the facts of one factdiff shard that can become probes, with their page."""
     work = Path(task.work)
     sidecar = work / f"{task.name}.json"
-    if sidecar.exists():
-        return json.loads(sidecar.read_text())["report"]
+    if (done := task_report(sidecar)) is not None:
+        return done
     t0 = time.perf_counter()
     mp = pq.read_table(task.mapping, columns=["qid", "page_id", "title"])
     m_qid = _qid_numbers(mp.column("qid"))
@@ -824,11 +825,10 @@ def map_factdiff(task: MapTask) -> dict:
     writer.close()
     os.replace(tmp, work / f"{task.name}.arrow")
     report = {"shard": task.shard, "counts": counts, "seconds": round(time.perf_counter() - t0, 4)}
-    side_tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    side_tmp.write_text(json.dumps({"file": f"{task.name}.arrow", "index": index,
-                                    "report": report}))
-    os.replace(side_tmp, sidecar)
-    return report
+    # index: {page shard: {page-id bucket: [batches]}}, two levels (the reduce reads a bucket
+    # of one shard at a time), so not shuffle.PartitionedWriter's one
+    return mark_done(sidecar, {"candidates": {"file": f"{task.name}.arrow", "index": index}},
+                     report)
 
 
 def _value_counts(col) -> tuple[list, list]:
@@ -953,7 +953,7 @@ def align_shard(task: ReduceTask) -> dict:
     """Reduce task: the aligned rows of one page shard."""
     t0 = time.perf_counter()
     work = Path(task.work)
-    sides = [json.loads((work / m).read_text()) for m in task.maps]
+    sides = [json.loads((work / m).read_text())["files"]["candidates"] for m in task.maps]
     readers = {}
     buckets: set[int] = set()
     for side in sides:

@@ -24,17 +24,14 @@ Memory is bounded by the spill size (map), one object partition (join) and one s
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 import unicodedata
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import orjson
@@ -44,8 +41,10 @@ import pyarrow.parquet as pq
 
 from .artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, file_sha256, read_manifest,
                         release_memory, require_artifact, shard_array, shard_name, shard_of,
-                        sum_counts, write_json_atomic)
+                        sum_counts)
 from .errors import ConfigError, InputError, TwikiError
+from .shuffle import (PartitionedWriter, cached, close_cached, iter_partition, mark_done,
+                      read_partition, task_report)
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, check_wiki, parse_month
 from .wikidata import (DumpChunk, DumpFormatError, aliases_of, check_entity,
@@ -256,83 +255,7 @@ def _dump_inputs(paths: list[Path]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Partitioned work files: Arrow IPC files (LZ4) with one record batch per partition per spill;
-# the batch index {partition: [batches]} lives in the task's JSON sidecar, written last. IPC
-# rather than Parquet: a batch is written and read back without encoding, and thousands of
-# small batches cost little.
-
-class _PartitionedWriter:
-    def __init__(self, path: Path, schema: pa.Schema, compress: bool = False):
-        self.path, self.schema = path, schema
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        options = pa.ipc.IpcWriteOptions(compression="lz4" if compress else None)
-        self.writer = pa.ipc.new_file(self.tmp, schema, options=options)
-        self.index: dict[int, list[int]] = {}
-        self.batches = 0
-        self.rows = 0
-
-    def write(self, table: pa.Table, parts: np.ndarray) -> None:
-        if table.num_rows == 0:
-            return
-        order = np.argsort(parts, kind="stable")
-        table = table.take(pa.array(order)).combine_chunks()
-        parts = parts[order]
-        bounds = np.flatnonzero(np.diff(parts)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(parts)]))
-        batch = table.to_batches()[0]
-        for a, b in zip(starts.tolist(), ends.tolist()):
-            self.writer.write_batch(batch.slice(a, b - a))
-            self.index.setdefault(int(parts[a]), []).append(self.batches)
-            self.batches += 1
-        self.rows += table.num_rows
-
-    def close(self) -> dict:
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-        return {"file": self.path.name, "rows": self.rows,
-                "index": {str(k): v for k, v in self.index.items()}}
-
-
-# Readers and sidecars stay open across the tasks a worker runs (a reduce task reads a batch
-# from every map file: reopening them each time was most of its cost). Plain file reads, not
-# memory maps: mapped pages would stay resident and make memory grow with the dump.
-_OPEN: "OrderedDict[str, object]" = OrderedDict()
-MAX_OPEN = 256   # well under the usual 1024 open files
-
-
-def _cached(path: str, make):
-    """`make()` for a work file, kept open; keyed by the file's identity too, so that a worker
-    that lives on (Ray, a persistent pool) never reads a stale copy from an earlier run."""
-    st = os.stat(path)
-    key = f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0{st.st_ino}"
-    if key in _OPEN:
-        _OPEN.move_to_end(key)
-        return _OPEN[key]
-    while len(_OPEN) >= MAX_OPEN:
-        _OPEN.popitem(last=False)
-    _OPEN[key] = value = make()
-    return value
-
-
-def _read_parts(work: Path, sidecars: Sequence[str], kind: str, part: int,
-                schema: pa.Schema) -> pa.Table:
-    """Every row of one partition of one kind, from all tasks' work files, in task order."""
-    batches = []
-    for name in sidecars:
-        side = _cached(str(work / name), lambda: json.loads((work / name).read_text()))
-        info = side["files"].get(kind)
-        if not info:
-            continue
-        groups = info["index"].get(str(part))
-        if groups:
-            path = str(work / info["file"])
-            reader = _cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
-            batches.extend(reader.get_batch(i) for i in groups)
-    if not batches:
-        return schema.empty_table()
-    return pa.Table.from_batches(batches, schema=schema)
-
+# Work-file helpers of this stage (the shuffle itself is twiki.shuffle).
 
 def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     """Sorted by keys then `ord`; rows repeating the previous row's keys are dropped (an
@@ -372,9 +295,9 @@ class MapTask:
 
 class _Buffer:
     """Rows (tuples in schema order, plus the partition key last when it is not a column) for
-    one kind of work file, spilled to a _PartitionedWriter."""
+    one kind of work file, spilled to a PartitionedWriter."""
 
-    def __init__(self, writer: _PartitionedWriter, key: int, nparts: int):
+    def __init__(self, writer: PartitionedWriter, key: int, nparts: int):
         self.writer, self.key, self.nparts = writer, key, nparts
         self.rows: list[tuple] = []
         self.append = self.rows.append
@@ -404,7 +327,7 @@ class _MapRows:
     def __init__(self, task: MapTask, prefix: Path):
         self.task = task
         self.lang = task.language
-        w = {k: _PartitionedWriter(prefix.with_name(f"{prefix.name}.{k}.arrow"), s, task.compress)
+        w = {k: PartitionedWriter(prefix.with_name(f"{prefix.name}.{k}.arrow"), s, task.compress)
              for k, s in (("labels", W_LABELS), ("stmts", W_STMTS), ("direct", W_STMTS),
                           ("entities", W_ENTITIES), ("props", W_PROPS))}
         self.writers = w
@@ -581,8 +504,8 @@ def map_chunk(task: MapTask) -> dict:
     last, holds the files' partition index and the task's report (it existing = done)."""
     work = Path(task.work)
     sidecar = work / f"{task.name}.json"
-    if sidecar.exists():
-        return json.loads(sidecar.read_text())["report"]
+    if (done := task_report(sidecar)) is not None:
+        return done
     chunk = task.chunk
     path = Path(chunk.path)
     where = f"{path.name} (chunk at {'bit' if chunk.codec == 'bz2' else 'byte'} {chunk.start})"
@@ -648,8 +571,7 @@ def map_chunk(task: MapTask) -> dict:
               "redirects": rows.redirects, "seconds": round(seconds, 3)}
     del rows
     release_memory()
-    write_json_atomic(sidecar, {"files": files, "report": report})
-    return report
+    return mark_done(sidecar, files, report)
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,19 +584,6 @@ class JoinTask:
     maps: tuple[str, ...]      # map sidecar names
     name: str                  # "join-00007"
     shards: int
-
-
-def _iter_parts(work: Path, sidecars: Sequence[str], kind: str, part: int):
-    """The record batches of one partition of one kind, one at a time (task order)."""
-    for name in sidecars:
-        side = _cached(str(work / name), lambda: json.loads((work / name).read_text()))
-        info = side["files"].get(kind)
-        groups = info["index"].get(str(part)) if info else None
-        if groups:
-            path = str(work / info["file"])
-            reader = _cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
-            for i in groups:
-                yield reader.get_batch(i)
 
 
 def _grouped(batches, schema: pa.Schema, rows: int = 16384):
@@ -697,15 +606,15 @@ def join_partition(task: JoinTask) -> dict:
     by batch, because their objects are skewed: 'instance of: human' alone is millions."""
     work = Path(task.work)
     sidecar = work / f"{task.name}.json"
-    if sidecar.exists():
-        return json.loads(sidecar.read_text())["report"]
-    labels = _first_per_key(_read_parts(work, task.maps, "labels", task.part, W_LABELS),
+    if (done := task_report(sidecar)) is not None:
+        return done
+    labels = _first_per_key(read_partition(work, task.maps, "labels", task.part, W_LABELS),
                             ["qid"])
     qids = labels.column("qid").combine_chunks()
     label_col, alias_col = labels.column("label"), labels.column("aliases")
-    writer = _PartitionedWriter(work / f"{task.name}.joined.arrow", W_JOINED)
+    writer = PartitionedWriter(work / f"{task.name}.joined.arrow", W_JOINED)
     unlabeled = n_stmts = 0
-    for stmts in _grouped(_iter_parts(work, task.maps, "stmts", task.part), W_STMTS):
+    for stmts in _grouped(iter_partition(work, task.maps, "stmts", task.part), W_STMTS):
         n_stmts += stmts.num_rows
         is_item = pc.equal(stmts.column("value_type"), "item")
         key = pc.if_else(is_item, stmts.column("object"), stmts.column("unit"))
@@ -727,8 +636,7 @@ def join_partition(task: JoinTask) -> dict:
               "items_without_label": unlabeled}
     del labels, label_col, alias_col, qids
     release_memory()
-    write_json_atomic(sidecar, {"files": files, "report": report})
-    return report
+    return mark_done(sidecar, files, report)
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,9 +662,9 @@ def _qids(col, prefix: str = "Q") -> pa.Array:
 def reduce_shard(task: ReduceTask) -> dict:
     work = Path(task.work)
     entities = _first_per_key(
-        _read_parts(work, task.maps, "entities", task.shard, W_ENTITIES), ["qid"])
-    direct = _read_parts(work, task.maps, "direct", task.shard, W_STMTS)
-    joined = _read_parts(work, task.joins, "joined", task.shard, W_JOINED)
+        read_partition(work, task.maps, "entities", task.shard, W_ENTITIES), ["qid"])
+    direct = read_partition(work, task.maps, "direct", task.shard, W_STMTS)
+    joined = read_partition(work, task.joins, "joined", task.shard, W_JOINED)
     if direct.num_rows:
         n = direct.num_rows
         direct = direct.append_column("object_label", pa.nulls(n, pa.string()))
@@ -767,7 +675,7 @@ def reduce_shard(task: ReduceTask) -> dict:
     # One sort gives the published order and puts repeats of a statement side by side.
     stmts = _first_per_key(stmts, ["subject", "property", "statement_id"])
     duplicates = before - stmts.num_rows
-    props = _cached(str(work / task.props), lambda: pq.read_table(work / task.props))
+    props = cached(str(work / task.props), lambda: pq.read_table(work / task.props))
     n = stmts.num_rows
     pidx = pc.index_in(stmts.column("property"), value_set=props.column("pid").combine_chunks())
     sidx = pc.index_in(stmts.column("subject"), value_set=entities.column("qid").combine_chunks())
@@ -868,12 +776,12 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
 
 
 def _run_facts(month, paths, builds, data_root, executor, config, options, wiki) -> FactsResult:
-    _OPEN.clear()   # work files of an earlier run in this process may have had the same names
+    close_cached()   # work files of an earlier run in this process may have had the same names
     try:
         return _run_facts_phases(month, paths, builds, data_root, executor, config, options,
                                  wiki)
     finally:
-        _OPEN.clear()
+        close_cached()
 
 
 def _run_facts_phases(month, paths, builds, data_root, executor, config, options, wiki
@@ -893,7 +801,7 @@ def _run_facts_phases(month, paths, builds, data_root, executor, config, options
     _check_dump_complete(paths, chunks, map_reports)
     map_names = tuple(f"{m.name}.json" for m in maps)
 
-    props = _first_per_key(_read_parts(work, map_names, "props", 0, W_PROPS), ["pid"])
+    props = _first_per_key(read_partition(work, map_names, "props", 0, W_PROPS), ["pid"])
     pq.write_table(props, work / "properties.parquet")
     if builds["properties"].pending_shards():
         table = pa.table({"property": _qids(props.column("pid"), "P"),
@@ -1015,13 +923,13 @@ W_TITLES = pa.schema([("norm", pa.string()), ("id", pa.int64()), ("title", pa.st
 
 def map_titles(task: TitleMapTask) -> dict:
     out = Path(task.out)
-    if out.with_suffix(".json").exists():
-        return json.loads(out.with_suffix(".json").read_text())["report"]
+    if (done := task_report(out.with_suffix(".json"))) is not None:
+        return done
     src = Path(task.source)
     pf = pq.ParquetFile(src / f"part-{task.shard:05d}.parquet" if task.shard is not None else src)
     cols = {"sitelinks": ["qid", "title"], "articles": ["page_id", "title"],
             "redirects": ["title", "target"]}[task.kind]
-    writer = _PartitionedWriter(out, W_TITLES)
+    writer = PartitionedWriter(out, W_TITLES)
     n = 0
     for batch in pf.iter_batches(batch_size=65536, columns=cols):
         a, b = (batch.column(0).to_pylist(), batch.column(1).to_pylist())
@@ -1042,8 +950,7 @@ def map_titles(task: TitleMapTask) -> dict:
             n += len(norms)
     files = {task.kind: writer.close()}
     report = {"kind": task.kind, "rows": n}
-    out.with_suffix(".json").write_text(json.dumps({"files": files, "report": report}))
-    return report
+    return mark_done(out.with_suffix(".json"), files, report)
 
 
 @dataclass(frozen=True)
@@ -1063,14 +970,14 @@ W_MATCHES = pa.schema([("qid", pa.int64()), ("page_id", pa.int64()), ("title", p
 def join_titles(task: TitleJoinTask) -> dict:
     work = Path(task.work)
     out = Path(task.out)
-    if out.with_suffix(".json").exists():
-        return json.loads(out.with_suffix(".json").read_text())["report"]
-    articles = _first_by(_read_parts(work, task.sidecars, "articles", task.part, W_TITLES), "norm")
+    if (done := task_report(out.with_suffix(".json"))) is not None:
+        return done
+    articles = _first_by(read_partition(work, task.sidecars, "articles", task.part, W_TITLES), "norm")
     report: dict = {"part": task.part}
-    matches = _PartitionedWriter(out, W_MATCHES)
+    matches = PartitionedWriter(out, W_MATCHES)
     files: dict = {}
     if task.round == 1:
-        links = _read_parts(work, task.sidecars, "sitelinks", task.part, W_TITLES)
+        links = read_partition(work, task.sidecars, "sitelinks", task.part, W_TITLES)
         idx = pc.index_in(links.column("norm"), value_set=articles.column("norm").combine_chunks())
         hit = pc.is_valid(idx)
         m = links.filter(hit)
@@ -1078,7 +985,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         _write_matches(matches, m.column("id"), articles.column("id").take(midx),
                        articles.column("title").take(midx), "title", task.shards)
         missed = links.filter(pc.invert(hit))
-        redirects = _first_by(_read_parts(work, task.sidecars, "redirects", task.part, W_TITLES),
+        redirects = _first_by(read_partition(work, task.sidecars, "redirects", task.part, W_TITLES),
                               "norm")
         ridx = pc.index_in(missed.column("norm"),
                            value_set=redirects.column("norm").combine_chunks())
@@ -1086,7 +993,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         hops = pa.table({"norm": redirects.column("title").take(ridx.filter(rhit)),
                          "id": missed.column("id").filter(rhit),
                          "title": missed.column("title").filter(rhit)}, schema=W_TITLES)
-        hop_writer = _PartitionedWriter(out.with_name(out.stem + ".hops.arrow"), W_TITLES)
+        hop_writer = PartitionedWriter(out.with_name(out.stem + ".hops.arrow"), W_TITLES)
         if hops.num_rows:
             parts = np.array([_title_part(t, task.shards) for t in
                               hops.column("norm").to_pylist()], dtype=np.int64)
@@ -1096,7 +1003,7 @@ def join_titles(task: TitleJoinTask) -> dict:
                       redirect_hops=hops.num_rows,
                       unmatched=missed.num_rows - hops.num_rows, articles=articles.num_rows)
     else:
-        hops = _read_parts(work, task.sidecars, "hops", task.part, W_TITLES)
+        hops = read_partition(work, task.sidecars, "hops", task.part, W_TITLES)
         idx = pc.index_in(hops.column("norm"), value_set=articles.column("norm").combine_chunks())
         hit = pc.is_valid(idx)
         _write_matches(matches, hops.column("id").filter(hit),
@@ -1105,8 +1012,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         report.update(matched=int(pc.sum(hit).as_py() or 0),
                       unmatched=hops.num_rows - int(pc.sum(hit).as_py() or 0))
     files["matches"] = matches.close()
-    out.with_suffix(".json").write_text(json.dumps({"files": files, "report": report}))
-    return report
+    return mark_done(out.with_suffix(".json"), files, report)
 
 
 def _first_by(table: pa.Table, key: str) -> pa.Table:
@@ -1135,7 +1041,7 @@ class MappingReduceTask:
 
 
 def reduce_mapping(task: MappingReduceTask) -> dict:
-    t = _read_parts(Path(task.work), task.sidecars, "matches", task.shard, W_MATCHES)
+    t = read_partition(Path(task.work), task.sidecars, "matches", task.shard, W_MATCHES)
     # A direct title match wins over a redirect; a page claimed twice keeps the lower QID.
     rank = pc.if_else(pc.equal(t.column("match"), "title"), 0, 1)
     t = t.append_column("rank", rank)
@@ -1192,7 +1098,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         log.info("mapping %s is up to date (%d pages): nothing to do", month,
                  build.manifest["rows"])
         return MappingResult(build.final, "current", build.manifest)
-    _OPEN.clear()
+    close_cached()
     t0 = time.perf_counter()
     work = data_root.work("mapping", month, build.key[:16])
     work.mkdir(parents=True, exist_ok=True)
@@ -1204,7 +1110,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
             report = _run_mapping(month, executor, build, work, ents_dir, snap_dir, snap,
                                   red_files)
     finally:
-        _OPEN.clear()
+        close_cached()
     t = time.perf_counter() - t0
     manifest = build.publish(report=report, timings={"total_s": round(t, 3),
                                                      "workers": executor.workers})
@@ -1268,9 +1174,9 @@ def map_page_props(task: PagePropsMapTask) -> dict:
     """The dump's wikibase_item rows, partitioned by the snapshot shard of their page."""
     from .pageprops import iter_wikibase_items
     out = Path(task.out)
-    if out.with_suffix(".json").exists():
-        return json.loads(out.with_suffix(".json").read_text())["report"]
-    writer = _PartitionedWriter(out, W_PAGE_ITEMS)
+    if (done := task_report(out.with_suffix(".json"))) is not None:
+        return done
+    writer = PartitionedWriter(out, W_PAGE_ITEMS)
     pages: list[int] = []
     qids: list[int] = []
 
@@ -1289,9 +1195,7 @@ def map_page_props(task: PagePropsMapTask) -> dict:
     if pages:
         flush()
     report = {"page_props_items": n}
-    out.with_suffix(".json").write_text(json.dumps({"files": {"items": writer.close()},
-                                                    "report": report}))
-    return report
+    return mark_done(out.with_suffix(".json"), {"items": writer.close()}, report)
 
 
 @dataclass(frozen=True)
@@ -1307,14 +1211,14 @@ class PagePropsJoinTask:
 def join_page_props(task: PagePropsJoinTask) -> dict:
     """The snapshot shard's articles that the page_props rows link to an item."""
     out = Path(task.out)
-    if out.with_suffix(".json").exists():
-        return json.loads(out.with_suffix(".json").read_text())["report"]
-    items = _read_parts(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS)
+    if (done := task_report(out.with_suffix(".json"))) is not None:
+        return done
+    items = read_partition(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS)
     items = items.take(pc.sort_indices(items, [("page_id", "ascending"), ("qid", "ascending")]))
     pages = pq.read_table(task.snapshot, columns=["page_id", "title"])
     idx = pc.index_in(pages.column("page_id"), value_set=items.column("page_id").combine_chunks())
     hit = pc.is_valid(idx)
-    matches = _PartitionedWriter(out, W_MATCHES)
+    matches = PartitionedWriter(out, W_MATCHES)
     _write_matches(matches, items.column("qid").take(idx.filter(hit)),
                    pages.column("page_id").filter(hit), pages.column("title").filter(hit),
                    "page_props", task.shards)
@@ -1322,9 +1226,7 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
     in_snapshot = pc.is_in(items.column("page_id"), value_set=pages.column("page_id").combine_chunks())
     report = {"shard": task.shard, "articles": pages.num_rows, "matched": matched,
               "items_not_in_snapshot": items.num_rows - int(pc.sum(in_snapshot).as_py() or 0)}
-    out.with_suffix(".json").write_text(json.dumps({"files": {"matches": matches.close()},
-                                                    "report": report}))
-    return report
+    return mark_done(out.with_suffix(".json"), {"matches": matches.close()}, report)
 
 
 def _run_mapping_page_props(month, executor, build, work, snap_dir, snap, page_props) -> dict:

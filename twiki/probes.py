@@ -21,7 +21,6 @@ their cap.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_gro
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot, parse_month
+from .shuffle import PartitionedWriter, mark_done, read_partition, task_report
 
 log = logging.getLogger("twiki")
 
@@ -257,39 +257,30 @@ class _Rejects:
 
 
 class _PartWriter:
-    """Rows into one work file, a batch per partition each time `ROW_GROUP_ROWS` rows are
-    buffered (so a task holds one buffer, not its shard); the index lists each partition's
-    batches."""
+    """Rows into one work file of the shuffle, a batch per partition each time
+    `ROW_GROUP_ROWS` rows are buffered (so a task holds one buffer, not its shard)."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        self.writer = pa.ipc.new_file(str(self.tmp), W_SCHEMA)
-        self.parts: dict[int, list[dict]] = {}
-        self.buffered = 0
-        self.batches = 0
-        self.index: dict[str, list[int]] = {}
+        self.out = PartitionedWriter(path, W_SCHEMA)
+        self.rows: list[dict] = []
+        self.parts: list[int] = []
 
     def add(self, part: int, row: dict) -> None:
-        self.parts.setdefault(part, []).append(row)
-        self.buffered += 1
-        if self.buffered >= ROW_GROUP_ROWS:
+        self.rows.append(row)
+        self.parts.append(part)
+        if len(self.rows) >= ROW_GROUP_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        for part in sorted(self.parts):
-            if self.parts[part]:
-                self.writer.write_batch(pa.RecordBatch.from_pylist(self.parts[part],
-                                                                   schema=W_SCHEMA))
-                self.index.setdefault(str(part), []).append(self.batches)
-                self.batches += 1
-        self.parts, self.buffered = {}, 0
+        if self.rows:
+            self.out.write(pa.Table.from_pylist(self.rows, schema=W_SCHEMA),
+                           np.asarray(self.parts, dtype=np.int64))
+            self.rows, self.parts = [], []
 
     def close(self) -> dict:
+        """The file's entry of the task's done-marker."""
         self.flush()
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-        return self.index
+        return {"rows": self.out.close()}
 
 
 def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
@@ -300,24 +291,7 @@ def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
 
 
 def _read_rows(work: Path, sidecars: Iterable[str], part: int) -> list[dict]:
-    rows: list[dict] = []
-    for name in sidecars:
-        side = json.loads((work / name).read_text())
-        ids = side["index"].get(str(part))
-        if ids:
-            with pa.ipc.open_file(pa.OSFile(str(work / side["file"]))) as r:
-                for i in ids:
-                    rows += r.get_batch(i).to_pylist()
-    return rows
-
-
-def _done(sidecar: Path) -> dict | None:
-    return json.loads(sidecar.read_text())["report"] if sidecar.exists() else None
-
-
-def _finish(sidecar: Path, file: str, index: dict, report: dict) -> dict:
-    write_json_atomic(sidecar, {"file": file, "index": index, "report": report})
-    return report
+    return read_partition(work, tuple(sidecars), "rows", part, W_SCHEMA).to_pylist()
 
 
 def _row_order(row: dict) -> tuple:
@@ -339,7 +313,7 @@ class RowsTask:
 
 def filter_rows(task: RowsTask) -> dict:
     sidecar = Path(task.work) / f"rows-{task.shard:05d}.json"
-    if (r := _done(sidecar)) is not None:
+    if (r := task_report(sidecar)) is not None:
         return r
     rejects = _Rejects(task.rejected)
     filters = row_filters(task.config)
@@ -366,7 +340,7 @@ def filter_rows(task: RowsTask) -> dict:
     except BaseException:
         rejects.abort()
         raise
-    return _finish(sidecar, f"rows-{task.shard:05d}.arrow", index,
+    return mark_done(sidecar, index,
                    {"rejected": rejects.counts, "leakage_aligned": dict(leak)})
 
 
@@ -385,7 +359,7 @@ class PartTask:
 def dedupe_part(task: PartTask) -> dict:
     work = Path(task.work)
     sidecar = work / f"dedupe-{task.part:05d}.json"
-    if (r := _done(sidecar)) is not None:
+    if (r := task_report(sidecar)) is not None:
         return r
     rows = _read_rows(work, task.inputs, task.part)
     rows.sort(key=lambda r: (dedupe_key(r), _row_order(r)))
@@ -413,7 +387,7 @@ def dedupe_part(task: PartTask) -> dict:
         rejects.abort()
         raise
     n = Counter(probe_set(r["kind"]) for r in kept)
-    return _finish(sidecar, f"dedupe-{task.part:05d}.arrow", index,
+    return mark_done(sidecar, index,
                    {"rejected": rejects.counts, "kept": dict(n), "relations": relations})
 
 
@@ -437,7 +411,7 @@ def cap_subjects(task: PartTask) -> dict:
     relations that may be over their cap, the priorities of the rows it kept."""
     work = Path(task.work)
     sidecar = work / f"subject-{task.part:05d}.json"
-    if (r := _done(sidecar)) is not None:
+    if (r := task_report(sidecar)) is not None:
         return r
     rows = _read_rows(work, task.inputs, task.part)
     rows.sort(key=lambda r: (probe_set(r["kind"]), r["subject_qid"], r["priority"],
@@ -464,7 +438,7 @@ def cap_subjects(task: PartTask) -> dict:
     except BaseException:
         rejects.abort()
         raise
-    return _finish(sidecar, f"subject-{task.part:05d}.arrow", index,
+    return mark_done(sidecar, index,
                    {"rejected": rejects.counts, "priorities": prio})
 
 
