@@ -41,7 +41,7 @@ from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memo
 from .diff import split_sentences
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, parse_month
+from .paths import DataRoot, check_wiki, month_pair
 from .shuffle import mark_done, task_report
 from .wikidata import MONTHS
 
@@ -1088,9 +1088,7 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
                      options: AlignOptions = AlignOptions()) -> AlignResult:
     """Build (or confirm, or repair) data/probes/<A>_<B>/aligned/: the facts of the fact diff
     A -> B stated in month B's text, each with its evidence sentence (see `align_article`)."""
-    parse_month(month_a), parse_month(month_b)
-    if month_a >= month_b:
-        raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
+    month_a, month_b = month_pair(month_a, month_b)
     check_wiki(wiki)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)

@@ -29,7 +29,7 @@ from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
                         require_artifact, shard_name)
 from .errors import ConfigError, InputError, TwikiError
 from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, parse_month
+from .paths import DataRoot, check_wiki, month_pair
 
 log = logging.getLogger("twiki")
 
@@ -581,10 +581,7 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
                 data_root: DataRoot | None = None, executor: Executor | None = None,
                 config: DiffConfig = DiffConfig()) -> DiffResult:
     """Build (or confirm, or repair) the diffset from month A's snapshot to month B's."""
-    parse_month(month_a)
-    parse_month(month_b)
-    if month_a >= month_b:
-        raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
+    month_a, month_b = month_pair(month_a, month_b)
     check_wiki(wiki)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)

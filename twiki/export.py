@@ -38,7 +38,7 @@ from .artifacts import (MANIFEST, ROW_GROUP_ROWS, ShardWriter, artifact_key, cod
 from .diff import DIFFSET_SCHEMA, DOCUMENT_SCHEMA, iter_documents
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, parse_month, previous_month
+from .paths import DataRoot, check_wiki, month_pair, parse_month, previous_month
 from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
@@ -345,10 +345,7 @@ def export_month(month_b: str, *, month_a: str | None = None, wiki: str = "enwik
     """Build (or confirm) data/export/<B>/ from the diffset, month B's snapshot and the probes
     of A -> B (A: the month before B unless given). Rerunning with the same inputs and config
     is a no-op; a killed run resumes file by file from data/export/<B>.partial/."""
-    parse_month(month_b)
-    month_a = parse_month(month_a) if month_a else previous_month(month_b)
-    if month_a >= month_b:
-        raise ConfigError(f"--from {month_a} must be an earlier month than --month {month_b}")
+    month_a, month_b = month_pair(month_a, month_b, b_flag="--month")
     check_wiki(wiki)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)

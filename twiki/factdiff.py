@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import ArtifactBuild, ShardWriter, require_artifact
-from .errors import ConfigError, TwikiError
+from .errors import TwikiError
 from .executors import Executor, LocalExecutor
 from .facts import FACTS_SCHEMA
-from .paths import DataRoot, parse_month
+from .paths import DataRoot, month_pair
 
 log = logging.getLogger("twiki")
 
@@ -147,9 +147,7 @@ def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                executor: Executor | None = None, config: FactDiffConfig = FactDiffConfig()
                ) -> FactDiffResult:
     """Build (or confirm, or repair) data/factdiff/<A>_<B>/ from the two months' facts."""
-    parse_month(month_a), parse_month(month_b)
-    if month_a >= month_b:
-        raise ConfigError(f"--from {month_a} must be an earlier month than --to {month_b}")
+    month_a, month_b = month_pair(month_a, month_b)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
     fa, fb = data_root.facts(month_a), data_root.facts(month_b)

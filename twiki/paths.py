@@ -36,6 +36,16 @@ def previous_month(month: str) -> str:
     return f"{year:04d}-{mon:02d}"
 
 
+def month_pair(month_a: str | None, month_b: str, *, b_flag: str = "--to") -> tuple[str, str]:
+    """A validated month pair A -> B (A: the month before B when not given); A must be the
+    earlier month. `b_flag` names B's option in the message (--to, or --month)."""
+    parse_month(month_b)
+    month_a = parse_month(month_a) if month_a else previous_month(month_b)
+    if month_a >= month_b:
+        raise ConfigError(f"--from {month_a} must be an earlier month than {b_flag} {month_b}")
+    return month_a, month_b
+
+
 def check_wiki(wiki: str) -> str:
     if not WIKI_RE.match(wiki or ""):
         raise ConfigError(f"wiki {wiki!r} is not a wiki database name such as 'enwiki'")

@@ -40,7 +40,7 @@ from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_gro
                         require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
 from .errors import ConfigError, TwikiError
 from .executors import Executor, LocalExecutor
-from .paths import DataRoot, parse_month
+from .paths import DataRoot, month_pair
 from .shuffle import PartitionedWriter, mark_done, read_partition, task_report
 
 log = logging.getLogger("twiki")
@@ -535,7 +535,7 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     max(min_cap, floor(subject_cap * N)) probes, then each relation at most
     max(min_cap, floor(relation_cap * N)) of those left. A cap keeps the rows of lowest seeded
     priority (`priority`): deterministic given the seed, independent of sharding and order."""
-    parse_month(month_a), parse_month(month_b)
+    month_a, month_b = month_pair(month_a, month_b)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
     root = data_root.probes(month_a, month_b)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from .artifacts import (MANIFEST, artifact_key, code_version, iter_row_groups, read_manifest,
                         replace_folder, write_json_atomic)
-from .errors import ConfigError, TwikiError
-from .paths import DataRoot, check_wiki, parse_month, previous_month
+from .errors import TwikiError
+from .paths import DataRoot, check_wiki, month_pair, previous_month
 from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
@@ -390,10 +390,7 @@ def write_report(month_b: str, *, month_a: str | None = None, wiki: str = "enwik
                  data_root: DataRoot | None = None) -> ReportResult:
     """Write data/reports/<B>/ (report.md, report.json, probes.png, trend.png) from what the
     data root holds for A -> B and every month pair up to B. A no-op when no number changed."""
-    parse_month(month_b)
-    month_a = parse_month(month_a) if month_a else previous_month(month_b)
-    if month_a >= month_b:
-        raise ConfigError(f"--from {month_a} must be an earlier month than --month {month_b}")
+    month_a, month_b = month_pair(month_a, month_b, b_flag="--month")
     check_wiki(wiki)
     data_root = data_root or DataRoot.default()
     nums = month_numbers(month_a, month_b, wiki, data_root)
