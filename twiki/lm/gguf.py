@@ -56,14 +56,6 @@ def import_gguf(source: str | Path, out: str | Path, *, overwrite: bool = False)
     A folder already converted from the same file (same sha256) is kept as it is. The folder is
     written beside `out` and renamed into place, so a killed conversion leaves nothing.
     """
-    try:
-        import gguf  # noqa: F401  (transformers reads GGUF files with it)
-    except ImportError:
-        raise ConfigError("reading a GGUF file needs the gguf package: pip install gguf") from None
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     path = resolve_gguf(source)
     out = Path(out)
     sha = file_sha256(path)
@@ -73,6 +65,14 @@ def import_gguf(source: str | Path, out: str | Path, *, overwrite: bool = False)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists and was not converted from {path}: give another "
                           f"folder, or --overwrite")
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise ConfigError("reading a GGUF file needs the gguf package: pip install gguf") from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     t0 = time.perf_counter()
     try:
