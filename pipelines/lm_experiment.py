@@ -142,6 +142,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
     from twiki.lm.report import table_row
     from twiki.lm.training import recorded_inputs_key, train_inputs_key
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("lm_experiment runs in one process (it evaluates and writes the "
+                          "report itself); for data-parallel training run `torchrun ... -m "
+                          "twiki train` per month and method, then `twiki eval`")
     folder = cfg.folder
     cache = str(folder / "tokens")
     start_model = cfg.model.format(data=cfg.data_root)
