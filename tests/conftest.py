@@ -70,3 +70,10 @@ def every_progress_line(monkeypatch, caplog):
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     caplog.set_level(logging.INFO, logger="twiki")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def kit(tmp_path_factory):
+    """A tiny GPT-2 and tokenizer built locally, with the sample pair's LM data (no hub)."""
+    from pipelines.bench_lm import tiny_lm   # torch: only the LM tests ask for it
+    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")

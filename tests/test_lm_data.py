@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch").set_num_threads(1)  # tiny model: one thread is fastest
 pytest.importorskip("transformers")
 
-from pipelines.bench_lm import SAMPLE_RUN, tiny_lm  # noqa: E402
+from pipelines.bench_lm import SAMPLE_RUN  # noqa: E402
 from pipelines.build_sample_mirror import split_dump  # noqa: E402
 from twiki.diff import diff_months, iter_documents  # noqa: E402
 from twiki.download import download_month  # noqa: E402
@@ -30,11 +30,6 @@ from twiki.lm.data import (  # noqa: E402
 )
 from twiki.lm.models import load_tokenizer  # noqa: E402
 from twiki.paths import DataRoot  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.fixture(scope="module")

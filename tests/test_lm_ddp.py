@@ -18,7 +18,6 @@ pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,11 +29,6 @@ WEIGHT_ATOL = 1e-5
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or
                                 not torch.distributed.is_gloo_available(),
                                 reason="this torch has no gloo backend")
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,11 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.errors import InputError  # noqa: E402
 from twiki.lm import EvalConfig, evaluate  # noqa: E402
 from twiki.lm.data import is_heldout, load_documents  # noqa: E402
 from twiki.lm.evaluation import load_probes, pad_batch, probe_nll  # noqa: E402
 from twiki.lm.models import load_hf_model, load_tokenizer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,10 @@ torch.set_num_threads(1)
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
 from twiki.lm.cli import add_eval_arguments, cmd_eval  # noqa: E402
 from twiki.lm.training import pick_precision  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.mark.parametrize("method", ["diff", "lora", "kadapter"])

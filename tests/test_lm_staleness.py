@@ -15,15 +15,9 @@ pytest.importorskip("matplotlib")
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from pipelines.lm_experiment import load_preset, run_experiment  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 PRESET = """

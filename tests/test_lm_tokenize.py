@@ -12,17 +12,11 @@ pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.lm.data import bos_token_id, tokenize_source  # noqa: E402
 from twiki.lm.evaluation import encode_probe, probe_nll  # noqa: E402
 from twiki.lm.models import load_tokenizer  # noqa: E402
 
 PROBE = {"subject": "The capital", "relation": "of France is", "object": "Paris", "kind": "new"}
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 @pytest.fixture(scope="module")

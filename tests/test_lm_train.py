@@ -15,17 +15,11 @@ pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from pipelines.bench_lm import tiny_lm  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm import METHODS, EvalConfig, TrainConfig, evaluate, train  # noqa: E402
 from twiki.lm.data import Blocks, tokenize_source  # noqa: E402
 from twiki.lm.models import load_hf_model, load_tokenizer, load_trained  # noqa: E402
 from twiki.lm.training import TrainData, plan_steps  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory):
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
 
 
 def config(kit, run_dir, method, **kw) -> TrainConfig:
