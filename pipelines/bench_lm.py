@@ -117,6 +117,19 @@ class SamplePair:
         return f"{self.month_a}_{self.month_b}"
 
 
+def _write_pair(sp, rows_a, rows_b, diff, probes) -> None:
+    """Both snapshots, the diffset and the probes of a made-up pair, one shard each."""
+    for path, table in [
+        (sp.snapshot_a, _snapshot_table(rows_a, MONTH_A)),
+        (sp.snapshot_b, _snapshot_table(rows_b, MONTH_B)),
+        (sp.diffset, pa.table({"page_id": [d[0] for d in diff], "title": [d[1] for d in diff],
+                               "text": [d[2] for d in diff]}, schema=DOC_SCHEMA)),
+        (sp.probes, pa.Table.from_pylist(probes, schema=PROBE_SCHEMA)),
+    ]:
+        path.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path / "part-00000.parquet")
+
+
 def _snapshot_table(rows: list[tuple[int, str, list[str]]], month: str) -> pa.Table:
     ts = datetime.fromisoformat(f"{month}-01T00:00:00").replace(tzinfo=timezone.utc)
     cols: dict[str, list] = {f.name: [] for f in SNAPSHOT_SCHEMA}
@@ -155,15 +168,7 @@ def build_sample_pair(folder: str | Path, *, articles: int | None = 24,
             rows_a.append((pid, title, paras))
             rows_b.append((pid, title, paras))
             probes += _probes_from(" ".join(paras), title, pid, "unchanged", probes_per_text)
-    for path, table in [
-        (sp.snapshot_a, _snapshot_table(rows_a, MONTH_A)),
-        (sp.snapshot_b, _snapshot_table(rows_b, MONTH_B)),
-        (sp.diffset, pa.table({"page_id": [d[0] for d in diff], "title": [d[1] for d in diff],
-                               "text": [d[2] for d in diff]}, schema=DOC_SCHEMA)),
-        (sp.probes, pa.Table.from_pylist(probes, schema=PROBE_SCHEMA)),
-    ]:
-        path.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path / "part-00000.parquet")
+    _write_pair(sp, rows_a, rows_b, diff, probes)
     return sp
 
 
@@ -238,15 +243,7 @@ def build_counterfactual_pair(folder: str | Path, *, edited_articles: int = 16,
                 probes.append({"subject": " ".join(words[:2]), "relation": " ".join(words[2:-1]),
                                "object": words[-1], "kind": "unchanged", "page_id": pid,
                                "evidence": sent})
-    for path, table in [
-        (sp.snapshot_a, _snapshot_table(rows_a, MONTH_A)),
-        (sp.snapshot_b, _snapshot_table(rows_b, MONTH_B)),
-        (sp.diffset, pa.table({"page_id": [d[0] for d in diff], "title": [d[1] for d in diff],
-                               "text": [d[2] for d in diff]}, schema=DOC_SCHEMA)),
-        (sp.probes, pa.Table.from_pylist(probes, schema=PROBE_SCHEMA)),
-    ]:
-        path.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path / "part-00000.parquet")
+    _write_pair(sp, rows_a, rows_b, diff, probes)
     (folder / "README.md").write_text("# A month pair with made-up edits\n\n" + COUNTERFACTUAL_NOTE + "\n")
     return sp
 

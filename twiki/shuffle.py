@@ -97,24 +97,33 @@ def close_cached() -> None:
     _OPEN.clear()
 
 
-def iter_partition(work: Path, sidecars: Sequence[str], kind: str,
-                   part: int) -> Iterator[pa.RecordBatch]:
-    """The record batches of one partition of one kind, one at a time, in task order."""
+def iter_partition(work: Path, sidecars: Sequence[str], kind: str, part: int,
+                   keep_open: bool = True) -> Iterator[pa.RecordBatch]:
+    """The record batches of one partition of one kind, one at a time, in task order.
+    `keep_open`: keep the files open for the next reduce task of this worker (a stage whose
+    reduce reads each file once passes False: nothing then holds its deleted work files)."""
     for name in sidecars:
-        side = cached(str(work / name), lambda: json.loads((work / name).read_text()))
+        if keep_open:
+            side = cached(str(work / name), lambda: json.loads((work / name).read_text()))
+        else:
+            side = json.loads((work / name).read_text())
         info = side["files"].get(kind)
         groups = info["index"].get(str(part)) if info else None
-        if groups:
-            path = str(work / info["file"])
+        if not groups:
+            continue
+        path = str(work / info["file"])
+        if keep_open:
             reader = cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
-            for i in groups:
-                yield reader.get_batch(i)
+            yield from (reader.get_batch(i) for i in groups)
+        else:
+            with pa.ipc.open_file(pa.OSFile(path)) as reader:
+                yield from [reader.get_batch(i) for i in groups]
 
 
 def read_partition(work: Path, sidecars: Sequence[str], kind: str, part: int,
-                   schema: pa.Schema) -> pa.Table:
+                   schema: pa.Schema, keep_open: bool = True) -> pa.Table:
     """Every row of one partition of one kind, from all tasks' work files, in task order."""
-    batches = list(iter_partition(work, sidecars, kind, part))
+    batches = list(iter_partition(work, sidecars, kind, part, keep_open))
     if not batches:
         return schema.empty_table()
     return pa.Table.from_batches(batches, schema=schema)

@@ -193,7 +193,8 @@ def source_fingerprint(path: str | Path) -> dict:
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is not None and "key" in manifest:
         return {"artifact": manifest.get("stage"), "key": manifest["key"]}
-    return {"files": [[f.name, f.stat().st_size, file_sha256(f)] for f in _parquet_files(path)]}
+    return {"files": [[f.name, f.stat().st_size, _sha256_cached(f)]
+                      for f in _parquet_files(path)]}
 
 
 @dataclass

@@ -46,7 +46,6 @@ from .data import (
     artifact_fingerprint,
     bos_token_id,
     collate,
-    folder_fingerprint,
     is_heldout,
     tokenize_source,
 )
