@@ -67,8 +67,8 @@ snapshot: $(DEMO_STAMP) $(if $(filter ray,$(EXECUTOR)),$(RAY_STAMP))
 		--executor $(EXECUTOR) $(if $(ADDRESS),--address $(ADDRESS))
 
 bench: $(TEST_STAMP)
-	$(BIN)/python -m pipelines.bench
-	$(BIN)/python -m pipelines.bench_ray
+	$(BIN)/python -m benchmarks.bench
+	$(BIN)/python -m benchmarks.bench_ray
 
 clean:
 	rm -rf data/raw data/snapshots data/work data/bench

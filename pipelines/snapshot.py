@@ -13,20 +13,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from twiki.diff import DiffResult, diff_months
-from twiki.download import download_month, download_wikidata
-from twiki.factdiff import FactDiffResult, diff_facts
-from twiki.artifacts import read_manifest
 from twiki.config import BuildConfig
-from twiki.facts import FactsResult, build_facts
+from twiki.engine.artifacts import read_manifest
+from twiki.engine.executors import Executor, LocalExecutor
+from twiki.engine.paths import DataRoot, parse_month, previous_month
+from twiki.engine.stage import StageResult
 from twiki.errors import NoDumpError, TwikiError
-from twiki.executors import Executor, LocalExecutor
-from twiki.extract import ExtractResult, extract_month
-from twiki.pageprops import download_page_props
-from twiki.paths import DataRoot, parse_month, previous_month
-from twiki.export import ExportResult, export_month
-from twiki.probes import ProbesResult, build_probes
-from twiki.report import ReportResult, write_report
+from twiki.sources.download import download_month, download_wikidata
+from twiki.sources.pageprops import download_page_props
+from twiki.stages.diff import diff_months
+from twiki.stages.export import export_month
+from twiki.stages.extract import extract_month
+from twiki.stages.factdiff import diff_facts
+from twiki.stages.facts import build_facts
+from twiki.stages.probes import build_probes
+from twiki.stages.report import write_report
 
 log = logging.getLogger("twiki")
 
@@ -35,13 +36,13 @@ log = logging.getLogger("twiki")
 class MonthBuild:
     month: str
     wiki: str
-    snapshots: dict[str, ExtractResult] = field(default_factory=dict)
-    diff: DiffResult | None = None
-    facts: dict[str, FactsResult] = field(default_factory=dict)
-    factdiff: FactDiffResult | None = None
-    probes: ProbesResult | None = None
-    export: ExportResult | None = None
-    report: ReportResult | None = None
+    snapshots: dict[str, StageResult] = field(default_factory=dict)
+    diff: StageResult | None = None
+    facts: dict[str, StageResult] = field(default_factory=dict)
+    factdiff: StageResult | None = None
+    probes: StageResult | None = None
+    export: StageResult | None = None
+    report: StageResult | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -76,7 +77,7 @@ class MonthBuild:
 
 
 def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, executor: Executor,
-                   config: BuildConfig) -> ExtractResult:
+                   config: BuildConfig) -> StageResult:
     """Download (verified) and extract one month."""
     download_month(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
                    config=config.download)
@@ -86,7 +87,7 @@ def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, execu
 
 def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
                       executor: Executor, config: BuildConfig,
-                      page_props: bool = True) -> FactsResult:
+                      page_props: bool = True) -> StageResult:
     """Download the Wikidata dump nearest the month's enwiki run (and, with `page_props`, the
     run's page_props table when it has one); facts and page mapping."""
     download_wikidata(month, mirrors=mirrors, data_root=data_root, config=config.download)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.build_sample_mirror import REAL_DATA, build_run, run_pages, write_listing  # noqa: F401
+from benchmarks.build_sample_mirror import REAL_DATA, build_run, run_pages, write_listing  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
@@ -66,7 +66,7 @@ def progress_lines(caplog, desc: str) -> list[tuple[float, float, str]]:
 def every_progress_line(monkeypatch, caplog):
     """The log gets a progress line at every update; yields caplog to read them back."""
     import logging
-    from twiki import progress
+    from twiki.engine import progress
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     caplog.set_level(logging.INFO, logger="twiki")
     return caplog
@@ -75,5 +75,5 @@ def every_progress_line(monkeypatch, caplog):
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory):
     """A tiny GPT-2 and tokenizer built locally, with the sample pair's LM data (no hub)."""
-    from pipelines.bench_lm import tiny_lm   # torch: only the LM tests ask for it
+    from benchmarks.bench_lm import tiny_lm   # torch: only the LM tests ask for it
     return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")

@@ -24,14 +24,14 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from conftest import REAL_DATA
-from twiki.artifacts import ArtifactBuild, ShardWriter, shard_of
-from twiki.diff import diff_months
-from twiki.executors import LocalExecutor
-from twiki.extract import SCHEMA
-from twiki.factdiff import diff_facts
-from twiki.facts import FactsConfig, RunOptions, build_facts
-from twiki.paths import DataRoot
-from twiki.wikitext import clean_wikitext
+from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_of
+from twiki.stages.diff import diff_months
+from twiki.engine.executors import LocalExecutor
+from twiki.stages.extract import SCHEMA
+from twiki.stages.factdiff import diff_facts
+from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+from twiki.engine.paths import DataRoot
+from twiki.text.wikitext import clean_wikitext
 
 WD = REAL_DATA / "wikidata"
 A, B = "2015-02", "2015-05"

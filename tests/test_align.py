@@ -7,12 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from entity_pair import A, B, KAHN_ID, SHARDS, Stopped, StopAfter, build_pair
-from twiki.align import (AlignConfig, AlignOptions, Article, align_article, align_month_pair,
-                         date_forms, fuzzy_score, normalize, object_forms)
-from twiki.artifacts import shard_name
+from twiki.stages.align import (AlignConfig, AlignOptions, Article, align_article, align_month_pair,
+                         date_forms, fuzzy_score, object_forms)
+from twiki.text.normalize import search_form
+from twiki.engine.artifacts import shard_name
 from twiki.errors import ConfigError, TwikiError
-from twiki.executors import LocalExecutor
-from twiki.paths import DataRoot
+from twiki.engine.executors import LocalExecutor
+from twiki.engine.paths import DataRoot
 
 
 @pytest.fixture(scope="module")
@@ -208,10 +209,10 @@ def test_missing_input_says_what_to_run(tmp_path):
 # Matching, on real sentences.
 
 def test_normalize_folds_case_diacritics_punctuation_and_thousands():
-    assert normalize("Douglas Noël  ADAMS,") == "douglas noel adams"
-    assert normalize("St. John's College") == "st john s college"
-    assert normalize("a population of 296,033.") == "a population of 296033"
-    assert normalize("31.58 km²") == "31.58 km2"
+    assert search_form("Douglas Noël  ADAMS,") == "douglas noel adams"
+    assert search_form("St. John's College") == "st john s college"
+    assert search_form("a population of 296,033.") == "a population of 296033"
+    assert search_form("31.58 km²") == "31.58 km2"
 
 
 def test_date_forms_follow_precision():

@@ -7,10 +7,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from twiki.artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, read_manifest, shard_name,
+from twiki.engine.artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, read_manifest, shard_name,
                              shard_of)
 from twiki.errors import ConfigError, UnsafePathError
-from twiki.paths import parse_month, previous_month, safe_join
+from twiki.engine.paths import parse_month, previous_month, safe_join
 
 SCHEMA = pa.schema([("page_id", pa.int64()), ("text", pa.string())])
 

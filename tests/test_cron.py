@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from pipelines.cron import EXIT_LOCKED, EXIT_NOT_READY, CronLock, default_month
-from twiki.artifacts import read_manifest
+from twiki.engine.artifacts import read_manifest
 
 
 def cron(root, mirror, *extra):

@@ -27,16 +27,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from twiki import download
-from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
-from twiki.diff import (DiffConfig, diff_article, diff_months,
-                        export_training_text, iter_documents, normalize, sentence_spans,
-                        split_sentences)
+from twiki.sources import download
+from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
+from twiki.stages.diff import (DiffConfig, diff_article, diff_months,
+                        export_training_text, iter_documents)
+from twiki.text.normalize import compare_key
+from twiki.text.sentences import sentence_spans, split_sentences
 from twiki.errors import ConfigError, TwikiError
-from twiki.executors import LocalExecutor
-from twiki.extract import SCHEMA, ExtractConfig, extract_month
-from twiki.paths import DataRoot
-from twiki.wikitext import clean_wikitext
+from twiki.engine.executors import LocalExecutor
+from twiki.stages.extract import SCHEMA, ExtractConfig, extract_month
+from twiki.engine.paths import DataRoot
+from twiki.text.wikitext import clean_wikitext
 from conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -431,7 +432,7 @@ def test_sentence_splitter_and_normalization():
                            "J. R. R. Tolkien. No. 5 is big! \"Quoted.\" Then it ends.") == [
         "P. communis grows in the U.S. and Europe.", "It was named by J. R. R. Tolkien.",
         "No. 5 is big!", "\"Quoted.\"", "Then it ends."]
-    assert normalize("Hello,  World!") == normalize("hello world") == "helloworld"
+    assert compare_key("Hello,  World!") == compare_key("hello world") == "helloworld"
 
 
 # ---------------------------------------------------------------------------------------
@@ -459,9 +460,9 @@ def test_missing_snapshot_and_shard_mismatch_are_clear_errors(tmp_path, two_mont
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from twiki.diff import diff_months
-    from twiki.executors import Executor
-    from twiki.paths import DataRoot
+    from twiki.stages.diff import diff_months
+    from twiki.engine.executors import Executor
+    from twiki.engine.paths import DataRoot
 
     class OneByOne(Executor):
         # Runs the shards in this process with a pause after each, so that the parent

@@ -21,16 +21,16 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from twiki.artifacts import MANIFEST
-from pipelines.build_sample_mirror import (WIKIDATA_DIR, build_entities_run, split_entity_dump,
+from twiki.engine.artifacts import MANIFEST
+from benchmarks.build_sample_mirror import (WIKIDATA_DIR, build_entities_run, split_entity_dump,
                                            write_listing)
-from twiki.download import (DownloadConfig, download_month, download_wikidata, entities_folder,
+from twiki.sources.download import (DownloadConfig, download_month, download_wikidata, entities_folder,
                             find_downloaded, find_downloaded_wikidata, manifest_path,
                             multistream_parts, read_download_manifest, resolve_run,
                             resolve_wikidata_run)
 from twiki.errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError,
                           NoDumpError, UnsafePathError)
-from twiki.paths import DataRoot
+from twiki.engine.paths import DataRoot
 from conftest import REAL_DATA
 
 REPO = Path(__file__).resolve().parents[1]

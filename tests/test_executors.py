@@ -9,7 +9,7 @@ from executor_checks import assert_moves_with_each_task
 from conftest import nap, progress_lines
 from twiki.errors import ConfigError
 from twiki.cli import make_executor
-from twiki.executors import LocalExecutor
+from twiki.engine.executors import LocalExecutor
 
 def test_a_pool_reports_each_task_as_it_finishes(every_progress_line):
     with LocalExecutor(2) as ex:

@@ -19,17 +19,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from entity_pair import A, B, build_pair
-from twiki.artifacts import read_manifest
+from twiki.engine.artifacts import read_manifest
 from twiki.cli import COMMANDS
 from twiki.errors import ConfigError, TwikiError
-from twiki.export import (CONFIGS, ExportConfig, export_dir, export_month, load_diffset,
+from twiki.stages.export import (CONFIGS, ExportConfig, export_dir, export_month, load_diffset,
                           load_probes, resolve_export)
-from twiki.paths import DataRoot
-from twiki.probes import FilterConfig, build_probes, filter_probes
+from twiki.engine.paths import DataRoot
+from twiki.stages.probes import FilterConfig, build_probes, filter_probes
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO / "data" / "sample" / "mirror"
-HAS_PROBES = importlib.util.find_spec("twiki.probes") is not None
+HAS_PROBES = importlib.util.find_spec("twiki.stages.probes") is not None
 
 
 def twiki(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -75,8 +75,8 @@ def sample(tmp_path_factory) -> Path:
     else:
         python(f"""
             from pathlib import Path
-            from twiki.export import ExportConfig, export_month
-            from twiki.paths import DataRoot
+            from twiki.stages.export import ExportConfig, export_month
+            from twiki.engine.paths import DataRoot
             export_month("2016-06", data_root=DataRoot(Path({str(data)!r})),
                          config=ExportConfig(probes={HAS_PROBES}))""")
     return data

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.snapshot import build_month
-from twiki.artifacts import read_manifest
-from twiki.export import (CONFIGS, EXAMPLE_CHARS, ExportConfig, export_month, from_sample,
+from twiki.engine.artifacts import read_manifest
+from twiki.stages.export import (CONFIGS, EXAMPLE_CHARS, ExportConfig, export_month, from_sample,
                           size_category)
-from twiki.paths import DataRoot
+from twiki.engine.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO / "data" / "sample" / "mirror"
@@ -224,7 +224,7 @@ def test_token_perplexity_is_the_number_twiki_eval_reports(export, tmp_path):
     pytest.importorskip("datasets")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipelines.bench_lm import build_model, build_tokenizer
+    from benchmarks.bench_lm import build_model, build_tokenizer
     from twiki.lm import EvalConfig, evaluate
 
     torch.set_num_threads(1)

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import sample_pages
-from twiki.artifacts import read_manifest, shard_name
-from twiki.download import download_month
+from twiki.engine.artifacts import read_manifest, shard_name
+from twiki.sources.download import download_month
 from twiki.errors import InputError
-from twiki.executors import LocalExecutor
-from twiki.extract import ExtractConfig, RunOptions, extract_month
-from twiki.paths import DataRoot
+from twiki.engine.executors import LocalExecutor
+from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
+from twiki.engine.paths import DataRoot
 
 RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--"]
 SHARDS = 8
@@ -89,7 +89,7 @@ def test_no_markup_residue_in_any_paragraph(snapshot):
 
 
 def test_shards_are_partitioned_and_sorted_by_page_id(snapshot):
-    from twiki.artifacts import shard_of
+    from twiki.engine.artifacts import shard_of
     res, _ = snapshot
     for i in range(SHARDS):
         ids = pq.read_table(res.path / shard_name(i), columns=["page_id"]).column(0).to_pylist()

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import REAL_DATA
 from twiki.errors import ConfigError, TwikiError
-from twiki.executors import LocalExecutor
-from twiki.factdiff import diff_facts
-from twiki.facts import FactsConfig, RunOptions, build_facts
-from twiki.paths import DataRoot
+from twiki.engine.executors import LocalExecutor
+from twiki.stages.factdiff import diff_facts
+from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+from twiki.engine.paths import DataRoot
 
 WD = REAL_DATA / "wikidata"
 OPTS = RunOptions(partitions=3, spill_rows=11)

@@ -16,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REAL_DATA
-from twiki.artifacts import (ArtifactBuild, ShardWriter, read_manifest, shard_array, shard_name,
+from twiki.engine.artifacts import (ArtifactBuild, ShardWriter, read_manifest, shard_array, shard_name,
                              shard_of)
 from twiki.errors import InputError, TwikiError
-from twiki.executors import LocalExecutor
-from twiki.facts import FactsConfig, RunOptions, build_facts, build_mapping, normalize_title
-from twiki.paths import DataRoot
-from twiki.wikidata import render_time, time_key
+from twiki.engine.executors import LocalExecutor
+from twiki.stages.facts import FactsConfig, RunOptions, build_facts, build_mapping, normalize_title
+from twiki.engine.paths import DataRoot
+from twiki.sources.wikidata import render_time, time_key
 
 WD = REAL_DATA / "wikidata"
 SMALL = RunOptions(partitions=3, spill_rows=7)   # tiny spills: every code path of the shuffle
@@ -360,7 +360,7 @@ def test_same_bytes_whatever_the_chunking_and_workers(tmp_path, suffix):
 def test_the_months_downloaded_dump_is_found(tmp_path, mirror):
     """No --dump: the Wikidata run that `twiki download` fetched for the month (the sample
     mirror's real-entity dump), identified by the checksums the download verified."""
-    from twiki.download import download_wikidata
+    from twiki.sources.download import download_wikidata
     root = DataRoot(tmp_path / "data")
     with pytest.raises(TwikiError, match="twiki download --month 2016-05"):
         build_facts("2016-05", data_root=root, config=FactsConfig(shards=2), options=SMALL)
@@ -387,7 +387,7 @@ def make_snapshot(root: DataRoot, month: str, pages: list[tuple[int, str]], shar
     """A month's snapshot artifact with the given (page_id, title) articles."""
     from datetime import datetime, timezone
 
-    from twiki.extract import SCHEMA
+    from twiki.stages.extract import SCHEMA
     b = ArtifactBuild(root.snapshot("enwiki", month), stage="extract", stage_version=1,
                       inputs={"test": pages}, config={}, shards=shards, schema=SCHEMA)
     ts = datetime(2015, 5, 1, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from pipelines.bench_lm import build_counterfactual_pair
+from benchmarks.bench_lm import build_counterfactual_pair
 from twiki.lm.data import load_documents
 
 

@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("torch").set_num_threads(1)  # tiny model: one thread is fastest
 pytest.importorskip("transformers")
 
-from pipelines.bench_lm import SAMPLE_RUN  # noqa: E402
-from pipelines.build_sample_mirror import split_dump  # noqa: E402
-from twiki.diff import diff_months, iter_documents  # noqa: E402
-from twiki.download import download_month  # noqa: E402
-from twiki.extract import ExtractConfig, extract_month  # noqa: E402
+from benchmarks.bench_lm import SAMPLE_RUN  # noqa: E402
+from benchmarks.build_sample_mirror import split_dump  # noqa: E402
+from twiki.stages.diff import diff_months, iter_documents  # noqa: E402
+from twiki.sources.download import download_month  # noqa: E402
+from twiki.stages.extract import ExtractConfig, extract_month  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
 from twiki.lm.data import (  # noqa: E402
     Blocks,
@@ -29,7 +29,7 @@ from twiki.lm.data import (  # noqa: E402
     tokenize_source,
 )
 from twiki.lm.models import load_tokenizer  # noqa: E402
-from twiki.paths import DataRoot  # noqa: E402
+from twiki.engine.paths import DataRoot  # noqa: E402
 
 
 @pytest.fixture(scope="module")

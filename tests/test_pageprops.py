@@ -18,13 +18,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from twiki.download import download_month, download_wikidata
+from twiki.sources.download import download_month, download_wikidata
 from twiki.errors import InputError
-from twiki.extract import extract_month
-from twiki.facts import build_facts
-from twiki.pageprops import (PAGE_PROPS_JOB, download_page_props, find_page_props,
+from twiki.stages.extract import extract_month
+from twiki.stages.facts import build_facts
+from twiki.sources.pageprops import (PAGE_PROPS_JOB, download_page_props, find_page_props,
                              iter_wikibase_items)
-from twiki.paths import DataRoot
+from twiki.engine.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "mirror"

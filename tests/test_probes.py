@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from entity_pair import A, B, SHARDS, Stopped, StopAfter, build_pair
-from twiki.align import ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions
-from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_of
+from twiki.stages.align import ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions
+from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_of
 from twiki.errors import TwikiError
-from twiki.executors import LocalExecutor
-from twiki.paths import DataRoot
-from twiki.probes import (REASONS, ContainmentFilter, FilterConfig, build_probes, filter_probes,
+from twiki.engine.executors import LocalExecutor
+from twiki.engine.paths import DataRoot
+from twiki.stages.probes import (REASONS, ContainmentFilter, FilterConfig, build_probes, filter_probes,
                           report_markdown)
 
 
@@ -87,7 +87,7 @@ def test_changed_probes_keep_old_object_and_flags(built):
 
 def test_report_is_the_papers_table(built, pair):
     r = built.report
-    md = (pair.probes(A, B) / "report.md").read_text()
+    md = (pair.probe_pair(A, B) / "report.md").read_text()
     assert md.startswith("| stage | Unchanged | Changed |")
     assert f"| initial categorization | {r['stages']['initial_categorization']['unchanged']}" in md
     assert "| filter | `subject_object_contain` |" in md
@@ -107,7 +107,7 @@ def test_rerun_is_a_noop(pair, built):
 def test_killed_run_resumes_to_the_same_bytes(pair, built, tmp_path):
     import shutil
     root = DataRoot(tmp_path / "data")
-    shutil.copytree(built.root / "aligned", root.probes(A, B) / "aligned")
+    shutil.copytree(built.root / "aligned", root.aligned(A, B))
     with pytest.raises(Stopped):
         filter_probes(A, B, data_root=root, executor=StopAfter("relation caps", 2))
     again = filter_probes(A, B, data_root=root)
@@ -131,7 +131,7 @@ def test_leakage_switch_drops_flagged_probes(pair, built, tmp_path):
 # Aligned sets made of the pair's real rows.
 
 def write_aligned(root: DataRoot, rows_: list[dict], shards: int = SHARDS) -> None:
-    build = ArtifactBuild(root.probes(A, B) / "aligned", stage=ALIGN_STAGE,
+    build = ArtifactBuild(root.aligned(A, B), stage=ALIGN_STAGE,
                           stage_version=1, inputs={"rows": len(rows_)}, config={},
                           shards=shards, schema=ALIGNED_SCHEMA)
     for s in range(shards):

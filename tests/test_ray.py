@@ -35,16 +35,16 @@ ray = pytest.importorskip(
 
 from conftest import SAMPLE_MIRROR, sample_pages  # noqa: E402
 from executor_checks import assert_moves_with_each_task  # noqa: E402
-from pipelines.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
+from benchmarks.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
 from pipelines.snapshot import build_month  # noqa: E402
 from twiki.cli import build_parser, main, make_executor  # noqa: E402
 from twiki.config import load_build_config  # noqa: E402
-from twiki.download import download_month  # noqa: E402
+from twiki.sources.download import download_month  # noqa: E402
 from twiki.errors import ConfigError, InputError  # noqa: E402
-from twiki.executors import LocalExecutor  # noqa: E402
-from twiki.executors_ray import ClusterError, RayExecutor  # noqa: E402
-from twiki.extract import ExtractConfig, RunOptions, extract_month  # noqa: E402
-from twiki.paths import DataRoot  # noqa: E402
+from twiki.engine.executors import LocalExecutor  # noqa: E402
+from twiki.engine.executors_ray import ClusterError, RayExecutor  # noqa: E402
+from twiki.stages.extract import ExtractConfig, RunOptions, extract_month  # noqa: E402
+from twiki.engine.paths import DataRoot  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -578,7 +578,7 @@ def test_an_address_where_nothing_listens_fails_at_once():
 
 def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
-    monkeypatch.delitem(sys.modules, "twiki.executors_ray")
+    monkeypatch.delitem(sys.modules, "twiki.engine.executors_ray")
     with pytest.raises(ConfigError, match=r"--executor ray needs Ray .*pip install 'twiki\[ray\]'"):
         make_executor("ray", 2)
 

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.snapshot import build_month
-from twiki.artifacts import read_manifest
-from twiki.diff import diff_months
+from twiki.engine.artifacts import read_manifest
+from twiki.stages.diff import diff_months
 from twiki.errors import ConfigError, TwikiError
 from twiki.config import BuildConfig
-from twiki.paths import DataRoot
-from twiki.probes import build_probes
-from twiki.report import write_report
+from twiki.engine.paths import DataRoot
+from twiki.stages.probes import build_probes
+from twiki.stages.report import write_report
 
 from conftest import SAMPLE_MIRROR as MIRROR
 
@@ -43,7 +43,7 @@ def test_report_has_the_stage_counts_and_plots(sample):
     assert "| fact diff: unchanged / new / updated / removed | 893 / 3 / 1 / 0 |" in md
     # the probes in the paper's table form, every rejection by name, the relations: as the
     # probes stage counted them
-    probes = read_manifest(sample.probes("2016-05", "2016-06") / "probes")
+    probes = read_manifest(sample.probes("2016-05", "2016-06"))
     stages, rejected = probes["report"]["stages"], probes["report"]["rejected"]
     for key, name in (("initial_categorization", "initial categorization"),
                       ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
@@ -51,7 +51,7 @@ def test_report_has_the_stage_counts_and_plots(sample):
     for where in ("alignment", "filter"):
         for reason, n in rejected[where].get("unchanged", {}).items():
             assert f"| {where} | `{reason}` | {n:,} |" in md
-    relations = pq.read_table(sample.probes("2016-05", "2016-06") / "probes",
+    relations = pq.read_table(sample.probes("2016-05", "2016-06"),
                               columns=["kind", "relation"]).to_pylist()
     top = Counter(r["relation"] for r in relations).most_common(1)[0][0]
     un = sum(r["relation"] == top and r["kind"] == "unchanged" for r in relations)

@@ -1,4 +1,4 @@
-"""The committed sample mirror (data/sample/mirror): it is what pipelines/build_sample_mirror.py
+"""The committed sample mirror (data/sample/mirror): it is what benchmarks/build_sample_mirror.py
 builds; its runs are laid out like real dump runs; month B (enwiki 20160601) differs from month A
 (20160501) by exactly the intended edits; the made-up articles are about the dump's entities
 and state their facts, month B's added sentences included; the two entity dumps differ only in
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import pipelines.build_sample_mirror as builder
-from pipelines.build_sample_mirror import (MADE_UP_ARTICLES, MADE_UP_OBJECTS, MONTH_B_DELETED,
+import benchmarks.build_sample_mirror as builder
+from benchmarks.build_sample_mirror import (MADE_UP_ARTICLES, MADE_UP_OBJECTS, MONTH_B_DELETED,
                                            MONTH_B_EDITS, MONTH_B_FACTS,
                                            MONTH_B_FACTS_NOT_IN_TEXT, WIKIDATA_DIR, Page,
                                            parse_revisions, split_dump, split_entity_dump,
                                            wikitext_sha1)
-from twiki.wikidata import best_statements, normalize_amount, render_time
+from twiki.sources.wikidata import best_statements, normalize_amount, render_time
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"

@@ -1,4 +1,4 @@
-"""Tests of twiki.wikitext.clean_wikitext on real Wikipedia wikitext (the real
+"""Tests of twiki.text.wikitext.clean_wikitext on real Wikipedia wikitext (the real
 files in tests/data/wikimedia: 34 raw articles and the articles of a real enwiki pages-articles
 bz2) and on small constructed edge cases."""
 
@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from pipelines.bench_wikitext import dump_articles
+from benchmarks.bench_wikitext import dump_articles
 from conftest import REAL_DATA
-from twiki.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
+from twiki.text.wikitext import (DROPPED_SECTIONS, MAX_TEMPLATE_NESTING, MAX_UNCLOSED,
                             clean_wikitext)
 
 SAMPLE = REAL_DATA
@@ -604,7 +604,7 @@ def test_real_punctuation_is_not_tidied(all_cleaned):
 
 
 def test_bench_helper_reports_both_rates():
-    from pipelines.bench_wikitext import bench_clean
+    from benchmarks.bench_wikitext import bench_clean
 
     result = bench_clean(["'''Ada''' was a [[poet]].{{stub}}"] * 3)
     assert set(result) == {"input_mb", "twiki_mb_s", "naive_mb_s", "speedup"}

@@ -11,7 +11,7 @@ _LOADERS = ("load_probes", "load_diffset", "load_export")
 
 def __getattr__(name: str):
     if name in _LOADERS:
-        from . import export
+        from .stages import export
         return getattr(export, name)
     raise AttributeError(f"module 'twiki' has no attribute {name!r}")
 

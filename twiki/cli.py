@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ConfigError, TwikiError
-from .paths import DataRoot, default_root
+from .engine.paths import DataRoot, default_root
 
 if TYPE_CHECKING:
-    from .executors import Executor
+    from .engine.executors import Executor
 
 log = logging.getLogger("twiki")
 
@@ -87,14 +87,14 @@ def _config(args, **flags):
 def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:
     """The executor named on the command line (`--executor`): the local pool, or Ray (an
     optional extra, imported only when asked for)."""
-    from .executors import LocalExecutor
+    from .engine.executors import LocalExecutor
     if name == "local":
         if options.get("address"):
             raise ConfigError("--address needs --executor ray")
         return LocalExecutor(workers)
     if name == "ray":
         try:
-            from .executors_ray import RayExecutor  # Ray is an optional extra
+            from .engine.executors_ray import RayExecutor  # Ray is an optional extra
         except ImportError as e:
             if (e.name or "").split(".")[0] != "ray":
                 raise
@@ -121,14 +121,14 @@ def _extract_flags(args) -> dict:
 
 
 def cmd_download(args) -> None:
-    from .download import download_month
+    from .sources.download import download_month
     path = download_month(args.month, wiki=args.wiki, mirrors=args.mirror,
                           data_root=_root(args), config=_config(args).download)
     print(path)
 
 
 def cmd_extract(args) -> None:
-    from .extract import extract_month
+    from .stages.extract import extract_month
     config = _config(args, **_extract_flags(args))
     res = extract_month(args.month, wiki=args.wiki, data_root=_root(args),
                         executor=make_executor(args.executor, args.workers, address=args.address),
@@ -164,7 +164,7 @@ def cmd_cron(args) -> int:
 
 
 def cmd_diff(args) -> None:
-    from .diff import diff_months
+    from .stages.diff import diff_months
     res = diff_months(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
                       executor=make_executor(args.executor, args.workers, address=args.address),
                       config=_config(args).diff)
@@ -172,8 +172,8 @@ def cmd_diff(args) -> None:
 
 
 def cmd_training_text(args) -> None:
-    from .diff import export_training_text
-    from .paths import parse_month
+    from .stages.diff import export_training_text
+    from .engine.paths import parse_month
     root = _root(args)
     if args.view == "diffset":
         if not args.month_a:
@@ -190,7 +190,7 @@ def cmd_training_text(args) -> None:
 
 
 def cmd_facts(args) -> None:
-    from .facts import build_facts
+    from .stages.facts import build_facts
     config = _config(args, shards=args.shards,
                      **{"facts.require_sitelink": False if args.all_items else None})
     res = build_facts(args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
@@ -213,7 +213,7 @@ def _facts_opts(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_factdiff(args) -> None:
-    from .factdiff import diff_facts
+    from .stages.factdiff import diff_facts
     _config(args)   # a bad --config or --set is an error here too; the fact diff has no settings
     res = diff_facts(args.month_a, args.month_b, data_root=_root(args),
                      executor=make_executor(args.executor, args.workers, address=args.address))
@@ -223,7 +223,7 @@ def cmd_factdiff(args) -> None:
 
 
 def cmd_probes(args) -> None:
-    from .probes import build_probes
+    from .stages.probes import build_probes
     config = _config(args, **{"filter.seed": args.seed, "filter.drop_leaked": args.drop_leaked})
     res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
                        executor=make_executor(args.executor, args.workers, address=args.address),
@@ -244,7 +244,7 @@ def _probe_opts(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args) -> None:
-    from .export import export_month
+    from .stages.export import export_month
     config = _config(args, **{"export.snapshot_text": False if args.no_snapshot_text else None,
                               "export.probes": False if args.no_probes else None,
                               "export.lm_eval": False if args.no_lm_eval else None})
@@ -255,7 +255,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
+    from .stages.report import write_report
     res = write_report(args.month, month_a=args.month_a, wiki=args.wiki, data_root=_root(args))
     print(res.summary())
 

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .align import AlignConfig, AlignOptions
-from .diff import DiffConfig
-from .download import DownloadConfig
+from .stages.align import AlignConfig, AlignOptions
+from .stages.diff import DiffConfig
+from .sources.download import DownloadConfig
 from .errors import ConfigError
-from .export import ExportConfig
-from .extract import ExtractConfig
-from .extract import RunOptions as ExtractRun
-from .facts import FactsConfig
-from .facts import RunOptions as FactsRun
-from .probes import FilterConfig
+from .stages.export import ExportConfig
+from .stages.extract import ExtractConfig
+from .stages.extract import RunOptions as ExtractRun
+from .stages.facts import FactsConfig
+from .stages.facts import RunOptions as FactsRun
+from .stages.probes import FilterConfig
 
 # Sections whose `shards` field is the build's one shard count.
 SHARDED = ("extract", "facts")

@@ -1,7 +1,7 @@
 """The LM stage: continued pretraining of a causal LM on a month's diffset or snapshot, probe
 perplexity (Unchanged / Changed), and the paper's table and plot.
 
-Reads documents (twiki.diff's diffsets and snapshots, or any Parquet of title + text) and probes
+Reads documents (twiki.stages.diff's diffsets and snapshots, or any Parquet of title + text) and probes
 (data/probes/<A>_<B>/); writes a run folder data/runs/<name>/ (safetensors checkpoints, logs,
 results). Needs the `lm` extra (torch, transformers, peft, safetensors, tokenizers, matplotlib);
 `twiki import-gguf` (twiki.lm.gguf) also the `lm-model` extra (gguf) and, for SmolLM2, the

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import tomllib
 
 from ..errors import ConfigError
-from ..paths import DataRoot, parse_month, previous_month
+from ..engine.paths import DataRoot, parse_month, previous_month
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     from .evaluation import EvalConfig, EvalResult
@@ -43,7 +43,7 @@ def diffset_path(root: DataRoot, wiki: str, a: str, b: str) -> Path:
 
 def probes_path(root: DataRoot, a: str, b: str) -> Path:
     """data/probes/<A>_<B>/probes/: the filtered probes (beside aligned/ and rejected/)."""
-    return root.probes(a, b) / "probes"
+    return root.probes(a, b)
 
 
 def _value(text: str) -> Any:

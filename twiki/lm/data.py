@@ -1,6 +1,6 @@
 """Training text for the LM stage: documents -> a token file -> fixed-length packed blocks.
 
-Reads documents {page_id, title, text} from a diffset or snapshot artifact (twiki.diff), a
+Reads documents {page_id, title, text} from a diffset or snapshot artifact (twiki.stages.diff), a
 training-text export, or any Parquet file/folder with title + text (or a snapshot's
 paragraphs), streaming by row groups. Writes a token cache folder (`tokens.bin` + `meta.json`,
 nanoGPT style) that training memory-maps, so a snapshot of billions of tokens is never in RAM.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..artifacts import MANIFEST, canonical_json, file_sha256, read_manifest, shard_of
+from ..engine.artifacts import MANIFEST, canonical_json, file_sha256, read_manifest, shard_of
 from ..errors import ConfigError, InputError
 
 # Bump when tokenization or the file layout changes: token caches made before are rebuilt.
@@ -79,8 +79,8 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def snapshot_document(page_id: int, title: str, paragraphs: Iterable[dict] | None) -> dict:
-    """A snapshot row (twiki.extract.SCHEMA) as a document: its paragraphs joined with blank
-    lines, as twiki.diff.iter_documents joins them, so both views read alike."""
+    """A snapshot row (twiki.stages.extract.SCHEMA) as a document: its paragraphs joined with blank
+    lines, as twiki.stages.diff.iter_documents joins them, so both views read alike."""
     return {"page_id": page_id, "title": title,
             "text": "\n\n".join(p["text"] for p in paragraphs or () if p["text"])}
 
@@ -89,7 +89,7 @@ def load_documents(path: str | Path) -> Iterator[dict]:
     """Yield {page_id, title, text} from a diffset, a snapshot, or a Parquet file/folder of
     documents, one row group at a time. Documents without text are skipped.
 
-    Artifact folders go through twiki.diff.iter_documents (the diffset's rows of one article
+    Artifact folders go through twiki.stages.diff.iter_documents (the diffset's rows of one article
     joined into one document). A document without a page_id gets the CRC32 of its title, which
     is what decides whether it is held out.
     """
@@ -97,7 +97,7 @@ def load_documents(path: str | Path) -> Iterator[dict]:
     kind = source_kind(path)
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is not None and manifest.get("stage") in ("diff", "extract"):
-        from ..diff import iter_documents
+        from ..stages.diff import iter_documents
         yield from iter_documents(path, view="diffset" if kind == "diffset" else "snapshot")
         return
     for file in _parquet_files(path):

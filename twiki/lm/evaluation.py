@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
-from ..artifacts import canonical_json
+from ..engine.artifacts import canonical_json
 from .data import (
     Blocks,
     artifact_fingerprint,

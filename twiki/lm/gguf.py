@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..artifacts import file_sha256
+from ..engine.artifacts import file_sha256
 from ..errors import ConfigError, InputError
 
 IMPORT_INFO = "twiki_import.json"

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..artifacts import canonical_json
+from ..engine.artifacts import canonical_json
 from ..errors import ConfigError
 from .checkpoint import (
     gather_rng,

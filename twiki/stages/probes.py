@@ -1,7 +1,7 @@
 """probes: the aligned facts of months A -> B -> TWiki-Probes, TemporalWiki's heuristic filters
 done right (named reasons, seeded caps), plus the stage-count report.
 
-Reads data/probes/<A>_<B>/aligned/ (twiki.align) and writes, under data/probes/<A>_<B>/:
+Reads data/probes/<A>_<B>/aligned/ (twiki.stages.align) and writes, under data/probes/<A>_<B>/:
   probes/              the probes: Unchanged (kind unchanged) and Changed (kind new | updated)
   rejected/<reason>/   every aligned fact that is not a probe, under the reason it was dropped
   report.json, report.md   initial categorization -> alignment -> heuristic filtering, per set,
@@ -35,13 +35,14 @@ import numpy as np
 import pyarrow as pa
 
 from .align import (ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE, AlignConfig,
-                    AlignOptions, AlignResult, align_month_pair, normalize)
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
+                    AlignOptions, AlignResult, align_month_pair)
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
                         require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
-from .errors import ConfigError, TwikiError
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, month_pair
-from .shuffle import PartitionedWriter, mark_done, read_partition, task_report
+from ..errors import ConfigError, TwikiError
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, month_pair
+from ..text.normalize import search_form
+from ..engine.shuffle import PartitionedWriter, mark_done, read_partition, task_report
 
 log = logging.getLogger("twiki")
 
@@ -104,7 +105,7 @@ def probe_set(kind: str) -> str:
 # Row filters: each answers (True, None) to keep a row or (False, reason).
 
 def _words(text: str) -> str:
-    return f" {normalize(text)} "
+    return f" {search_form(text)} "
 
 
 class RowFilter:
@@ -199,8 +200,8 @@ def apply_filters(rows: Iterable[dict], filters: list[RowFilter]
 def dedupe_key(row: dict) -> tuple:
     """(set, subject, relation, object) as text, normalized: two subjects with the same label
     make the same probe."""
-    return (probe_set(row["kind"]), normalize(row["subject"]), normalize(row["relation"]),
-            normalize(row["object"]))
+    return (probe_set(row["kind"]), search_form(row["subject"]), search_form(row["relation"]),
+            search_form(row["object"]))
 
 
 def priority(seed: int, row: dict) -> int:
@@ -335,7 +336,7 @@ def filter_rows(task: RowsTask) -> dict:
             for reason, row in rejected:
                 rejects.add(reason, row)
             for row in kept:
-                p = shard_of(zlib.crc32(normalize(row["subject"]).encode()), task.parts)
+                p = shard_of(zlib.crc32(search_form(row["subject"]).encode()), task.parts)
                 parts.add(p, {**row, "priority": priority(task.config.seed, row)})
         index = parts.close()
         rejects.close()
@@ -394,8 +395,8 @@ def dedupe_part(task: PartTask) -> dict:
 
 
 def _evidence_key(row: dict) -> tuple:
-    return (probe_set(row["kind"]), row["subject_qid"], normalize(row["evidence"]),
-            normalize(row["object"]))
+    return (probe_set(row["kind"]), row["subject_qid"], search_form(row["evidence"]),
+            search_form(row["object"]))
 
 
 def _ambiguous(rows: list[dict]) -> set[tuple]:
@@ -540,7 +541,7 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     month_a, month_b = month_pair(month_a, month_b)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    root = data_root.probes(month_a, month_b)
+    root = data_root.probe_pair(month_a, month_b)
     aligned = root / "aligned"
     am = require_artifact(aligned, f"aligned facts {month_a} -> {month_b}",
                           f"run `twiki probes --from {month_a} --to {month_b}` (it aligns, "

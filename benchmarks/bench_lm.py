@@ -10,7 +10,7 @@ diffset and the Changed probes are real Wikipedia sentences the model has not se
 GPT-2 from a config: no hub anywhere. `bench_lm(out_dir)` measures training and evaluation
 throughput (tokens/s); `--size small` does it for a 124M GPT-2 (for a GPU).
 
-    .venv/bin/python -m pipelines.bench_lm --out data/bench/lm [--size small] [--device cuda]
+    .venv/bin/python -m benchmarks.bench_lm --out data/bench/lm [--size small] [--device cuda]
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.build_sample_mirror import page_title, split_dump
-from twiki.diff import split_sentences
-from twiki.extract import SCHEMA as SNAPSHOT_SCHEMA
-from twiki.wikitext import clean_wikitext
+from benchmarks.build_sample_mirror import page_title, split_dump
+from twiki.stages.diff import split_sentences
+from twiki.stages.extract import SCHEMA as SNAPSHOT_SCHEMA
+from twiki.text.wikitext import clean_wikitext
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RUN = REPO / "data" / "sample" / "mirror" / "enwiki" / "20160501"
@@ -362,7 +362,7 @@ def bench_lm(out_dir: str | Path, *, size: str = "tiny", device: str = "auto", s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipelines.bench_lm", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_lm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/bench/lm", help="output folder (default: data/bench/lm)")
     p.add_argument("--size", choices=sorted(SIZES), default="tiny",

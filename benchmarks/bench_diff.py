@@ -1,5 +1,5 @@
 """Figures for the diff stage (`make bench`), all on real article text (the gensim enwiki sample
-and the 34 raw-wikitext articles in tests/data/wikimedia, cleaned by twiki.wikitext):
+and the 34 raw-wikitext articles in tests/data/wikimedia, cleaned by twiki.text.wikitext):
 
 - precision and recall, per sentence, of the changed text `diff_article` finds on labelled
   edit cases (insertions at the start/middle/end, changed, added, replaced and truncated
@@ -9,7 +9,7 @@ and the 34 raw-wikitext articles in tests/data/wikimedia, cleaned by twiki.wikit
   with about 8% of pages changed (plus a few new and deleted pages);
 - peak RSS of the diff stage (a subprocess, one worker) at 1x and 10x that input.
 
-Run: `.venv/bin/python -m pipelines.bench_diff [OUT_DIR]` (default data/bench/diff); the figures
+Run: `.venv/bin/python -m benchmarks.bench_diff [OUT_DIR]` (default data/bench/diff); the figures
 are printed and written to OUT_DIR/bench_diff.json.
 """
 
@@ -28,10 +28,12 @@ from pathlib import Path
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from twiki.artifacts import ArtifactBuild, ShardWriter, shard_of  # noqa: E402
-from twiki.diff import diff_article, normalize, split_sentences  # noqa: E402
-from twiki.extract import SCHEMA  # noqa: E402
-from twiki.wikitext import clean_wikitext  # noqa: E402
+from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_of  # noqa: E402
+from twiki.stages.diff import diff_article  # noqa: E402
+from twiki.text.normalize import compare_key  # noqa: E402
+from twiki.text.sentences import split_sentences  # noqa: E402
+from twiki.stages.extract import SCHEMA  # noqa: E402
+from twiki.text.wikitext import clean_wikitext  # noqa: E402
 
 SEED = 20220101
 LABELLED_CASES = 600
@@ -51,7 +53,7 @@ Article = list[tuple[tuple[str, ...], str]]
 
 def real_articles() -> list[Article]:
     """Clean paragraphs of the sample's articles that have at least three paragraphs."""
-    from pipelines.bench_wikitext import sample_texts
+    from benchmarks.bench_wikitext import sample_texts
     texts = sample_texts()
     articles = [clean_wikitext(t) for t in texts]
     return [a for a in articles if len(a) >= 3]
@@ -267,9 +269,9 @@ def make_edit(article: Article, rng: random.Random, donor: Donor):
         names.append(op.__name__)
     # Gold: the new sentences that are still in the final text and were not already in
     # the article (a donor sentence may exist there verbatim).
-    old_keys = {normalize(s) for _, t in article for s in split_sentences(t)}
-    final = normalize(" ".join(t for _, t in paras))
-    gold_keys = {k for k in map(normalize, gold) if k and k in final and k not in old_keys}
+    old_keys = {compare_key(s) for _, t in article for s in split_sentences(t)}
+    final = compare_key(" ".join(t for _, t in paras))
+    gold_keys = {k for k in map(compare_key, gold) if k and k in final and k not in old_keys}
     return paras, gold_keys, names
 
 
@@ -292,8 +294,8 @@ def precision_recall(articles: list[Article], cases: int = LABELLED_CASES,
         old = articles[rng.randrange(len(articles))]
         new, gold, names = make_edit(old, rng, donor)
         added = diff_article(old, new).added
-        rows = [normalize(t.text) for t in added]
-        found = [normalize(x) for t in added for x in split_sentences(t.text)]
+        rows = [compare_key(t.text) for t in added]
+        found = [compare_key(x) for t in added for x in split_sentences(t.text)]
         exact += sum(1 for f in found if f in gold)
         c = [len(found), sum(1 for f in found if any(g in f for g in gold)),
              len(gold), sum(1 for g in gold if any(g in r for r in rows))]
@@ -383,9 +385,9 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
-from twiki.diff import diff_months
-from twiki.executors import LocalExecutor
-from twiki.paths import DataRoot
+from twiki.stages.diff import diff_months
+from twiki.engine.executors import LocalExecutor
+from twiki.engine.paths import DataRoot
 t0 = time.perf_counter()
 res = diff_months("2000-01", "2000-02", data_root=DataRoot(Path(sys.argv[1])),
                   executor=LocalExecutor(1))

@@ -11,7 +11,7 @@ and data/bench/ray.md:
   incremental, from the per-core rates that `make bench` measured (data/bench/results.json)
   and the incremental rate above. A rate not measured yet is said so, never guessed.
 
-    python -m pipelines.bench_ray [--repeat 3] [--replicas 10] [--workers 2] [--sizing-only]
+    python -m benchmarks.bench_ray [--repeat 3] [--replicas 10] [--workers 2] [--sizing-only]
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ DEFAULT_CHANGED = 0.10
 
 def two_month_mirror(work: Path, replicas: int) -> Path:
     """The sample pages x`replicas` as month 2016-05 and, unchanged, as 2016-06."""
-    from pipelines.bench import _sample_tag, replicate, sample_pages
-    from pipelines.build_sample_mirror import build_run, write_listing
+    from benchmarks.bench import _sample_tag, replicate, sample_pages
+    from benchmarks.build_sample_mirror import build_run, write_listing
     mirror = work / f"mirror-2m-{_sample_tag()}-x{replicas}"  # named after the sample
     if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
         return mirror
@@ -66,8 +66,8 @@ def two_month_mirror(work: Path, replicas: int) -> Path:
 
 
 def _fresh_root(work: Path, name: str, mirror: Path, months=(MONTH,)):
-    from twiki.download import download_month
-    from twiki.paths import DataRoot
+    from twiki.sources.download import download_month
+    from twiki.engine.paths import DataRoot
     root = DataRoot(work / name)
     for sub in ("snapshots", "work", "diffsets"):
         shutil.rmtree(root.root / sub, ignore_errors=True)
@@ -77,7 +77,7 @@ def _fresh_root(work: Path, name: str, mirror: Path, months=(MONTH,)):
 
 
 def _extract(root, executor, month=MONTH) -> dict:
-    from twiki.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
     t0 = time.perf_counter()
     res = extract_month(month, data_root=root, executor=executor, config=ExtractConfig(),
                         options=RunOptions(incremental=month != MONTH))
@@ -92,7 +92,7 @@ def _extract(root, executor, month=MONTH) -> dict:
 def overhead(work: Path, mirror: Path, label: str, workers: int, repeat: int, ray_ex,
              start_s: float) -> dict:
     """Local pool vs Ray on the same extract, alternating, after one warm-up run of each."""
-    from twiki.executors import LocalExecutor
+    from twiki.engine.executors import LocalExecutor
     runs: dict[str, list[dict]] = {"local": [], "ray": []}
     for i in range(repeat + 1):
         for name, ex in (("local", LocalExecutor(workers)), ("ray", ray_ex)):
@@ -116,7 +116,7 @@ def incremental_rate(work: Path, mirror: Path, repeat: int) -> dict:
     """1 worker, `repeat` times: month A cold, then month B whose pages are all unchanged
     (all clean text reused). The fastest of each phase is kept: the machine is shared, and
     interference only ever adds time. The map phase is the same work in both months."""
-    from twiki.executors import LocalExecutor
+    from twiki.engine.executors import LocalExecutor
     cold, warm = [], []
     for _ in range(repeat):
         root = _fresh_root(work, "root-incremental", mirror, months=(MONTH, NEXT))
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     prev_path = args.out / "ray.json"
     out = json.loads(prev_path.read_text()) if (args.sizing_only and prev_path.exists()) else {}
     if not args.sizing_only:
-        from twiki.executors_ray import RayExecutor
+        from twiki.engine.executors_ray import RayExecutor
         work = args.out / "work" / "ray"
         work.mkdir(parents=True, exist_ok=True)
         out = {"when": time.strftime("%Y-%m-%d %H:%M:%S"),

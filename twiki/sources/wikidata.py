@@ -1,7 +1,7 @@
 """Reading Wikidata entity JSON: the dump formats, splitting a dump into chunks that workers
 read independently, and rendering statement values to short typed text.
 
-Used by the facts stage (twiki/facts.py); reads `wikidata-YYYYMMDD-all.json[.gz|.bz2]` or API
+Used by the facts stage (twiki/stages/facts.py); reads `wikidata-YYYYMMDD-all.json[.gz|.bz2]` or API
 responses (`{"entities": {...}}`), writes nothing itself.
 
 Splitting (so that N workers each read 1/N of a dump, never the whole of it):
@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Iterator
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .errors import InputError
+from ..errors import InputError
 
 # --------------------------------------------------------------------------------------------
 # Values: render a statement's main value to (value_type, canonical value, text, extras).
@@ -125,7 +127,14 @@ def entity_id(value: dict) -> str | None:
 
 
 def qid_number(qid: str) -> int:
+    """'Q42' -> 42 (and 'P31' -> 31)."""
     return int(qid[1:])
+
+
+def id_numbers(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column of entity ids 'Q42', 'P31' -> their numbers (int64), for sorting in id
+    order."""
+    return pc.cast(pc.utf8_slice_codeunits(col, 1), pa.int64())
 
 
 def label_of(entity: dict, lang: str) -> str | None:

@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .errors import TwikiError
+from .. import __version__
+from ..errors import TwikiError
 
 MANIFEST = "_manifest.json"
 PARTIAL_SUFFIX = ".partial"
@@ -366,11 +366,15 @@ def iter_row_groups(path: Path, columns: list[str] | None = None) -> Iterator[pa
         yield pf.read_row_group(i, columns=columns)
 
 
-def require_artifact(folder: Path, what: str, hint: str) -> dict:
-    """The manifest of an artifact a stage needs, or an error saying how to make it."""
+def require_artifact(folder: Path, what: str, hint: str, *, stage: str | None = None) -> dict:
+    """The manifest of an artifact a stage needs, or an error saying how to make it (also
+    when the folder holds another stage's artifact, if `stage` is given)."""
     manifest = read_manifest(folder)
     if manifest is None:
         raise TwikiError(f"no {what} at {folder}: {hint}")
+    if stage is not None and manifest.get("stage") != stage:
+        raise TwikiError(f"{folder} is a {manifest.get('stage')!r} artifact, not {what}; "
+                         f"delete it, then {hint}")
     return manifest
 
 

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ConfigError, UnsafePathError
+from ..errors import ConfigError, UnsafePathError
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 RUN_DATE_RE = re.compile(r"^\d{8}$")
@@ -73,6 +73,15 @@ def safe_join(base: Path, name: str) -> Path:
     return base / pure
 
 
+FACT_TABLES = ("facts", "entities", "properties", "mapping")
+
+
+def pair_name(month_a: str, month_b: str) -> str:
+    """'2016-06' when A is the month before B, else '2015-02_2015-05'."""
+    a, b = parse_month(month_a), parse_month(month_b)
+    return b if a == previous_month(b) else f"{a}_{b}"
+
+
 def default_root() -> Path:
     """The data root: $TWIKI_DATA if set, else ./data."""
     return Path(os.environ.get("TWIKI_DATA", "data"))
@@ -107,28 +116,71 @@ class DataRoot:
         """One month of clean articles: data/snapshots/<wiki>/<YYYY-MM>/."""
         return self.root / "snapshots" / check_wiki(wiki) / parse_month(month)
 
-    def diffset(self, wiki: str, month_a: str, month_b: str) -> Path:
-        """What changed from month A to B: data/diffsets/<wiki>/<A>_<B>/ (its siblings
-        `<A>_<B>_removed/` and `<A>_<B>_articles/` hold removed text and per-article counts)."""
-        return (self.root / "diffsets" / check_wiki(wiki)
-                / f"{parse_month(month_a)}_{parse_month(month_b)}")
+    def diffset(self, wiki: str, month_a: str, month_b: str, part: str = "") -> Path:
+        """What changed from month A to B: data/diffsets/<wiki>/<A>_<B>/; with `part`
+        "removed" or "articles", its sibling <A>_<B>_removed/ (removed text) or
+        <A>_<B>_articles/ (per-article counts)."""
+        if part not in ("", "removed", "articles"):
+            raise ValueError(f"no diffset part {part!r}")
+        name = f"{parse_month(month_a)}_{parse_month(month_b)}"
+        return self.diffsets(wiki) / (f"{name}_{part}" if part else name)
 
-    def facts(self, month: str) -> Path:
-        """A month's Wikidata facts: data/facts/<YYYY-MM>/ (facts/, entities/, properties/,
-        mapping/ inside)."""
+    def diffsets(self, wiki: str) -> Path:
+        """Every diffset of a wiki: data/diffsets/<wiki>/."""
+        return self.root / "diffsets" / check_wiki(wiki)
+
+    def facts_month(self, month: str) -> Path:
+        """A month's Wikidata tables: data/facts/<YYYY-MM>/."""
         return self.root / "facts" / parse_month(month)
+
+    def facts(self, month: str, table: str = "facts") -> Path:
+        """One of a month's Wikidata tables: data/facts/<YYYY-MM>/<table>/, where table is
+        facts, entities, properties or mapping (page <-> item)."""
+        if table not in FACT_TABLES:
+            raise ValueError(f"no facts table {table!r}: one of {', '.join(FACT_TABLES)}")
+        return self.facts_month(month) / table
 
     def factdiff(self, month_a: str, month_b: str) -> Path:
         """Facts unchanged / new / updated / removed from A to B: data/factdiff/<A>_<B>/."""
         return self.root / "factdiff" / f"{parse_month(month_a)}_{parse_month(month_b)}"
 
-    def probes(self, month_a: str, month_b: str) -> Path:
-        """TWiki-Probes of the pair: data/probes/<A>_<B>/ (+ rejected/<reason>/)."""
+    def probe_pair(self, month_a: str, month_b: str) -> Path:
+        """Everything of the pair's probes: data/probes/<A>_<B>/ (aligned/, probes/,
+        rejected/<reason>/, report.json, report.md)."""
         return self.root / "probes" / f"{parse_month(month_a)}_{parse_month(month_b)}"
+
+    def aligned(self, month_a: str, month_b: str) -> Path:
+        """Facts aligned to the text that states them: data/probes/<A>_<B>/aligned/."""
+        return self.probe_pair(month_a, month_b) / "aligned"
+
+    def probes(self, month_a: str, month_b: str) -> Path:
+        """TWiki-Probes of the pair: data/probes/<A>_<B>/probes/."""
+        return self.probe_pair(month_a, month_b) / "probes"
+
+    def rejected(self, month_a: str, month_b: str, reason: str = "") -> Path:
+        """Probes a filter dropped: data/probes/<A>_<B>/rejected/<reason>/."""
+        folder = self.probe_pair(month_a, month_b) / "rejected"
+        return folder / reason if reason else folder
+
+    def export(self, month_a: str, month_b: str) -> Path:
+        """The pair's datasets: data/export/<B>/ when A is the month before B, else
+        data/export/<A>_<B>/."""
+        return self.exports() / pair_name(month_a, month_b)
+
+    def exports(self) -> Path:
+        return self.root / "export"
+
+    def report(self, month_a: str, month_b: str) -> Path:
+        """The pair's report: data/reports/<B>/ (or <A>_<B>/)."""
+        return self.root / "reports" / pair_name(month_a, month_b)
 
     def runs(self, name: str) -> Path:
         """An LM training run: data/runs/<name>/."""
         return self.root / "runs" / name
+
+    def models(self, name: str) -> Path:
+        """A model made here (e.g. imported from GGUF): data/models/<name>/."""
+        return self.root / "models" / name
 
     def training_text(self, wiki: str, name: str) -> Path:
         """Plain documents for the LM stage: data/training/<wiki>/<name>/."""
@@ -156,6 +208,3 @@ class DataRoot:
                 raise
             if folder == top:
                 break
-
-    def bench(self) -> Path:
-        return self.root / "bench"

@@ -25,7 +25,7 @@ file, what is real and what is made up.
 
 Deterministic: rerunning gives identical bytes.
 
-    python -m pipelines.build_sample_mirror [--source FILE] [--wikidata DIR] [--out DIR]
+    python -m benchmarks.build_sample_mirror [--source FILE] [--wikidata DIR] [--out DIR]
 """
 
 from __future__ import annotations

@@ -34,13 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
                         release_memory, shard_name, shard_of, sum_counts)
-from .download import find_downloaded, multistream_parts, read_download_manifest
-from .errors import ConfigError, InputError, TwikiError
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, parse_month
-from .wikitext import clean_wikitext
+from ..sources.download import find_downloaded, multistream_parts, read_download_manifest
+from ..errors import ConfigError, InputError, TwikiError
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, parse_month
+from ..text.wikitext import clean_wikitext
 
 log = logging.getLogger("twiki")
 
@@ -495,7 +495,7 @@ def extract_chunk(task: MapTask) -> dict:
     if out.exists():
         with pa.OSFile(str(out)) as f:
             meta = pa.ipc.open_file(f).schema.metadata
-        return {**json.loads(meta[b"twiki.report"]),
+        return {**json.loads(meta[b"twiki.stages.report"]),
                 "shards": json.loads(meta[b"twiki.shards"])}
     chunk = task.chunk
     path = Path(chunk.path)
@@ -517,7 +517,7 @@ def extract_chunk(task: MapTask) -> dict:
     report = {"counts": rows.counts, "failures": rows.failures,
               "seconds": round(time.perf_counter() - t0, 3)}
     meta = {b"twiki.shards": json.dumps(shard_map).encode(),
-            b"twiki.report": json.dumps(report).encode()}
+            b"twiki.stages.report": json.dumps(report).encode()}
     tmp = out.with_name(f".{out.name}.tmp")
     schema = WORK_SCHEMA.with_metadata(meta)
     with pa.OSFile(str(tmp), "wb") as sink, \

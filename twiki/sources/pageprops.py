@@ -5,7 +5,7 @@ Wikimedia publishes each run's `page_props` table as a MySQL dump
 `wikibase_item` rows link every page of that run to its item, by page id: no title matching,
 and pages renamed between the enwiki and the Wikidata dumps stay linked. When a month's
 download has it (same run as the snapshot), the facts stage maps pages with it instead of
-matching sitelink titles (see twiki.facts.build_mapping).
+matching sitelink titles (see twiki.stages.facts.build_mapping).
 
 The file is read as text, never executed: only the value tuples of its
 `INSERT INTO `page_props` VALUES (pp_page,'pp_propname','pp_value',pp_sortkey),...;` lines
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .download import DownloadConfig, download_month, find_downloaded, read_download_manifest
-from .errors import DumpNotReadyError, InputError, NoDumpError
-from .paths import DataRoot
+from ..errors import DumpNotReadyError, InputError, NoDumpError
+from ..engine.paths import DataRoot
 
 log = logging.getLogger("twiki")
 

@@ -1,5 +1,5 @@
 """Wikitext cleaning for the extract stage: one article's raw wikitext -> clean paragraphs, each
-with its section path. Reads and writes no artifact; `twiki.extract` calls it once per page.
+with its section path. Reads and writes no artifact; `twiki.stages.extract` calls it once per page.
 
 Speed is the point of its shape. A regex pre-pass (C-speed scanning, Python only once per
 brace/table/link *token*) removes what is costly to parse and never training text: comments,
@@ -694,7 +694,7 @@ def _expand(text: str, level: int) -> str:
 
 
 # --- dates -----------------------------------------------------------------------------------
-# Rendered day-first ("11 March 1952"), as twiki.wikidata renders Wikidata times, unless the
+# Rendered day-first ("11 March 1952"), as twiki.sources.wikidata renders Wikidata times, unless the
 # call asks for month-first (`mf=y`, `df=US`, `format=mdy`). MediaWiki's own default for some
 # of these templates is month-first; articles that want it usually say so in the call or in
 # {{Use mdy dates}}, which this per-call renderer does not see. Times of day are not shown.

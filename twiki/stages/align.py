@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,14 +35,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rapidfuzz import fuzz
 
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
                         shard_array, shard_name, sum_counts, write_json_atomic)
-from .diff import split_sentences
-from .errors import ConfigError, TwikiError
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, month_pair
-from .shuffle import mark_done, task_report
-from .wikidata import MONTHS
+from ..text.normalize import search_form
+from ..text.sentences import spacy_sentence_spans
+from ..errors import ConfigError, TwikiError
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, check_wiki, month_pair
+from ..engine.shuffle import mark_done, task_report
+from ..sources.wikidata import MONTHS
 
 log = logging.getLogger("twiki")
 
@@ -211,30 +211,7 @@ class AlignResult:
 
 
 # ---------------------------------------------------------------------------------------
-# Text normalization and the forms in which an object is searched.
-
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-# Punctuation, symbols and whitespace become one space; a point between digits is kept, so
-# that "31.58" stays one word and does not match "31 58".
-_SEPARATORS = re.compile(r"(?:[^\w.]|_|(?<!\d)\.|\.(?!\d))+")
-
-
-@lru_cache(maxsize=1)
-def _combining() -> dict[int, None]:
-    import sys
-    return {cp: None for cp in range(sys.maxunicode + 1)
-            if unicodedata.combining(chr(cp))}
-
-
-def normalize(text: str) -> str:
-    """Comparison form of text: diacritics stripped (NFKD), casefolded, thousands separators
-    dropped, punctuation and whitespace collapsed to single spaces. Words are then whole-word
-    searchable as ' ' + form + ' ' in ' ' + text + ' '."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKD", text).translate(_combining())
-    text = _THOUSANDS.sub("", text.casefold())
-    return _SEPARATORS.sub(" ", text).strip()
-
+# The forms in which an object is searched.
 
 class Form(NamedTuple):
     norm: str          # normalized, padded with spaces: " 11 march 1952 "
@@ -293,7 +270,7 @@ def number_forms(amount: str) -> list[str]:
     if whole.isdigit() and len(whole) > 3:
         grouped = f"{int(whole):,}" + (f".{frac}" if frac else "")
         out.append(grouped)
-    return out   # a minus sign is punctuation to normalize(): the digits are what is searched
+    return out   # a minus sign is punctuation to search_form(): the digits are what is searched
 
 
 def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
@@ -333,12 +310,12 @@ def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
     seen: set[tuple[str, str | None]] = set()
     cue = relation_cues(config).get(fact.get("property"))
     for surface, kind, needs, score in raw:
-        norm = normalize(surface)
+        norm = search_form(surface)
         if len(norm) < config.min_form_chars:
             continue
         need = None
         if needs:   # Wikidata's unit labels are singular: 'year' also finds 'years'
-            n = normalize(needs)
+            n = search_form(needs)
             need = (_pad(n), _pad(n + "s"), _pad(n + "es"))
         elif cue and kind != "demonym":
             need = cue
@@ -352,7 +329,7 @@ def object_forms(fact: dict, config: AlignConfig) -> list[Form]:
 @lru_cache(maxsize=8)
 def relation_cues(config: AlignConfig) -> dict[str, tuple[str, ...]]:
     """property -> its cue words, normalized and padded for whole-word search."""
-    return {p: tuple(dict.fromkeys(_pad(normalize(w)) for w in words))
+    return {p: tuple(dict.fromkeys(_pad(search_form(w)) for w in words))
             for p, words in config.relation_cues}
 
 
@@ -368,7 +345,7 @@ def fuzzy_labels(fact: dict, config: AlignConfig) -> list[tuple[str, str]]:
     out = []
     for s in [fact.get("object_label")] + list(fact.get("object_aliases") or ()):
         if s:
-            n = normalize(s)
+            n = search_form(s)
             if len(n) >= config.fuzzy_min_chars and (n, s) not in out:
                 out.append((n, s))
     return out
@@ -388,56 +365,6 @@ def fuzzy_score(label: str, sentence: str) -> float:
             if s > best:
                 best = s
     return best
-
-
-# ---------------------------------------------------------------------------------------
-# Sentences (spaCy: a blank English pipeline with the rule-based sentencizer).
-
-_NLP = None
-
-
-def sentencizer():
-    """The process's spaCy pipeline: `spacy.blank("en")` + `sentencizer` (no model to download;
-    its tokenizer knows English abbreviations, so 'Dr. Smith' and 'U.S.' do not end sentences)."""
-    global _NLP
-    if _NLP is None:
-        import sys
-        # thinc (under spaCy) imports torch when it is installed (the LM extra), ~200 MB of
-        # memory per worker that sentence splitting never uses: hide it during the import.
-        hide = "torch" not in sys.modules
-        if hide:
-            sys.modules["torch"] = None
-        try:
-            import spacy
-        finally:
-            if hide:
-                del sys.modules["torch"]
-        nlp = spacy.blank("en")
-        nlp.add_pipe("sentencizer")
-        _NLP = nlp
-    return _NLP
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of a paragraph, whitespace trimmed."""
-    nlp = sentencizer()
-    if len(text) >= nlp.max_length:   # a giant paragraph: the rule-based splitter of diff.py
-        spans, pos = [], 0
-        for s in split_sentences(text):
-            i = text.find(s, pos)
-            spans.append((i, i + len(s)))
-            pos = i + len(s)
-        return spans
-    out = []
-    for sent in nlp(text).sents:
-        a, b = sent.start_char, sent.end_char
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            out.append((a, b))
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -500,10 +427,10 @@ class _Aligner:
         self.diff_spans = spans
         # padded normalized diff text of each unit and of them all, for a quick "is it
         # anywhere here" test before any sentence is split
-        self.unit_norm = [_pad(" | ".join(normalize(u.text[a:b]) for a, b in u.spans))
+        self.unit_norm = [_pad(" | ".join(search_form(u.text[a:b]) for a, b in u.spans))
                           for u in self.units]
         self.diff_norm = _pad(" | ".join(n.strip() for n in self.unit_norm))
-        self.para_norm = [_pad(normalize(t)) for _, t in art.paragraphs]
+        self.para_norm = [_pad(search_form(t)) for _, t in art.paragraphs]
         self.all_norm = _pad(" | ".join(n.strip() for n in self.para_norm))
         self._sentences: dict[int, list[tuple[int, int]]] = {}
         self._removed_norm: str | None = None
@@ -513,7 +440,7 @@ class _Aligner:
     def _spans(self, key, text: str) -> list[tuple[int, int]]:
         s = self._sentences.get(key)
         if s is None:
-            s = self._sentences[key] = sentence_spans(text)
+            s = self._sentences[key] = spacy_sentence_spans(text)
         return s
 
     def changed_sentences(self, u: int) -> Iterator[_Sentence]:
@@ -524,8 +451,8 @@ class _Aligner:
             if not parts:
                 continue
             whole = any(x <= a and y >= b for x, y in parts)
-            full = _pad(normalize(unit.text[a:b]))
-            norm = full if whole else _pad(" | ".join(normalize(unit.text[x:y])
+            full = _pad(search_form(unit.text[a:b]))
+            norm = full if whole else _pad(" | ".join(search_form(unit.text[x:y])
                                                       for x, y in parts))
             yield _Sentence(unit.index, unit.section, unit.text[a:b], norm, whole, full)
 
@@ -535,7 +462,7 @@ class _Aligner:
         for a, b in self._spans(p, text):
             if any(x < b and y > a for x, y in diff):
                 continue
-            norm = _pad(normalize(text[a:b]))
+            norm = _pad(search_form(text[a:b]))
             yield _Sentence(p, tuple(section), text[a:b], norm, True, norm)
 
     # --- searching
@@ -592,11 +519,11 @@ class _Aligner:
         if where == "old":
             if self._old_norm is None:
                 old = self.art.old_paragraphs or ()
-                self._old_norm = _pad(" | ".join(normalize(t) for _, t in old))
+                self._old_norm = _pad(" | ".join(search_form(t) for _, t in old))
             region = self._old_norm
         elif where == "removed":
             if self._removed_norm is None:
-                self._removed_norm = _pad(" | ".join(normalize(t) for t in self.art.removed))
+                self._removed_norm = _pad(" | ".join(search_form(t) for t in self.art.removed))
             region = self._removed_norm
         elif where == "diff":
             region = self.diff_norm
@@ -1053,7 +980,7 @@ def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
     fd = require_artifact(data_root.factdiff(month_a, month_b),
                           f"fact diff {month_a} -> {month_b}",
                           f"run `twiki factdiff --from {month_a} --to {month_b}` first")
-    mapping = require_artifact(data_root.facts(month_b) / "mapping",
+    mapping = require_artifact(data_root.facts(month_b, "mapping"),
                                f"page_id <-> QID mapping of {month_b}",
                                f"run `twiki facts --month {month_b}` (after its snapshot) first")
     diffset = data_root.diffset(wiki, month_a, month_b)
@@ -1076,7 +1003,7 @@ def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
     return {"factdiff": fd, "mapping": mapping, "diffset": ds, "removed": rm,
             "snapshot_a": snaps[month_a], "snapshot_b": snaps[month_b],
             "paths": {"factdiff": data_root.factdiff(month_a, month_b),
-                      "mapping": data_root.facts(month_b) / "mapping",
+                      "mapping": data_root.facts(month_b, "mapping"),
                       "diffset": diffset, "removed": diffset.with_name(diffset.name + "_removed"),
                       "snapshot_a": data_root.snapshot(wiki, month_a),
                       "snapshot_b": data_root.snapshot(wiki, month_b)}}
@@ -1097,7 +1024,7 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
     inputs = {k: m["key"] for k, m in ins.items()}
     cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
     shards = ins["snapshot_b"]["shard_count"]
-    root = data_root.probes(month_a, month_b)
+    root = data_root.probe_pair(month_a, month_b)
     root.mkdir(parents=True, exist_ok=True)
     build = ArtifactBuild(root / "aligned", stage=STAGE, stage_version=STAGE_VERSION,
                           inputs=inputs, config=cfg, shards=shards, schema=ALIGNED_SCHEMA)

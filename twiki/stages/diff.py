@@ -25,11 +25,13 @@ import pyarrow.parquet as pq
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-from .artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
                         require_artifact, shard_name)
-from .errors import ConfigError, InputError, TwikiError
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, month_pair
+from ..text.normalize import compare_key
+from ..text.sentences import sentence_spans
+from ..errors import ConfigError, InputError, TwikiError
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, check_wiki, month_pair
 
 log = logging.getLogger("twiki")
 
@@ -90,7 +92,7 @@ DOCUMENT_SCHEMA = pa.schema([
     pa.field("text", pa.string(), nullable=False),
 ])
 
-# Columns of a snapshot (twiki.extract.SCHEMA) that the diff reads.
+# Columns of a snapshot (twiki.stages.extract.SCHEMA) that the diff reads.
 SNAPSHOT_COLUMNS = ["page_id", "title", "revid", "sha1", "paragraphs"]
 
 PARAGRAPH_COUNTS = ("paragraphs_unchanged", "paragraphs_moved", "paragraphs_edited",
@@ -115,73 +117,7 @@ class DiffConfig:
             raise ConfigError(f"edited_similarity must be in (0, 1], not {self.edited_similarity}")
 
 
-# ---------------------------------------------------------------------------------------
-# Text comparison: normalization and a rule-based sentence splitter.
-
-_NON_WORD = re.compile(r"[\W_]+")
 _WORDS = re.compile(r"[^\W_]+")
-# Sentence end: terminal punctuation, closing quotes/brackets, then whitespace.
-_BOUNDARY = re.compile(r"(?P<end>[.!?…]+[\"'”’»)\]]*)\s+")
-_OPENERS = "\"'“‘«([¿¡"
-# Words after which a period does not end a sentence (compared casefolded, without the dot).
-ABBREVIATIONS = frozenset("""
-    mr mrs ms dr prof st jr sr messrs gen col lt sgt capt cmdr adm maj rev hon gov sen rep pres
-    fr sra srta no nos nr vol vols pp ed eds fig figs ch sec art approx ca cf vs al
-    inc ltd co corp bros mt ft jan feb mar apr jun jul aug sep sept oct nov dec b d c r fl
-    op cit ibid viz resp dept univ assn est
-""".split())  # not "etc": it ends sentences as often as not
-_DOTTED = re.compile(r"(?:[^\W\d_]\.){2,}")  # U.S., e.g., i.e., Ph.D.
-
-
-def normalize(text: str, casefold: bool = True) -> str:
-    """Comparison key of a piece of text: word characters only (punctuation, symbols and
-    whitespace dropped), casefolded. Two texts that differ only in whitespace or punctuation
-    have the same key; a key that occurs inside another text's key is text it already has."""
-    return _NON_WORD.sub("", text.casefold() if casefold else text)
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of a paragraph, rule-based: a sentence ends at . ! ? …
-    (with closing quotes or brackets) followed by whitespace and an upper-case letter, a digit
-    or an opening quote/bracket; not after an abbreviation, an initial or a dotted acronym."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    n = len(text)
-    for m in _BOUNDARY.finditer(text):
-        nxt = m.end()
-        if nxt >= n:
-            break
-        c = text[nxt]
-        if not (c.isupper() or c.isdigit() or c in _OPENERS):
-            continue
-        punct = m.start("end")
-        if text[punct] == "." and _is_abbreviation(text, start, punct):
-            continue
-        spans.append((start, m.end("end")))
-        start = nxt
-    end = len(text.rstrip())
-    if start < end:
-        spans.append((start, end))
-    return spans
-
-
-def _is_abbreviation(text: str, start: int, dot: int) -> bool:
-    """Whether the word ending at text[dot] == '.' is an abbreviation or an initial."""
-    i = dot
-    while i > start and not text[i - 1].isspace():
-        i -= 1
-    word = text[i:dot].lstrip(_OPENERS)
-    if not word:
-        return False
-    if len(word) == 1 and word.isalpha():
-        return True  # an initial: "J. R. R. Tolkien", "P. communis"
-    if _DOTTED.fullmatch(word + "."):
-        return True
-    return word.casefold() in ABBREVIATIONS
-
-
-def split_sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,7 +174,7 @@ def diff_article(old: Sequence[Paragraph], new: Sequence[Paragraph],
     for _, t in old + new:
         if t not in split:
             spans = sentence_spans(t)
-            split[t] = (spans, [normalize(t[a:b], casefold) for a, b in spans])
+            split[t] = (spans, [compare_key(t[a:b], casefold) for a, b in spans])
     old_keys = ["".join(split[t][1]) for _, t in old]
     new_keys = ["".join(split[t][1]) for _, t in new]
     old_key_set, new_key_set = set(old_keys), set(new_keys)

@@ -22,7 +22,7 @@ require_sitelink=False (every item is a subject). Replica k renumbers the items 
 so subjects stay unique; properties are written once. The replicated files are made up for
 benchmarking from real entities and live in the output folder, never in git.
 
-    python -m pipelines.bench_facts [OUT_DIR]
+    python -m benchmarks.bench_facts [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def run_child(dump: Path, root: Path, workers: int, chunk_mb: float) -> dict:
     """One build in a fresh process. Its peak RSS is the child's own VmHWM: ru_maxrss would
     include the (large) bench process it was spawned from, which Linux keeps across exec."""
     shutil.rmtree(root, ignore_errors=True)
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench_facts", "child", str(dump),
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_facts", "child", str(dump),
                              str(root), str(workers), str(chunk_mb)],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     out = proc.stdout.read()
@@ -152,9 +152,9 @@ def run_child(dump: Path, root: Path, workers: int, chunk_mb: float) -> dict:
 
 
 def child(dump: str, root: str, workers: str, chunk_mb: str) -> None:
-    from twiki.executors import LocalExecutor
-    from twiki.facts import FactsConfig, RunOptions, build_facts
-    from twiki.paths import DataRoot
+    from twiki.engine.executors import LocalExecutor
+    from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+    from twiki.engine.paths import DataRoot
     # Both sides start with the stage's modules imported (in this process for one worker,
     # in every worker of a started pool) before the clock: the pool's one-off start-up is
     # reported on its own as pool_start_s.

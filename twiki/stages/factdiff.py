@@ -16,19 +16,20 @@ TemporalWiki's "Changed" probes are new + updated.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import ArtifactBuild, ShardWriter, require_artifact
-from .errors import TwikiError
-from .executors import Executor, LocalExecutor
+from ..engine.artifacts import ArtifactBuild, ShardWriter, require_artifact, shard_name, sum_counts
+from ..errors import TwikiError
+from ..engine.executors import Executor
 from .facts import FACTS_SCHEMA
-from .paths import DataRoot, month_pair
+from ..engine.paths import DataRoot, month_pair
+from ..engine.stage import StageResult, StageRun, stage_defaults
+from ..sources.wikidata import id_numbers
 
 log = logging.getLogger("twiki")
 
@@ -47,23 +48,6 @@ FACTDIFF_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
-class FactDiffConfig:
-    """Nothing to choose yet beyond the categorization above; kept for the artifact key and
-    for later options (e.g. ignoring external-id properties)."""
-
-
-@dataclass
-class FactDiffResult:
-    path: Path
-    state: str
-    manifest: dict = field(default_factory=dict)
-
-    @property
-    def counts(self) -> dict:
-        return self.manifest.get("report", {}).get("counts", {})
-
-
-@dataclass(frozen=True)
 class DiffTask:
     shard: int
     a_facts: str
@@ -72,11 +56,6 @@ class DiffTask:
     out: str
     month_a: str
     month_b: str
-
-
-def _num(col: pa.ChunkedArray) -> pa.Array:
-    """'Q42' -> 42, for sorting in id order."""
-    return pc.cast(pc.utf8_slice_codeunits(col, 1), pa.int64())
 
 
 def _key(t: pa.Table, *cols: str) -> pa.ChunkedArray:
@@ -122,7 +101,7 @@ def diff_shard(task: DiffTask) -> dict:
         rows["month_b"] = pa.array([task.month_b] * n, pa.string())
     table = pa.concat_tables([pa.table(b_rows, schema=FACTDIFF_SCHEMA),
                               pa.table(r_rows, schema=FACTDIFF_SCHEMA)])
-    order = pa.table({"s": _num(table.column("subject")), "p": _num(table.column("property")),
+    order = pa.table({"s": id_numbers(table.column("subject")), "p": id_numbers(table.column("property")),
                       "r": pc.equal(table.column("category"), "removed"),
                       "id": table.column("statement_id")})
     table = table.take(pc.sort_indices(order, [("s", "ascending"), ("p", "ascending"),
@@ -143,14 +122,18 @@ def diff_shard(task: DiffTask) -> dict:
     return {"shard": task.shard, "counts": counts}
 
 
+def _describe(result: StageResult) -> str:
+    c = result.counts
+    return (f"{c.get('unchanged', 0)} unchanged, {c.get('new', 0)} new, "
+            f"{c.get('updated', 0)} updated, {c.get('removed', 0)} removed")
+
+
 def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
-               executor: Executor | None = None, config: FactDiffConfig = FactDiffConfig()
-               ) -> FactDiffResult:
+               executor: Executor | None = None) -> StageResult:
     """Build (or confirm, or repair) data/factdiff/<A>_<B>/ from the two months' facts."""
     month_a, month_b = month_pair(month_a, month_b)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
-    fa, fb = data_root.facts(month_a), data_root.facts(month_b)
+    data_root, executor = stage_defaults(data_root, executor)
+    fa, fb = data_root.facts_month(month_a), data_root.facts_month(month_b)
     ma = require_artifact(fa / "facts", f"facts for {month_a}",
                           f"run `twiki facts --month {month_a}` first")
     mb = require_artifact(fb / "facts", f"facts for {month_b}",
@@ -166,27 +149,18 @@ def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                           stage_version=STAGE_VERSION, inputs=inputs,
                           config={"from": month_a, "to": month_b}, shards=shards,
                           schema=FACTDIFF_SCHEMA)
-    if build.state == "current":
-        log.info("factdiff %s -> %s is up to date: nothing to do", month_a, month_b)
-        return FactDiffResult(build.final, "current", build.manifest)
-    t0 = time.perf_counter()
-    name = "part-{:05d}.parquet".format
-    tasks = [DiffTask(s, str(fa / "facts" / name(s)), str(fb / "facts" / name(s)),
-                      str(fa / "entities" / name(s)), str(build.shard_path(s)), month_a, month_b)
+    run = StageRun(f"factdiff {month_a} -> {month_b}", build, data_root=data_root,
+                   executor=executor)
+    if run.current:
+        return run.result(_describe, what="factdiff")
+    tasks = [DiffTask(s, str(fa / "facts" / shard_name(s)), str(fb / "facts" / shard_name(s)),
+                      str(fa / "entities" / shard_name(s)), str(build.shard_path(s)), month_a,
+                      month_b)
              for s in build.pending_shards()]
-    reports = executor.run(diff_shard, tasks, desc=f"factdiff {month_a} -> {month_b}",
-                           unit="shard")
-    counts: dict = {}
-    for r in reports:
-        for k, v in r["counts"].items():
-            counts[k] = counts.get(k, 0) + v
+    counts = sum_counts(r["counts"] for r in run.map(diff_shard, tasks))
     counts["changed"] = counts.get("new", 0) + counts.get("updated", 0)
-    t = time.perf_counter() - t0
-    state = "repaired" if build.state == "repair" else "built"
-    manifest = build.publish(report={"counts": counts, "initial_categorization": {
-        "unchanged": counts.get("unchanged", 0), "changed": counts["changed"]}},
-        timings={"total_s": round(t, 3), "workers": executor.workers})
-    log.info("factdiff %s -> %s %s: %d unchanged, %d new, %d updated, %d removed, %.1fs",
-             month_a, month_b, state, counts.get("unchanged", 0), counts.get("new", 0),
-             counts.get("updated", 0), counts.get("removed", 0), t)
-    return FactDiffResult(build.final, state, manifest)
+    run.publish({"counts": counts, "initial_categorization": {
+        "unchanged": counts.get("unchanged", 0), "changed": counts["changed"]}})
+    result = run.result(_describe, what="factdiff")
+    log.info("%s", result.summary())
+    return result

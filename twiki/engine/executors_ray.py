@@ -17,7 +17,7 @@ from typing import Callable
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from .errors import ConfigError, TwikiError
+from ..errors import ConfigError, TwikiError
 from .executors import Executor
 from .progress import Progress
 

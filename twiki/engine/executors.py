@@ -14,15 +14,15 @@ from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .progress import Progress
 
 # Imported once by the forkserver, so that every worker starts as a fork of a process that
 # already has them (a few ms) instead of importing pyarrow, pandas and the stages itself (~0.4 s
 # a worker, every time a pool starts). Imports only: Arrow's thread pool and memory are made
 # later, in the workers.
-PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.extract", "twiki.diff", "twiki.facts",
-           "twiki.factdiff", "twiki.align", "twiki.probes"]
+PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.stages.extract", "twiki.stages.diff", "twiki.stages.facts",
+           "twiki.stages.factdiff", "twiki.stages.align", "twiki.stages.probes"]
 
 T = TypeVar("T")
 R = TypeVar("R")

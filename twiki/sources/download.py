@@ -27,12 +27,12 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from . import __version__
-from .artifacts import MANIFEST, code_version, write_json_atomic
-from .errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError, NoDumpError,
+from .. import __version__
+from ..engine.artifacts import MANIFEST, code_version, write_json_atomic
+from ..errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError, NoDumpError,
                      TwikiError, UnsafePathError)
-from .paths import DataRoot, check_wiki, parse_month, safe_join
-from .progress import Progress
+from ..engine.paths import DataRoot, check_wiki, parse_month, safe_join
+from ..engine.progress import Progress
 
 log = logging.getLogger("twiki")
 

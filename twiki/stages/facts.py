@@ -39,15 +39,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, file_sha256, read_manifest,
+from ..engine.artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, file_sha256, read_manifest,
                         release_memory, require_artifact, shard_array, shard_name, shard_of,
                         sum_counts)
-from .errors import ConfigError, InputError, TwikiError
-from .shuffle import (PartitionedWriter, cached, close_cached, iter_partition, mark_done,
+from ..errors import ConfigError, InputError, TwikiError
+from ..engine.shuffle import (PartitionedWriter, cached, close_cached, iter_partition, mark_done,
                       read_partition, task_report)
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, parse_month
-from .wikidata import (DumpChunk, DumpFormatError, aliases_of, check_entity,
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, check_wiki, parse_month
+from ..sources.wikidata import (DumpChunk, DumpFormatError, aliases_of, check_entity,
                        description_of, entities_of, iter_chunk_pieces, iter_owned_lines,
                        label_of, normalize_amount, plan_chunks, read_document, render_time,
                        sitelink_title, time_key, unit_qid)
@@ -197,9 +197,9 @@ DUMP_PATTERNS = ("*all.json", "*all.json.gz", "*all.json.bz2")
 def resolve_dump(dump, data_root: DataRoot, month: str) -> list[Path]:
     """The dump file(s) to read: `dump` may be a file, a folder holding a `*all.json[.gz|.bz2]`
     file, a list of files (e.g. API responses), or None for the month's download
-    (data/raw/wikidatawiki/entities/<YYYYMMDD>/, chosen by twiki.download)."""
+    (data/raw/wikidatawiki/entities/<YYYYMMDD>/, chosen by twiki.sources.download)."""
     if dump is None:
-        from .download import find_downloaded_wikidata
+        from ..sources.download import find_downloaded_wikidata
         folder = find_downloaded_wikidata(data_root, month)
         if folder is None:
             raise TwikiError(f"no downloaded Wikidata dump for {month} under "
@@ -229,7 +229,7 @@ def resolve_dump(dump, data_root: DataRoot, month: str) -> list[Path]:
 def _download_checksums(folder: Path) -> dict[str, dict]:
     """Checksums the download stage verified, by file name ({} when it did not fetch it)."""
     try:
-        from .download import WIKIDATA_JOB, read_download_manifest
+        from ..sources.download import WIKIDATA_JOB, read_download_manifest
         manifest = read_download_manifest(folder, WIKIDATA_JOB)
     except (TwikiError, ImportError, OSError, ValueError):
         return {}
@@ -255,7 +255,7 @@ def _dump_inputs(paths: list[Path]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Work-file helpers of this stage (the shuffle itself is twiki.shuffle).
+# Work-file helpers of this stage (the shuffle itself is twiki.engine.shuffle).
 
 def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     """Sorted by keys then `ord`; rows repeating the previous row's keys are dropped (an
@@ -741,7 +741,7 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     paths = resolve_dump(dump, data_root, month)
     inputs = {"dump": _dump_inputs(paths)}
     cfg = {"wiki": wiki, "month": month, **asdict(config)}
-    root = data_root.facts(month)
+    root = data_root.facts_month(month)
     root.mkdir(parents=True, exist_ok=True)
     builds = {
         "facts": ArtifactBuild(root / "facts", stage="facts", stage_version=STAGE_VERSION,
@@ -764,7 +764,7 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
         snap = data_root.snapshot(wiki, month)
         snap_manifest = read_manifest(snap)
         if snap_manifest is not None:
-            from .pageprops import find_page_props
+            from ..sources.pageprops import find_page_props
             run = (snap_manifest.get("inputs") or {}).get("run")
             result.mapping = build_mapping(
                 month, wiki=wiki, data_root=data_root, executor=executor,
@@ -1066,7 +1066,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
                   page_props: Path | None = None) -> MappingResult:
     """data/facts/<month>/mapping/: page_id, title, qid for the snapshot's articles.
 
-    With `page_props` (the enwiki run's page_props table dump, see twiki.pageprops): from its
+    With `page_props` (the enwiki run's page_props table dump, see twiki.sources.pageprops): from its
     wikibase_item rows, by page id (match "page_props"), the pages of the snapshot only.
     Otherwise from the month's sitelinks (facts entities/) and the month's snapshot titles,
     normalized; a sitelink to a redirect (a page renamed between the two dumps) is followed
@@ -1075,7 +1075,7 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     parse_month(month)
     data_root = data_root or DataRoot.default()
     executor = executor or LocalExecutor(1)
-    root = data_root.facts(month)
+    root = data_root.facts_month(month)
     ents_dir, snap_dir = root / "entities", data_root.snapshot(wiki, month)
     ents = require_artifact(ents_dir, f"facts for {month}",
                             f"run `twiki facts --month {month}` first")
@@ -1172,7 +1172,7 @@ class PagePropsMapTask:
 
 def map_page_props(task: PagePropsMapTask) -> dict:
     """The dump's wikibase_item rows, partitioned by the snapshot shard of their page."""
-    from .pageprops import iter_wikibase_items
+    from ..sources.pageprops import iter_wikibase_items
     out = Path(task.out)
     if (done := task_report(out.with_suffix(".json"))) is not None:
         return done

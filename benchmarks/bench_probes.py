@@ -12,7 +12,7 @@ throughput and memory as the input grows.
   ids of copy k are offset by k * 10^7, so 10x has ten times the pages, spread like a real dump.
   Runtime: about a minute.
 
-    python -m pipelines.bench_probes [OUT_DIR]      # prints the figures as JSON
+    python -m benchmarks.bench_probes [OUT_DIR]      # prints the figures as JSON
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def _property_file(folder: Path) -> Path:
 def demo_pair(root, *, property_labels: bool = False, executor=None):
     """Build the sample mirror's month pair under `root` (a DataRoot) with the real stages."""
     from pipelines.snapshot import build_month
-    from twiki.executors import LocalExecutor
+    from twiki.engine.executors import LocalExecutor
     from twiki.config import BuildConfig
-    from twiki.factdiff import diff_facts
-    from twiki.facts import FactsConfig, build_facts
+    from twiki.stages.factdiff import diff_facts
+    from twiki.stages.facts import FactsConfig, build_facts
     executor = executor or LocalExecutor(1)
     build_month(B, mirrors=[str(MIRROR)], data_root=root, executor=executor,
                 config=BuildConfig(shards=SHARDS))
@@ -106,8 +106,8 @@ def _scaled(src: Path, dst: Path, copies: int, key: str, stage: str, shards: int
     """Copy artifact `src` `copies` times into `dst`, renumbering page ids (key 'page_id') or
     subject QIDs (key 'subject' / 'qid'), re-sharded by the same hash and sorted as the
     stage sorts."""
-    from twiki.artifacts import ArtifactBuild, ShardWriter, read_manifest
-    from twiki.artifacts import shard_array
+    from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest
+    from twiki.engine.artifacts import shard_array
     manifest = read_manifest(src)
     table = pq.read_table(src)
     parts = []
@@ -163,7 +163,7 @@ def scale_pair(base, out, copies: int) -> None:
             (d.with_name(d.name + "_removed"),
              out.diffset("enwiki", A, B).with_name(d.name + "_removed"), "page_id", "diff-removed"),
             (base.factdiff(A, B), out.factdiff(A, B), "subject", "factdiff"),
-            (base.facts(B) / "mapping", out.facts(B) / "mapping", "qid",
+            (base.facts(B, "mapping"), out.facts(B, "mapping"), "qid",
              "facts.mapping")]
     for src, dst, key, stage in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -176,9 +176,9 @@ def scale_pair(base, out, copies: int) -> None:
 
 def run_once(root: Path) -> dict:
     """Align + filter in this process (1 worker); timings and this process's peak RSS."""
-    from twiki.align import AlignOptions, align_month_pair
-    from twiki.paths import DataRoot
-    from twiki.probes import filter_probes
+    from twiki.stages.align import AlignOptions, align_month_pair
+    from twiki.engine.paths import DataRoot
+    from twiki.stages.probes import filter_probes
     data_root = DataRoot(root)
     t0 = time.process_time()
     res = align_month_pair(A, B, data_root=data_root, options=AlignOptions(spill_rows=SPILL_ROWS))
@@ -207,14 +207,14 @@ def peak_rss_mb() -> float:
 
 
 def _measure(root: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pipelines.bench_probes", "--run-once", str(root)],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_probes", "--run-once", str(root)],
                          cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bench_probes(out_dir) -> dict:
     """The figures: facts/s per worker and peak RSS at 1x and 10x (see the module docstring)."""
-    from twiki.paths import DataRoot
+    from twiki.engine.paths import DataRoot
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()

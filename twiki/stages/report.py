@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import (MANIFEST, artifact_key, code_version, iter_row_groups, read_manifest,
+from ..engine.artifacts import (MANIFEST, artifact_key, code_version, iter_row_groups, read_manifest,
                         replace_folder, write_json_atomic)
-from .errors import TwikiError
-from .paths import DataRoot, check_wiki, month_pair, previous_month
+from ..errors import TwikiError
+from ..engine.paths import DataRoot, check_wiki, month_pair, previous_month
 from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
@@ -80,15 +80,15 @@ def month_numbers(month_a: str, month_b: str, wiki: str, data_root: DataRoot) ->
                ("redirects", "failed", "paragraphs", "clean_chars", "reused", "cleaned")}}
     facts = {}
     for m in (month_a, month_b):
-        f = _report(data_root.facts(m) / "facts")
-        mp = _report(data_root.facts(m) / "mapping")
+        f = _report(data_root.facts(m))
+        mp = _report(data_root.facts(m, "mapping"))
         facts[m] = None if f is None else {
             "facts": f["rows"], "items": f["report"].get("counts", {}).get("items_kept"),
             "properties": f["report"].get("counts", {}).get("properties"),
             "mapped_pages": mp["rows"] if mp else None}
     diffset = _report(data_root.diffset(wiki, month_a, month_b))
     factdiff = _report(data_root.factdiff(month_a, month_b))
-    probes_root = data_root.probes(month_a, month_b)
+    probes_root = data_root.probe_pair(month_a, month_b)
     aligned = _report(probes_root / "aligned")
     probes = _report(probes_root / "probes")
     export = read_manifest(export_dir(data_root, month_a, month_b))
@@ -125,7 +125,7 @@ def month_pairs(data_root: DataRoot, wiki: str, until: str) -> list[tuple[str, s
 def trend_row(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
     """One month pair's headline numbers, from manifests only."""
     d = (read_manifest(data_root.diffset(wiki, month_a, month_b)) or {}).get("report", {})
-    p = (read_manifest(data_root.probes(month_a, month_b) / "probes") or {}).get("report")
+    p = (read_manifest(data_root.probes(month_a, month_b)) or {}).get("report")
     fd = (read_manifest(data_root.factdiff(month_a, month_b)) or {}).get("report", {})
     counts = fd.get("counts", {})
     final = (p or {}).get("stages", {}).get("heuristic_filtering", {})

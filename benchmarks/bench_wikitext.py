@@ -1,8 +1,8 @@
-"""Throughput of `twiki.wikitext.clean_wikitext` against the naive mwparserfromhell baseline
+"""Throughput of `twiki.text.wikitext.clean_wikitext` against the naive mwparserfromhell baseline
 (`parse(text).strip_code()` per page), single process, on the same pages, in MB of input
 wikitext per CPU second.
 
-Run from the repo root: `.venv/bin/python -m pipelines.bench_wikitext [REPEAT]` (reads the real
+Run from the repo root: `.venv/bin/python -m benchmarks.bench_wikitext [REPEAT]` (reads the real
 files in tests/data/wikimedia: the 34 raw-wikitext articles and the articles of the
 enwiki bz2; prints one JSON line).
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import mwparserfromhell
 
-from twiki.wikitext import clean_wikitext
+from twiki.text.wikitext import clean_wikitext
 
-from pipelines.build_sample_mirror import REAL_DATA as SAMPLE  # noqa: E402
+from benchmarks.build_sample_mirror import REAL_DATA as SAMPLE  # noqa: E402
 DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 

@@ -7,7 +7,7 @@ RSS at 1x and 10x input (the highest of three runs each); 2 workers vs 1 (best o
 each). The replicated dumps are made up for benchmarking
 (real pages, shifted page ids) and live in data/bench/work/, never in git.
 
-    python -m pipelines.bench [--only extract,wikitext] [--scale 1.0]
+    python -m benchmarks.bench [--only extract,wikitext] [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.build_sample_mirror import build_run, run_pages, write_listing
-from twiki.paths import DataRoot
+from benchmarks.build_sample_mirror import build_run, run_pages, write_listing
+from twiki.engine.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RUN = REPO / "data" / "sample" / "mirror" / "enwiki" / "20160501"
@@ -75,8 +75,8 @@ def make_mirror(folder: Path, replicas: int) -> Path:
 
 
 def run_child(args: list[str], mode: str = "child") -> dict:
-    """Run `python -m pipelines.bench child ...`; returns its JSON plus its peak RSS."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.bench", mode, *args],
+    """Run `python -m benchmarks.bench child ...`; returns its JSON plus its peak RSS."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bench", mode, *args],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -99,9 +99,9 @@ def vmhwm_kb() -> int:
 
 def child(argv: list[str]) -> int:
     """One extraction in a fresh process: download from the bench mirror, extract, report."""
-    from twiki.download import download_month
-    from twiki.executors import LocalExecutor
-    from twiki.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.sources.download import download_month
+    from twiki.engine.executors import LocalExecutor
+    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mirror", required=True)
@@ -129,8 +129,8 @@ def child(argv: list[str]) -> int:
 
 
 def bench_extract(work: Path, scale: float) -> dict:
-    from pipelines.bench_wikitext import bench_clean
-    from twiki.wikitext import clean_wikitext  # noqa: F401  (the cleaner the stage uses)
+    from benchmarks.bench_wikitext import bench_clean
+    from twiki.text.wikitext import clean_wikitext  # noqa: F401  (the cleaner the stage uses)
 
     base = max(1, round(RSS_BASE_REPLICAS * scale))
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
@@ -222,9 +222,9 @@ def make_pair_mirror(folder: Path, replicas: int) -> Path:
 
 def child_incremental(argv: list[str]) -> int:
     """Month A cold, then month B incrementally (+ the diff), and month B cold: CPU seconds."""
-    from twiki.diff import diff_months
-    from twiki.download import download_month
-    from twiki.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.stages.diff import diff_months
+    from twiki.sources.download import download_month
+    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mirror", required=True)
@@ -285,27 +285,27 @@ def bench_incremental(work: Path, scale: float) -> dict:
 
 
 def bench_wikitext(work: Path, scale: float) -> dict:
-    from pipelines.bench_wikitext import bench_clean, sample_texts
+    from benchmarks.bench_wikitext import bench_clean, sample_texts
     return bench_clean(sample_texts(), repeat=3)
 
 
 def bench_diff(work: Path, scale: float) -> dict:
-    from pipelines.bench_diff import bench_diff as run
+    from benchmarks.bench_diff import bench_diff as run
     return run(work / "diff")
 
 
 def bench_facts(work: Path, scale: float) -> dict:
-    from pipelines.bench_facts import bench_facts as run
+    from benchmarks.bench_facts import bench_facts as run
     return run(work / "facts")
 
 
 def bench_probes(work: Path, scale: float) -> dict:
-    from pipelines.bench_probes import bench_probes as run
+    from benchmarks.bench_probes import bench_probes as run
     return run(work / "probes")
 
 
 def bench_lm(work: Path, scale: float) -> dict:
-    from pipelines.bench_lm import bench_lm as run
+    from benchmarks.bench_lm import bench_lm as run
     return run(work / "lm")
 
 

@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import (MANIFEST, ROW_GROUP_ROWS, ShardWriter, artifact_key, code_version,
+from ..engine.artifacts import (MANIFEST, ROW_GROUP_ROWS, ShardWriter, artifact_key, code_version,
                         drop_temporaries, file_sha256, iter_row_groups, read_manifest,
                         replace_folder, require_artifact, shard_name, write_json_atomic)
 from .diff import DIFFSET_SCHEMA, DOCUMENT_SCHEMA, iter_documents
-from .errors import ConfigError, TwikiError
-from .executors import Executor, LocalExecutor
-from .paths import DataRoot, check_wiki, month_pair, parse_month, previous_month
+from ..errors import ConfigError, TwikiError
+from ..engine.executors import Executor, LocalExecutor
+from ..engine.paths import DataRoot, check_wiki, month_pair, parse_month, previous_month
 from .probes import probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
@@ -88,7 +88,7 @@ EXAMPLE_CHARS = 300
 # The repository's sample mirror (a source checkout has it): an export whose dump files have
 # the checksums that the sample's sums files list was made from the sample, whose second month
 # and some articles are made up (data/sample/README.md), and its card says so.
-SAMPLE_MIRROR = Path(__file__).resolve().parents[1] / "data" / "sample" / "mirror"
+SAMPLE_MIRROR = Path(__file__).resolve().parents[2] / "data" / "sample" / "mirror"
 
 CITATION = '''@inproceedings{jang-etal-2022-temporalwiki,
     title = "{T}emporal{W}iki: A Lifelong Benchmark for Training and Evaluating Ever-Evolving Language Models",
@@ -311,7 +311,7 @@ def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot,
                                               f"run `twiki snapshot --month {month_b}` first")),
     }
     if config.probes:
-        probes = data_root.probes(month_a, month_b) / "probes"
+        probes = data_root.probes(month_a, month_b)
         ins["probes"] = (probes, require_artifact(
             probes, f"probes {month_a} -> {month_b}",
             f"build them first (`twiki probes --from {month_a} --to {month_b}`), or export "
@@ -446,7 +446,7 @@ def provenance(month_a: str, month_b: str, wiki: str, data_root: DataRoot, ins: 
     out: dict = {"code_version": code_version(), "wiki": wiki, "months": {}}
     for m in (month_a, month_b):
         snap = read_manifest(data_root.snapshot(wiki, m)) or {}
-        facts = read_manifest(data_root.facts(m) / "facts") or {}
+        facts = read_manifest(data_root.facts(m)) or {}
         si, fi = snap.get("inputs", {}), facts.get("inputs", {})
         out["months"][m] = {
             "dump_run": si.get("run"),

@@ -1,0 +1,155 @@
+"""The stage engine: what every stage run shares, written once.
+
+A stage module holds its algorithm, its schema, its config and its phases; this module holds
+the rest of a run:
+
+    run = StageRun("factdiff 2016-05 -> 2016-06", build, data_root=..., executor=...)
+    if run.current:                       # every artifact's manifest has this key: a no-op
+        return run.result(describe)
+    reports = run.map(diff_shard, tasks)  # the executor, with progress, timed
+    return run.publish(report, describe)  # companions first, the main artifact last
+
+- `StageRun` takes one or more `ArtifactBuild`s (the main one first; it is published last, so
+  that its manifest marks the whole stage done) and knows the three ways a call ends: nothing
+  to do ("current"), some shards rebuilt into a published artifact ("repaired"), or a build
+  ("built").
+- `StageRun.work(...)` is the stage's folder of intermediate files under data/work/, named by
+  the main artifact's key: everything that shapes the output (inputs, config, stage version)
+  names the work, so work cut for other options is never reused.
+- `StageResult` is what every stage call returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .artifacts import ArtifactBuild
+from .executors import Executor, LocalExecutor
+from .paths import DataRoot
+
+log = logging.getLogger("twiki")
+
+VERBS = {"current": "was up to date", "built": "built", "repaired": "repaired"}
+PLURAL_VERBS = {**VERBS, "current": "were up to date"}
+
+
+@dataclass
+class StageResult:
+    """What a stage call did: where its artifact is, "current" (nothing to do), "built" or
+    "repaired", and the artifact's manifest (its report, counts, timings, key)."""
+
+    path: Path
+    state: str
+    manifest: dict = field(default_factory=dict)
+    what: str = "artifact"
+    describe: Callable[["StageResult"], str] | None = field(default=None, repr=False,
+                                                           compare=False)
+    parts: dict[str, Path] = field(default_factory=dict)
+    """Other folders the call wrote beside `path` (a diffset's removed text, probes'
+    rejections), by name."""
+    upstream: "StageResult | None" = None
+    """A stage this call ran first (the mapping under facts, alignment under probes)."""
+    shards_built: int = 0
+
+    @property
+    def report(self) -> dict:
+        return self.manifest.get("report", {})
+
+    @property
+    def counts(self) -> dict:
+        return self.report.get("counts", {})
+
+    def summary(self) -> str:
+        """One line for a person: what, what happened, where, and the stage's own numbers."""
+        verbs = PLURAL_VERBS if self.what.endswith("s") else VERBS
+        head = f"{self.what} {verbs[self.state]} at {self.path}"
+        return f"{head}: {self.describe(self)}" if self.describe else head
+
+
+def stage_defaults(data_root: DataRoot | None, executor: Executor | None
+                   ) -> tuple[DataRoot, Executor]:
+    """A stage called from Python without them runs under ./data (or $TWIKI_DATA) on one
+    worker."""
+    return data_root or DataRoot.default(), executor or LocalExecutor(1)
+
+
+class StageRun:
+    """One call of a stage over its artifacts: the main `ArtifactBuild` and its companions
+    (built from the same tasks, published before it)."""
+
+    def __init__(self, title: str, main: ArtifactBuild, *companions: ArtifactBuild,
+                 data_root: DataRoot, executor: Executor) -> None:
+        self.title = title
+        self.main = main
+        self.companions = companions
+        self.data_root = data_root
+        self.executor = executor
+        self.t0 = time.perf_counter()
+        self._work: Path | None = None
+
+    @property
+    def builds(self) -> tuple[ArtifactBuild, ...]:
+        return (*self.companions, self.main)
+
+    @property
+    def current(self) -> bool:
+        """Every artifact is published with this call's key and intact: nothing to do."""
+        return all(b.state == "current" for b in self.builds)
+
+    @property
+    def state(self) -> str:
+        """How the call ends: "current", "repaired" (only published artifacts lost shards)
+        or "built"."""
+        if self.current:
+            return "current"
+        return "built" if any(b.state == "build" for b in self.builds) else "repaired"
+
+    @property
+    def key(self) -> str:
+        return self.main.key
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def work(self, *parts: str) -> Path:
+        """data/work/<parts...>/<key[:16]>/, created: intermediate files of this exact run
+        (another config, input or stage version gets another folder)."""
+        if self._work is None:
+            self._work = self.data_root.work(*parts, self.key[:16])
+            self._work.mkdir(parents=True, exist_ok=True)
+        return self._work
+
+    def map(self, fn: Callable, tasks: Sequence, *, phase: str = "", unit: str = "shard",
+            weights: Sequence[float] | None = None) -> list:
+        """Run `fn` over `tasks` on the executor, with a progress line named after the run."""
+        desc = f"{self.title}: {phase}" if phase else self.title
+        if weights is None:
+            return self.executor.run(fn, tasks, desc=desc, unit=unit)
+        return self.executor.run(fn, tasks, desc=desc, unit=unit, weights=weights)
+
+    def result(self, describe: Callable[[StageResult], str] | None = None, *, what: str,
+               path: Path | None = None, **kw) -> StageResult:
+        """The result of this call as it stands (a no-op is logged as one)."""
+        if self.current:
+            log.info("%s is up to date: nothing to do", self.title)
+        return StageResult(path or self.main.final, self.state, self.main.manifest, what,
+                           describe, **kw)
+
+    def publish(self, report: dict, timings: dict | None = None, *,
+                companion_report: Callable[[ArtifactBuild], dict] | None = None,
+                keep_work: bool = False, extra: dict | None = None) -> None:
+        """Publish the companions, then the main artifact (its manifest is the stage's done
+        mark), each with the report and the timings (total_s and workers added), then drop
+        the work folder unless asked to keep it."""
+        timings = {"total_s": round(self.seconds(), 3), "workers": self.executor.workers,
+                   **(timings or {})}
+        for b in self.companions:
+            b.publish(report=companion_report(b) if companion_report else report,
+                      timings=timings)
+        self.main.publish(report=report, timings=timings, extra=extra)
+        if self._work is not None and not keep_work:
+            self.data_root.remove_work(self._work)
