@@ -51,8 +51,6 @@ class StageResult:
     parts: dict[str, Path] = field(default_factory=dict)
     """Other folders the call wrote beside `path` (a diffset's removed text, probes'
     rejections), by name."""
-    upstream: "StageResult | None" = None
-    """A stage this call ran first (the mapping under facts, alignment under probes)."""
     shards_built: int = 0
 
     @property
