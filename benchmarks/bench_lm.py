@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.build_sample_mirror import page_title, split_dump
-from twiki.stages.diff import split_sentences
+from twiki.text.sentences import split_sentences
 from twiki.stages.extract import SCHEMA as SNAPSHOT_SCHEMA
 from twiki.text.wikitext import clean_wikitext
 
