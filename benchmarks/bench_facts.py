@@ -39,6 +39,8 @@ from pathlib import Path
 
 import orjson
 
+from twiki.sources.wikidata import qid_number
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "data" / "wikimedia" / "wikidata" / "sample-dump-20150815.json.gz"
 TARGET_MB = 200          # the 10x input; 1x is a tenth of it
@@ -86,7 +88,7 @@ def replicated(target_bytes: int, full: bool = False) -> bytes:
     k = 0
     while size < target_bytes:
         for e in items:
-            line = orjson.dumps(dict(e, id=f"Q{int(e['id'][1:]) + k * stride}"))
+            line = orjson.dumps(dict(e, id=f"Q{qid_number(e['id']) + k * stride}"))
             out.append(line)
             size += len(line) + 2
         k += 1
@@ -153,7 +155,7 @@ def run_child(dump: Path, root: Path, workers: int, chunk_mb: float) -> dict:
 
 def child(dump: str, root: str, workers: str, chunk_mb: str) -> None:
     from twiki.engine.executors import LocalExecutor
-    from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+    from twiki.stages.facts import FactsConfig, FactsRunOptions, build_facts
     from twiki.engine.paths import DataRoot
     # Both sides start with the stage's modules imported (in this process for one worker,
     # in every worker of a started pool) before the clock: the pool's one-off start-up is
@@ -166,7 +168,7 @@ def child(dump: str, root: str, workers: str, chunk_mb: str) -> None:
     res = build_facts("2015-08", dump=Path(dump), data_root=DataRoot(Path(root)),
                       executor=executor,
                       config=FactsConfig(require_sitelink=False),
-                      options=RunOptions(chunk_mb=float(chunk_mb)), mapping=False)
+                      options=FactsRunOptions(chunk_mb=float(chunk_mb)))
     s = time.perf_counter() - t0
     cpu = time.process_time()          # the whole build ran in this process (1 worker)
     c = res.manifest["report"]["counts"]

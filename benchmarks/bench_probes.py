@@ -156,12 +156,11 @@ def _scaled(src: Path, dst: Path, copies: int, key: str, stage: str, shards: int
 
 def scale_pair(base, out, copies: int) -> None:
     """The month pair of DataRoot `base`, `copies` times over, as DataRoot `out`'s artifacts."""
-    d = base.diffset("enwiki", A, B)
     jobs = [(base.snapshot("enwiki", A), out.snapshot("enwiki", A), "page_id", "extract"),
             (base.snapshot("enwiki", B), out.snapshot("enwiki", B), "page_id", "extract"),
-            (d, out.diffset("enwiki", A, B), "page_id", "diff"),
-            (d.with_name(d.name + "_removed"),
-             out.diffset("enwiki", A, B).with_name(d.name + "_removed"), "page_id", "diff-removed"),
+            (base.diffset("enwiki", A, B), out.diffset("enwiki", A, B), "page_id", "diff"),
+            (base.diffset("enwiki", A, B, part="removed"),
+             out.diffset("enwiki", A, B, part="removed"), "page_id", "diff-removed"),
             (base.factdiff(A, B), out.factdiff(A, B), "subject", "factdiff"),
             (base.facts(B, "mapping"), out.facts(B, "mapping"), "qid",
              "facts.mapping")]

@@ -3,25 +3,20 @@
 wikitext per CPU second.
 
 Run from the repo root: `.venv/bin/python -m benchmarks.bench_wikitext [REPEAT]` (reads the real
-files in tests/data/wikimedia: the 34 raw-wikitext articles and the articles of the
-enwiki bz2; prints one JSON line).
+articles of tests/real_articles.py: the 34 raw-wikitext articles and the articles of the enwiki
+bz2; prints one JSON line).
 """
 
 from __future__ import annotations
 
-import bz2
 import json
 import sys
 import time
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import mwparserfromhell
 
+from tests.real_articles import dump_articles, raw_articles
 from twiki.text.wikitext import clean_wikitext
-
-from benchmarks.build_sample_mirror import REAL_DATA as SAMPLE  # noqa: E402
-DUMP = SAMPLE / "enwiki" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
 def _best_seconds(fn, texts: list[str], repeat: int) -> float:
@@ -50,33 +45,9 @@ def bench_clean(texts: list[str], repeat: int = 1) -> dict:
     }
 
 
-def dump_articles(path: Path) -> dict[str, str]:
-    """title -> wikitext for the main-namespace, non-redirect pages of a pages-articles dump."""
-    articles: dict[str, str] = {}
-    with bz2.open(path) as f:
-        title, ns, text, redirect = None, None, None, False
-        for _, el in ET.iterparse(f):
-            tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "title":
-                title = el.text
-            elif tag == "ns":
-                ns = el.text
-            elif tag == "redirect":
-                redirect = True
-            elif tag == "text":
-                text = el.text or ""
-            elif tag == "page":
-                if ns == "0" and not redirect and text is not None:
-                    articles[title] = text
-                title, ns, text, redirect = None, None, None, False
-                el.clear()
-    return articles
-
-
 def sample_texts() -> list[str]:
     """The 34 raw articles plus the bz2's main-namespace, non-redirect pages."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "wikitext").glob("*.txt"))]
-    return texts + list(dump_articles(DUMP).values())
+    return list(raw_articles().values()) + list(dump_articles().values())
 
 
 if __name__ == "__main__":

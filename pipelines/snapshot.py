@@ -20,13 +20,15 @@ from twiki.engine.paths import DataRoot, parse_month, previous_month
 from twiki.engine.stage import StageResult
 from twiki.errors import NoDumpError, TwikiError
 from twiki.sources.download import download_month, download_wikidata
-from twiki.sources.pageprops import download_page_props
+from twiki.sources.pageprops import download_page_props, snapshot_page_props
+from twiki.stages.align import align_month_pair
 from twiki.stages.diff import diff_months
 from twiki.stages.export import export_month
 from twiki.stages.extract import extract_month
 from twiki.stages.factdiff import diff_facts
 from twiki.stages.facts import build_facts
-from twiki.stages.probes import build_probes
+from twiki.stages.mapping import build_mapping
+from twiki.stages.probes import filter_probes
 from twiki.stages.report import write_report
 
 log = logging.getLogger("twiki")
@@ -39,7 +41,9 @@ class MonthBuild:
     snapshots: dict[str, StageResult] = field(default_factory=dict)
     diff: StageResult | None = None
     facts: dict[str, StageResult] = field(default_factory=dict)
+    mappings: dict[str, StageResult | None] = field(default_factory=dict)
     factdiff: StageResult | None = None
+    aligned: StageResult | None = None
     probes: StageResult | None = None
     export: StageResult | None = None
     report: StageResult | None = None
@@ -58,7 +62,8 @@ class MonthBuild:
         if self.diff is not None:
             lines.append(self.diff.summary())
         for month, facts in self.facts.items():
-            mapping = facts.mapping.manifest.get("rows") if facts.mapping else None
+            found = self.mappings.get(month)
+            mapping = found.manifest.get("rows") if found else None
             lines.append(f"wikidata {month}: {facts.manifest.get('rows', 0)} facts "
                          f"({'up to date' if facts.state == 'current' else facts.state}); "
                          f"{mapping if mapping is not None else 'no'} pages mapped to items")
@@ -66,6 +71,8 @@ class MonthBuild:
             c = self.factdiff.counts
             lines.append(f"fact diff {self.factdiff.path.name}: " + ", ".join(
                 f"{k} {c.get(k, 0)}" for k in ("unchanged", "new", "updated", "removed")))
+        if self.aligned is not None:
+            lines.append(self.aligned.summary())
         if self.probes is not None:
             lines.append(self.probes.summary())
         if self.export is not None:
@@ -85,9 +92,35 @@ def build_snapshot(month: str, *, wiki: str, mirrors, data_root: DataRoot, execu
                          config=config.extract, options=config.extract_run)
 
 
+def build_probes(month_a: str, month_b: str, *, wiki: str, data_root: DataRoot,
+                 executor: Executor, config: BuildConfig) -> tuple[StageResult, StageResult]:
+    """Align, then filter: data/probes/<A>_<B>/ (aligned/, then probes/ and rejected/) from
+    the fact diff and the diffset A -> B; the two stages' results."""
+    aligned = align_month_pair(month_a, month_b, wiki=wiki, data_root=data_root,
+                               executor=executor, config=config.align, options=config.align_run)
+    probes = filter_probes(month_a, month_b, data_root=data_root, executor=executor,
+                           config=config.filter)
+    return aligned, probes
+
+
+def facts_and_mapping(month: str, *, wiki: str, data_root: DataRoot, executor: Executor,
+                      config: BuildConfig, dump=None) -> tuple[StageResult, StageResult | None]:
+    """The month's facts, then its page <-> item mapping when the month's snapshot exists (by
+    the snapshot run's page_props table when it was downloaded, else by sitelink titles)."""
+    facts = build_facts(month, dump=dump, wiki=wiki, data_root=data_root, executor=executor,
+                        config=config.facts, options=config.facts_run)
+    snapshot = data_root.snapshot(wiki, month)
+    if read_manifest(snapshot) is None:
+        log.info("no %s snapshot for %s at %s: page_id <-> QID mapping not built", wiki,
+                 month, snapshot)
+        return facts, None
+    return facts, build_mapping(month, wiki=wiki, data_root=data_root, executor=executor,
+                                page_props=snapshot_page_props(data_root, wiki, month))
+
+
 def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
-                      executor: Executor, config: BuildConfig,
-                      page_props: bool = True) -> StageResult:
+                      executor: Executor, config: BuildConfig, page_props: bool = True
+                      ) -> tuple[StageResult, StageResult | None]:
     """Download the Wikidata dump nearest the month's enwiki run (and, with `page_props`, the
     run's page_props table when it has one); facts and page mapping."""
     download_wikidata(month, mirrors=mirrors, data_root=data_root, config=config.download)
@@ -95,8 +128,8 @@ def build_month_facts(month: str, *, wiki: str, mirrors, data_root: DataRoot,
     if page_props and snap is not None:
         download_page_props(month, wiki=wiki, mirrors=mirrors, data_root=data_root,
                             run=snap["inputs"]["run"], config=config.download)
-    return build_facts(month, wiki=wiki, data_root=data_root, executor=executor,
-                       config=config.facts, options=config.facts_run)
+    return facts_and_mapping(month, wiki=wiki, data_root=data_root, executor=executor,
+                             config=config)
 
 
 def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None = None,
@@ -129,13 +162,12 @@ def build_month(month: str, *, wiki: str = "enwiki", mirrors: list[str] | None =
                                   config=config.diff)
     if with_facts:
         for m in months:
-            result.facts[m] = build_month_facts(m, config=config, page_props=page_props,
-                                                **common)
+            result.facts[m], result.mappings[m] = build_month_facts(
+                m, config=config, page_props=page_props, **common)
         if with_previous:
             result.factdiff = diff_facts(prev, month, data_root=data_root, executor=executor)
-            result.probes = build_probes(prev, month, wiki=wiki, data_root=data_root,
-                                         executor=executor, align_config=config.align,
-                                         align_options=config.align_run, config=config.filter)
+            result.aligned, result.probes = build_probes(
+                prev, month, wiki=wiki, data_root=data_root, executor=executor, config=config)
             result.export = export_month(month, month_a=prev, wiki=wiki, data_root=data_root,
                                          executor=executor, config=config.export)
     if with_previous:

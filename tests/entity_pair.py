@@ -29,7 +29,8 @@ from twiki.stages.diff import diff_months
 from twiki.engine.executors import LocalExecutor
 from twiki.stages.extract import SCHEMA
 from twiki.stages.factdiff import diff_facts
-from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+from twiki.stages.facts import FactsConfig, FactsRunOptions, build_facts
+from twiki.stages.mapping import build_mapping
 from twiki.engine.paths import DataRoot
 from twiki.text.wikitext import clean_wikitext
 
@@ -176,8 +177,9 @@ def build_pair(root: DataRoot, articles=ARTICLES, dumps=DUMPS, executor=None) ->
     diff_months(A, B, data_root=root, executor=executor)
     for month in (A, B):
         build_facts(month, dump=[WD / f for f in dumps[month]] + [labels], data_root=root,
-                    config=FactsConfig(shards=SHARDS), options=RunOptions(partitions=2),
+                    config=FactsConfig(shards=SHARDS), options=FactsRunOptions(partitions=2),
                     executor=executor)
+        build_mapping(month, data_root=root, executor=executor)
     diff_facts(A, B, data_root=root, executor=executor)
 
 

@@ -20,16 +20,15 @@ import pytest
 
 from entity_pair import A, B, build_pair
 from twiki.engine.artifacts import read_manifest
-from twiki.cli import COMMANDS
 from twiki.errors import ConfigError, TwikiError
-from twiki.stages.export import (CONFIGS, ExportConfig, export_dir, export_month, load_diffset,
-                          load_probes, resolve_export)
+from twiki.stages.align import align_month_pair
+from twiki.stages.export import (CONFIGS, ExportConfig, export_month, load_diffset, load_probes,
+                                 resolve_export)
 from twiki.engine.paths import DataRoot
-from twiki.stages.probes import FilterConfig, build_probes, filter_probes
+from twiki.stages.probes import FilterConfig, filter_probes
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = REPO / "data" / "sample" / "mirror"
-HAS_PROBES = importlib.util.find_spec("twiki.stages.probes") is not None
 
 
 def twiki(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -63,22 +62,13 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
-    """An empty data folder, then `twiki snapshot`, the probes and `twiki export` (the CLI
-    command once it exists, the library through `python -c` until then)."""
+    """An empty data folder, then `twiki snapshot` (the monthly build: probes and export
+    included), `twiki probes` and `twiki export` (no-ops by then)."""
     data = tmp_path_factory.mktemp("e2e") / "data"
     twiki("snapshot", "--month", "2016-06", "--mirror", str(MIRROR), "--data-root", str(data),
           "--shards", "8")
-    if HAS_PROBES and read_manifest(data / "probes" / "2016-05_2016-06" / "probes") is None:
-        twiki("probes", "--from", "2016-05", "--to", "2016-06", "--data-root", str(data))
-    if "export" in COMMANDS:
-        twiki("export", "--month", "2016-06", "--data-root", str(data))
-    else:
-        python(f"""
-            from pathlib import Path
-            from twiki.stages.export import ExportConfig, export_month
-            from twiki.engine.paths import DataRoot
-            export_month("2016-06", data_root=DataRoot(Path({str(data)!r})),
-                         config=ExportConfig(probes={HAS_PROBES}))""")
+    twiki("probes", "--from", "2016-05", "--to", "2016-06", "--data-root", str(data))
+    twiki("export", "--month", "2016-06", "--data-root", str(data))
     return data
 
 
@@ -89,16 +79,15 @@ def test_end_to_end_export_loads_with_pandas_and_datasets(sample, tmp_path):
     assert manifest["stage"] == "export"
     rows = manifest["report"]["rows"]
     assert rows["diffset"] == 103 and rows["train_diffset"] == 6 and rows["train_snapshot"] == 117
-    if HAS_PROBES:
-        # the sample's Changed probe: Douglas Adams' notable work, updated in month B
-        assert rows["probes_unchanged"] >= 1 and rows["probes_changed"] >= 1
+    # the sample's Changed probe: Douglas Adams' notable work, updated in month B
+    assert rows["probes_unchanged"] >= 1 and rows["probes_changed"] >= 1
     out = python(f"""
         import json
         import datasets, pandas as pd
         path = {str(export)!r}
         got = {{}}
-        for config in ("diffset", "train_diffset", "train_snapshot"{
-                ', "probes_unchanged", "probes_changed"' if HAS_PROBES else ''}):
+        for config in ("diffset", "train_diffset", "train_snapshot", "probes_unchanged",
+                       "probes_changed"):
             d = datasets.load_dataset(path, config)
             split = list(d)[0]
             got[config] = [split, d[split].num_rows, d[split].column_names]
@@ -107,8 +96,7 @@ def test_end_to_end_export_loads_with_pandas_and_datasets(sample, tmp_path):
         pear = [r for r in datasets.load_dataset(path, "train_diffset")["train"]
                 if r["title"] == "Pear"]
         got["pear"] = pear[0]["text"][:60] if pear else None
-        if "probes_changed" in got:
-            got["changed"] = datasets.load_dataset(path, "probes_changed", split="test")[0]
+        got["changed"] = datasets.load_dataset(path, "probes_changed", split="test")[0]
         print(json.dumps(got))
         """, env=offline_env(tmp_path))
     got = json.loads(out.strip().splitlines()[-1])
@@ -117,23 +105,20 @@ def test_end_to_end_export_loads_with_pandas_and_datasets(sample, tmp_path):
     assert got["train_diffset"] == ["train", 6, ["page_id", "title", "text"]]
     assert got["train_snapshot"][:2] == ["train", 117]
     assert got["pear"], "the real Pear edit of the sample is in the diffset"
-    if HAS_PROBES:
-        for probe_set in ("probes_unchanged", "probes_changed"):
-            split, n, cols = got[probe_set]
-            assert split == "test" and n == rows[probe_set]
-            assert {"subject", "relation", "object", "evidence", "page_id", "new_revid",
-                    "statement_id", "match_kind"} <= set(cols)
-        changed = got["changed"]
-        assert changed["kind"] in ("new", "updated") and changed["evidence"]
-        assert changed["month_a"] == "2016-05" and changed["month_b"] == "2016-06"
-    # and the small Python API (twiki.load_probes once twiki/__init__.py exports it)
+    for probe_set in ("probes_unchanged", "probes_changed"):
+        split, n, cols = got[probe_set]
+        assert split == "test" and n == rows[probe_set]
+        assert {"subject", "relation", "object", "evidence", "page_id", "new_revid",
+                "statement_id", "match_kind"} <= set(cols)
+    changed = got["changed"]
+    assert changed["kind"] in ("new", "updated") and changed["evidence"]
+    assert changed["month_a"] == "2016-05" and changed["month_b"] == "2016-06"
+    # and the small Python API
     import twiki as package
-    probes = getattr(package, "load_probes", load_probes)(export)
-    if HAS_PROBES:
-        assert len(probes) == rows["probes_unchanged"] + rows["probes_changed"]
-        assert set(probes["kind"]) <= {"unchanged", "new", "updated"}
-    diffset = getattr(package, "load_diffset", load_diffset)("2016-06",
-                                                              data_root=DataRoot(sample))
+    probes = package.load_probes(export)
+    assert len(probes) == rows["probes_unchanged"] + rows["probes_changed"]
+    assert set(probes["kind"]) <= {"unchanged", "new", "updated"}
+    diffset = package.load_diffset("2016-06", data_root=DataRoot(sample))
     assert len(diffset) == 103 and set(diffset["kind"]) == {"new", "changed"}
     assert len(load_diffset(export, as_documents=True)) == 6
 
@@ -141,8 +126,7 @@ def test_end_to_end_export_loads_with_pandas_and_datasets(sample, tmp_path):
 def test_rerun_is_a_no_op(sample):
     export = sample / "export" / "2016-06"
     before = read_manifest(export)
-    res = export_month("2016-06", data_root=DataRoot(sample),
-                       config=ExportConfig(probes=HAS_PROBES))
+    res = export_month("2016-06", data_root=DataRoot(sample))
     assert res.state == "current" and res.manifest["created"] == before["created"]
     assert "was up to date" in res.summary()
 
@@ -154,7 +138,8 @@ def test_rerun_is_a_no_op(sample):
 def pair(tmp_path_factory) -> DataRoot:
     root = DataRoot(tmp_path_factory.mktemp("export-pair") / "data")
     build_pair(root)
-    build_probes(A, B, data_root=root)
+    align_month_pair(A, B, data_root=root)
+    filter_probes(A, B, data_root=root)
     return root
 
 
@@ -320,7 +305,7 @@ def test_user_errors_say_what_to_do(pair, tmp_path):
     with pytest.raises(TwikiError, match=r"twiki export --month 2016-06"):
         load_probes("2016-06", data_root=empty)
     with pytest.raises(ConfigError, match="unchanged, changed or all"):
-        load_probes(export_dir(pair, A, B), "new")
+        load_probes(pair.export(A, B), "new")
     # probes not built yet: how to build them, or how to export without them
     shutil.copytree(pair.root, empty.root, ignore=shutil.ignore_patterns("probes", "export"))
     with pytest.raises(TwikiError, match="--no-probes"):

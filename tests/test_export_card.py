@@ -224,7 +224,7 @@ def test_token_perplexity_is_the_number_twiki_eval_reports(export, tmp_path):
     pytest.importorskip("datasets")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from benchmarks.bench_lm import build_model, build_tokenizer
+    from pipelines.lm_samples import build_model, build_tokenizer
     from twiki.lm import EvalConfig, evaluate
 
     torch.set_num_threads(1)

@@ -9,11 +9,11 @@ from conftest import REAL_DATA
 from twiki.errors import ConfigError, TwikiError
 from twiki.engine.executors import LocalExecutor
 from twiki.stages.factdiff import diff_facts
-from twiki.stages.facts import FactsConfig, RunOptions, build_facts
+from twiki.stages.facts import FactsConfig, FactsRunOptions, build_facts
 from twiki.engine.paths import DataRoot
 
 WD = REAL_DATA / "wikidata"
-OPTS = RunOptions(partitions=3, spill_rows=11)
+OPTS = FactsRunOptions(partitions=3, spill_rows=11)
 CFG = FactsConfig(shards=4, require_sitelink=False)
 
 

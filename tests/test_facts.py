@@ -7,6 +7,7 @@ import bz2
 import gzip
 import html
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,12 +21,13 @@ from twiki.engine.artifacts import (ArtifactBuild, ShardWriter, read_manifest, s
                              shard_of)
 from twiki.errors import InputError, TwikiError
 from twiki.engine.executors import LocalExecutor
-from twiki.stages.facts import FactsConfig, RunOptions, build_facts, build_mapping, normalize_title
+from twiki.stages.facts import FactsConfig, FactsRunOptions, build_facts
+from twiki.stages.mapping import build_mapping, normalize_title
 from twiki.engine.paths import DataRoot
-from twiki.sources.wikidata import render_time, time_key
+from twiki.sources.wikidata import qid_number, render_time, time_key
 
 WD = REAL_DATA / "wikidata"
-SMALL = RunOptions(partitions=3, spill_rows=7)   # tiny spills: every code path of the shuffle
+SMALL = FactsRunOptions(partitions=3, spill_rows=7)   # tiny spills: every code path of the shuffle
 
 
 def entities(name: str) -> list[dict]:
@@ -46,8 +48,13 @@ def write_dump(path: Path, ents: list[dict]) -> Path:
     return path
 
 
+def artifact(result, table: str) -> Path:
+    """One of the facts call's tables: facts (its path), entities or properties (its parts)."""
+    return result.path if table == "facts" else result.parts[table]
+
+
 def facts_of(result) -> list[dict]:
-    return pq.read_table(result.path / "facts").to_pylist()
+    return pq.read_table(result.path).to_pylist()
 
 
 def build(tmp_path, month, dump, **kw):
@@ -121,10 +128,10 @@ def test_q42_2015_02_api_response(tmp_path):
     assert all(r["subject_label"] == "Douglas Adams" and r["month"] == "2015-02" for r in rows)
     assert [r["statement_id"] for r in rows if r["property"] == "P69"] == sorted(
         r["statement_id"] for r in rows if r["property"] == "P69")
-    ents = pq.read_table(res.path / "entities").to_pylist()
+    ents = pq.read_table(res.parts["entities"]).to_pylist()
     assert ents[0]["qid"] == "Q42" and ents[0]["title"] == "Douglas Adams"
     assert "Douglas Noël Adams" in ents[0]["aliases"] and ents[0]["facts"] == 64
-    props = pq.read_table(res.path / "properties").to_pylist()
+    props = pq.read_table(res.parts["properties"]).to_pylist()
     assert props[0]["property"] == "P31" and props[0]["label"] == "instance of"
     assert "is a" in props[0]["aliases"]
 
@@ -204,7 +211,7 @@ def test_lexemes_mediainfo_and_properties_are_never_subjects(tmp_path):
     assert {r["subject"] for r in facts_of(res)} == {"Q20145"}
     report = res.manifest["report"]
     assert report["skipped_entities"] == {"lexeme": 2, "mediainfo": 1}
-    props = {r["property"]: r["label"] for r in pq.read_table(res.path / "properties").to_pylist()}
+    props = {r["property"]: r["label"] for r in pq.read_table(res.parts["properties"]).to_pylist()}
     assert set(props) == {"P8098", "P3467"}
 
 
@@ -222,7 +229,7 @@ def test_the_101_entity_dump_sample(tmp_path):
     assert len(rows) == 119 and len({r["subject"] for r in rows}) == 51
     assert {r["property"] for r in rows} == {"P31"}
     assert {r["rank"] for r in rows} == {"normal"}
-    assert read_manifest(every.path / "entities")["rows"] == 55
+    assert read_manifest(every.parts["entities"])["rows"] == 55
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +255,7 @@ def test_line_numbers_are_absolute_across_chunks(tmp_path):
     path = tmp_path / "d-all.json"
     path.write_bytes(b"\n".join(raw))
     res = build(tmp_path, "2015-08", path, config=FactsConfig(shards=4, require_sitelink=False),
-                options=RunOptions(partitions=3, chunk_mb=0.004))
+                options=FactsRunOptions(partitions=3, chunk_mb=0.004))
     assert res.manifest["report"]["chunks"] > 5
     assert [b["line"] for b in res.manifest["report"]["bad"]] == [61]
 
@@ -309,7 +316,7 @@ def replicated_sample(copies: int) -> list[bytes]:
                 if k == 0:
                     out.append(orjson.dumps(e))
                     continue
-                e = dict(e, id=f"Q{int(e['id'][1:]) + k * 10_000_000}")
+                e = dict(e, id=f"Q{qid_number(e['id']) + k * 10_000_000}")
             elif k:
                 continue
             out.append(orjson.dumps(e))
@@ -320,12 +327,12 @@ def test_rerun_is_a_noop_and_a_lost_shard_is_repaired_identically(tmp_path):
     dump = write_dump(tmp_path / "d-all.json", entities("Q8646.json") + entities("Q1299.json")
                       + entities("Q20145.json") + entities("Q33281.json"))
     first = build(tmp_path, "2019-08", dump)
-    before = {p.name: p.read_bytes() for p in (first.path / "facts").glob("part-*")}
+    before = {p.name: p.read_bytes() for p in first.path.glob("part-*")}
     assert build(tmp_path, "2019-08", dump).state == "current"
-    (first.path / "facts" / shard_name(1)).unlink()
+    (first.path / shard_name(1)).unlink()
     again = build(tmp_path, "2019-08", dump)
     assert again.state == "repaired"
-    assert {p.name: p.read_bytes() for p in (first.path / "facts").glob("part-*")} == before
+    assert {p.name: p.read_bytes() for p in first.path.glob("part-*")} == before
     assert not (tmp_path / "data" / "work" / "facts").exists() or \
         not any((tmp_path / "data" / "work" / "facts").rglob("*.parquet"))
 
@@ -345,14 +352,14 @@ def test_same_bytes_whatever_the_chunking_and_workers(tmp_path, suffix):
         path.write_bytes(data)
     cfg = FactsConfig(shards=4, require_sitelink=False)
     whole = build(tmp_path / "a", "2015-08", path, config=cfg,
-                  options=RunOptions(partitions=2, chunk_mb=1000))
+                  options=FactsRunOptions(partitions=2, chunk_mb=1000))
     split = build_facts("2015-08", dump=path, data_root=DataRoot(tmp_path / "b"), config=cfg,
                         executor=LocalExecutor(2),
-                        options=RunOptions(partitions=5, chunk_mb=0.03, spill_rows=500))
+                        options=FactsRunOptions(partitions=5, chunk_mb=0.03, spill_rows=500))
     assert whole.manifest["report"]["chunks"] == 1 and split.manifest["report"]["chunks"] > 2
     for art in ("facts", "entities", "properties"):
-        a = sorted((whole.path / art).glob("part-*"))
-        b = sorted((split.path / art).glob("part-*"))
+        a = sorted(artifact(whole, art).glob("part-*"))
+        b = sorted(artifact(split, art).glob("part-*"))
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b], art
     assert whole.manifest["rows"] == 119 * 60
 
@@ -407,9 +414,9 @@ def test_mapping_from_sitelinks_and_snapshot_titles(tmp_path):
     make_snapshot(root, "2015-05", [(8091, "Douglas Adams"), (12, "Anarchism"), (39, "Albedo")])
     dump = write_dump(tmp_path / "d-all.json", entities("wbgetentities-Douglas-Adams.json")
                       + entities("wbgetentites-Oliver-Kahn.json"))
-    res = build_facts("2015-05", dump=dump, data_root=root, config=FactsConfig(shards=4),
-                      options=SMALL)
-    m = res.mapping
+    build_facts("2015-05", dump=dump, data_root=root, config=FactsConfig(shards=4),
+                options=SMALL)
+    m = build_mapping("2015-05", data_root=root)
     assert m.state == "built"
     assert pq.read_table(m.path).select(["qid", "page_id", "title", "match"]).to_pylist() == [
         {"qid": "Q42", "page_id": 8091, "title": "Douglas Adams", "match": "title"}]
@@ -427,7 +434,7 @@ def test_mapping_follows_redirects_of_renamed_pages(tmp_path):
     dump = write_dump(tmp_path / "d-all.json", entities("wbgetentities-Douglas-Adams.json")
                       + entities("wbgetentites-Oliver-Kahn.json"))
     build_facts("2017-02", dump=dump, data_root=root, config=FactsConfig(shards=4),
-                options=SMALL, mapping=False)
+                options=SMALL)
     red = tmp_path / "redirects.parquet"
     pq.write_table(pa.table({"title": ["Oliver_Kahn"], "target": ["Oliver Kahn (goalkeeper)"]}), red)
     m = build_mapping("2017-02", data_root=root, redirects=red)
@@ -436,6 +443,39 @@ def test_mapping_follows_redirects_of_renamed_pages(tmp_path):
         {"qid": "Q131261", "page_id": 1, "match": "redirect"},
         {"qid": "Q42", "page_id": 8091, "match": "title"}]
     assert m.manifest["report"]["counts"]["matched_by_redirect"] == 1
+
+
+def open_work_files(root: DataRoot, pids: list[int]) -> list[str]:
+    """The files under the data root's work/ that these processes hold open (deleted or not)."""
+    work = str(root.work())
+    found = []
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue    # closed meanwhile
+            if target.startswith(work):
+                found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/<pid>/fd")
+def test_no_worker_holds_a_work_file_open_once_published(tmp_path):
+    """Pool workers outlive a run: after facts and mapping publish (and delete their work
+    files), neither the workers nor this process still hold one of those files open."""
+    root = DataRoot(tmp_path / "data")
+    make_snapshot(root, "2015-05", [(8091, "Douglas Adams"), (12, "Anarchism")])
+    dump = write_dump(tmp_path / "d-all.json", entities("wbgetentities-Douglas-Adams.json")
+                      + entities("wbgetentites-Oliver-Kahn.json"))
+    with LocalExecutor(2) as executor:
+        build_facts("2015-05", dump=dump, data_root=root, executor=executor,
+                    config=FactsConfig(shards=4), options=SMALL)
+        build_mapping("2015-05", data_root=root, executor=executor)
+        pids = [os.getpid(), *executor._pool._processes]
+        assert len(pids) > 1      # the tasks ran in pool workers
+        assert open_work_files(root, pids) == []
+    assert not root.work().exists()
 
 
 def test_normalize_title():

@@ -22,8 +22,9 @@ from twiki.sources.download import download_month, download_wikidata
 from twiki.errors import InputError
 from twiki.stages.extract import extract_month
 from twiki.stages.facts import build_facts
+from twiki.stages.mapping import build_mapping
 from twiki.sources.pageprops import (PAGE_PROPS_JOB, download_page_props, find_page_props,
-                             iter_wikibase_items)
+                                     iter_wikibase_items, snapshot_page_props)
 from twiki.engine.paths import DataRoot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,8 +131,9 @@ def test_page_props_of_the_snapshot_run_map_pages_by_id(month):
                                run=RUN)
     assert path == root.raw("enwiki", RUN) / f"enwiki-{RUN}-page_props.sql.gz"
     assert find_page_props(root, "enwiki", "2016-06", "20160501") is None  # another run's
-    res = build_facts("2016-06", data_root=root)
-    m = res.mapping
+    build_facts("2016-06", data_root=root)
+    m = build_mapping("2016-06", data_root=root,
+                      page_props=snapshot_page_props(root, "enwiki", "2016-06"))
     assert m.manifest["report"]["source"] == "page_props"
     rows = sorted(pq.read_table(m.path).select(["qid", "page_id", "title", "match"]).to_pylist(),
                   key=lambda r: r["page_id"])
@@ -152,6 +154,8 @@ def test_a_run_without_the_job_falls_back_to_titles(tmp_path):
     download_wikidata("2016-06", mirrors=[str(SAMPLE)], data_root=root)
     assert download_page_props("2016-06", wiki="enwiki", mirrors=[str(SAMPLE)], data_root=root,
                                run=RUN) is None
-    m = build_facts("2016-06", data_root=root).mapping
+    build_facts("2016-06", data_root=root)
+    m = build_mapping("2016-06", data_root=root,
+                      page_props=snapshot_page_props(root, "enwiki", "2016-06"))
     assert m.manifest["report"]["source"] == "sitelink_titles"
     assert {r["match"] for r in pq.read_table(m.path, columns=["match"]).to_pylist()} == {"title"}

@@ -9,13 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from entity_pair import A, B, SHARDS, Stopped, StopAfter, build_pair
-from twiki.stages.align import ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions
+from twiki.stages.align import (ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions,
+                                align_month_pair)
 from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_of
 from twiki.errors import TwikiError
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
-from twiki.stages.probes import (REASONS, ContainmentFilter, FilterConfig, build_probes, filter_probes,
-                          report_markdown)
+from twiki.stages.probes import (REASONS, ContainmentFilter, FilterConfig, filter_probes,
+                                 probes_markdown)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,9 @@ def pair(tmp_path_factory) -> DataRoot:
 
 @pytest.fixture(scope="module")
 def built(pair):
-    return build_probes(A, B, data_root=pair, align_options=AlignOptions(spill_rows=5))
+    """Align, then filter."""
+    align_month_pair(A, B, data_root=pair, options=AlignOptions(spill_rows=5))
+    return filter_probes(A, B, data_root=pair)
 
 
 def rows(folder) -> list[dict]:
@@ -35,7 +38,7 @@ def rows(folder) -> list[dict]:
 
 
 def rejected(res, reason) -> list[dict]:
-    return rows(res.root / "rejected" / reason)
+    return rows(res.parts["rejected"] / reason)
 
 
 def triple(r) -> tuple:
@@ -56,11 +59,11 @@ def test_each_row_filter_names_its_reason(built):
     assert nolabel and {r["property"] for r in nolabel} <= {"P373", "P935"}
     # every reason has its folder, empty or not, each a finished artifact
     for reason in REASONS:
-        assert read_manifest(built.root / "rejected" / reason) is not None, reason
+        assert read_manifest(built.parts["rejected"] / reason) is not None, reason
 
 
-def test_every_aligned_fact_is_a_probe_or_rejected_once(built):
-    aligned = rows(built.root / "aligned")
+def test_every_aligned_fact_is_a_probe_or_rejected_once(pair, built):
+    aligned = rows(pair.aligned(A, B))
     probes = rows(built.path)
     rej = [r for reason in REASONS for r in rejected(built, reason)]
     key = lambda r: (r["statement_id"], r["page_id"])  # noqa: E731
@@ -92,7 +95,7 @@ def test_report_is_the_papers_table(built, pair):
     assert f"| initial categorization | {r['stages']['initial_categorization']['unchanged']}" in md
     assert "| filter | `subject_object_contain` |" in md
     assert "| alignment | `object_only_in_removed_text` |" in md
-    assert report_markdown(r) == md
+    assert probes_markdown(r) == md
     assert r["caps"]["unchanged"]["subject_cap"] == 1    # 1% of a handful: the floor, 1
     # Kahn's 'footballer', 'German' (his citizenship, by its demonym) and his Commons category
     # 'Oliver Kahn': all in A's first sentence
@@ -107,14 +110,17 @@ def test_rerun_is_a_noop(pair, built):
 def test_killed_run_resumes_to_the_same_bytes(pair, built, tmp_path):
     import shutil
     root = DataRoot(tmp_path / "data")
-    shutil.copytree(built.root / "aligned", root.aligned(A, B))
+    shutil.copytree(pair.aligned(A, B), root.aligned(A, B))
     with pytest.raises(Stopped):
         filter_probes(A, B, data_root=root, executor=StopAfter("relation caps", 2))
     again = filter_probes(A, B, data_root=root)
     assert again.state == "built" and again.report == built.report
-    for name in ["probes"] + [f"rejected/{r}" for r in REASONS]:
-        for f in sorted((built.root / name).glob("part-*.parquet")):
-            assert (again.root / name / f.name).read_bytes() == f.read_bytes(), (name, f.name)
+    def folders(res):
+        return [res.path] + [res.parts["rejected"] / r for r in REASONS]
+
+    for first, second in zip(folders(built), folders(again)):
+        for f in sorted(first.glob("part-*.parquet")):
+            assert (second / f.name).read_bytes() == f.read_bytes(), (first.name, f.name)
 
 
 def test_leakage_switch_drops_flagged_probes(pair, built, tmp_path):
@@ -155,8 +161,8 @@ def homonyms(base: list[dict], copies: int) -> list[dict]:
     return out
 
 
-def test_same_text_under_another_subject_is_a_duplicate(built, tmp_path):
-    base = rows(built.root / "aligned")
+def test_same_text_under_another_subject_is_a_duplicate(pair, built, tmp_path):
+    base = rows(pair.aligned(A, B))
     root = DataRoot(tmp_path / "data")
     write_aligned(root, homonyms(base, 1))
     res = filter_probes(A, B, data_root=root, config=FilterConfig(min_cap=1000))
@@ -167,10 +173,10 @@ def test_same_text_under_another_subject_is_a_duplicate(built, tmp_path):
     assert all(r["statement_id"].endswith("-copy1") for r in dups)   # the first by page wins
 
 
-def test_caps_are_seeded_and_share_of_the_filtered_set(built, tmp_path):
+def test_caps_are_seeded_and_share_of_the_filtered_set(pair, built, tmp_path):
     """123 subjects (the pair's 3, and 40 copies of them under made-up labels) so that 1% and
     5% of a set are several probes."""
-    base = rows(built.root / "aligned")
+    base = rows(pair.aligned(A, B))
     many = []
     for k, r in enumerate(homonyms(base, 40)):
         many.append({**r, "subject": f"{r['subject']} {k // len(base)}"})

@@ -15,7 +15,8 @@ from twiki.stages.diff import diff_months
 from twiki.errors import ConfigError, TwikiError
 from twiki.config import BuildConfig
 from twiki.engine.paths import DataRoot
-from twiki.stages.probes import build_probes
+from twiki.stages.align import align_month_pair
+from twiki.stages.probes import filter_probes
 from twiki.stages.report import write_report
 
 from conftest import SAMPLE_MIRROR as MIRROR
@@ -27,7 +28,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def sample(tmp_path_factory) -> DataRoot:
     root = DataRoot(tmp_path_factory.mktemp("report") / "data")
     build_month("2016-06", mirrors=[str(MIRROR)], data_root=root, config=BuildConfig(shards=8))
-    build_probes("2016-05", "2016-06", data_root=root)   # a no-op once the build makes them
+    # no-ops once the build makes them
+    align_month_pair("2016-05", "2016-06", data_root=root)
+    filter_probes("2016-05", "2016-06", data_root=root)
     return root
 
 

@@ -1,8 +1,7 @@
 """twiki: TemporalWiki-style lifelong benchmarks from monthly Wikipedia and Wikidata dumps."""
 
-__version__ = "0.1.0"
-
-from .errors import TwikiError  # noqa: E402
+from .errors import TwikiError
+from .version import __version__
 
 # Loaders of an export (twiki.load_probes, load_diffset, load_export), imported on first use
 # so that `import twiki` and the CLI do not pay for pyarrow and pandas.

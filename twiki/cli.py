@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from .version import __version__
 from .errors import ConfigError, TwikiError
 from .engine.paths import DataRoot, default_root
 
@@ -190,13 +190,15 @@ def cmd_training_text(args) -> None:
 
 
 def cmd_facts(args) -> None:
-    from .stages.facts import build_facts
+    from pipelines.snapshot import facts_and_mapping
     config = _config(args, shards=args.shards,
                      **{"facts.require_sitelink": False if args.all_items else None})
-    res = build_facts(args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
-                      executor=make_executor(args.executor, args.workers, address=args.address),
-                      config=config.facts, options=config.facts_run)
-    print(res.path)
+    facts, mapping = facts_and_mapping(
+        args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
+        executor=make_executor(args.executor, args.workers, address=args.address), config=config)
+    print(facts.summary())
+    if mapping is not None:
+        print(mapping.summary())
 
 
 def _facts_opts(p: argparse.ArgumentParser) -> None:
@@ -223,14 +225,16 @@ def cmd_factdiff(args) -> None:
 
 
 def cmd_probes(args) -> None:
-    from .stages.probes import build_probes
+    from pipelines.snapshot import build_probes
+    from .stages.probes import probes_markdown
     config = _config(args, **{"filter.seed": args.seed, "filter.drop_leaked": args.drop_leaked})
-    res = build_probes(args.month_a, args.month_b, wiki=args.wiki, data_root=_root(args),
-                       executor=make_executor(args.executor, args.workers, address=args.address),
-                       align_config=config.align, align_options=config.align_run,
-                       config=config.filter)
-    print(res.summary())
-    print(res.table())
+    aligned, probes = build_probes(args.month_a, args.month_b, wiki=args.wiki,
+                                   data_root=_root(args), config=config,
+                                   executor=make_executor(args.executor, args.workers,
+                                                          address=args.address))
+    print(aligned.summary())
+    print(probes.summary())
+    print(probes_markdown(probes.report))
 
 
 def _probe_opts(p: argparse.ArgumentParser) -> None:

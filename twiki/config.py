@@ -30,7 +30,7 @@ from .stages.export import ExportConfig
 from .stages.extract import ExtractConfig
 from .stages.extract import RunOptions as ExtractRun
 from .stages.facts import FactsConfig
-from .stages.facts import RunOptions as FactsRun
+from .stages.facts import FactsRunOptions as FactsRun
 from .stages.probes import FilterConfig
 
 # Sections whose `shards` field is the build's one shard count.

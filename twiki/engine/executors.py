@@ -22,7 +22,8 @@ from .progress import Progress
 # a worker, every time a pool starts). Imports only: Arrow's thread pool and memory are made
 # later, in the workers.
 PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.stages.extract", "twiki.stages.diff", "twiki.stages.facts",
-           "twiki.stages.factdiff", "twiki.stages.align", "twiki.stages.probes"]
+           "twiki.stages.mapping", "twiki.stages.factdiff", "twiki.stages.align",
+           "twiki.stages.probes"]
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -21,13 +21,16 @@ the rest of a run:
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .artifacts import ArtifactBuild
+from .artifacts import (MANIFEST, PARTIAL_SUFFIX, ArtifactBuild, drop_temporaries, file_sha256,
+                        replace_folder, write_json_atomic)
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot
 
@@ -151,3 +154,66 @@ class StageRun:
         self.main.publish(report=report, timings=timings, extra=extra)
         if self._work is not None and not keep_work:
             self.data_root.remove_work(self._work)
+
+
+class FolderBuild:
+    """A folder of files of any kind (an export's configs, card and task files; a report's
+    Markdown and plots) published whole, as an `ArtifactBuild` publishes shards: made in
+    <name>.partial/, `manifest` (a JSON file of the folder) written last with the key and every
+    other file's size and sha256, then moved into place.
+
+    "current" when the published manifest has this key and every file it lists is there with
+    its size; else "build". With `resume`, a staging folder that a killed run left for the
+    same key is kept (the caller skips its finished files); without, or for another key, it
+    is started afresh."""
+
+    def __init__(self, final: Path, key: str, *, manifest: str = MANIFEST,
+                 resume: bool = True) -> None:
+        self.final, self.key, self.manifest_name = final, key, manifest
+        self.staging = final.with_name(final.name + PARTIAL_SUFFIX)
+        self.manifest = _read_json(final / manifest)
+        if (self.manifest is not None and self.manifest.get("key") == key
+                and _files_intact(final, self.manifest)):
+            self.state = "current"
+            return
+        self.state = "build"
+        marker = self.staging / "_key"
+        same_key = resume and marker.exists() and marker.read_text().strip() == key
+        if self.staging.exists() and not same_key:
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        if resume and not same_key:
+            marker.write_text(key + "\n")
+        for folder in [self.staging, *(p for p in self.staging.iterdir() if p.is_dir())]:
+            drop_temporaries(folder)
+
+    def publish(self, fields: dict) -> dict:
+        """Write the manifest (`fields`, the key and the list of files), last, and move the
+        folder into place."""
+        (self.staging / "_key").unlink(missing_ok=True)
+        files = [{"file": p.relative_to(self.staging).as_posix(), "bytes": p.stat().st_size,
+                  "sha256": file_sha256(p)}
+                 for p in sorted(self.staging.rglob("*"))
+                 if p.is_file() and p != self.staging / self.manifest_name]
+        manifest = {**fields, "key": self.key, "files": files}
+        write_json_atomic(self.staging / self.manifest_name, manifest)
+        replace_folder(self.staging, self.final)
+        self.manifest = manifest
+        return manifest
+
+
+def _read_json(path: Path) -> dict | None:
+    """A published manifest, or None when there is none or it is unreadable (the folder is
+    then rebuilt whole)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _files_intact(folder: Path, manifest: dict) -> bool:
+    """Every file the manifest lists is there with its size (a lost file rebuilds the folder)."""
+    try:
+        return all((folder / f["file"]).stat().st_size == f["bytes"] for f in manifest["files"])
+    except (OSError, KeyError, TypeError):
+        return False

@@ -27,7 +27,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
-from .. import __version__
+from ..version import __version__
 from ..engine.artifacts import MANIFEST, code_version, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError, NoDumpError,
                      TwikiError, UnsafePathError)

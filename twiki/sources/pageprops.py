@@ -4,8 +4,8 @@ Wikimedia publishes each run's `page_props` table as a MySQL dump
 (`<wiki>-<run>-page_props.sql.gz`, dump job `pagepropstable`, ~360 MB for enwiki in 2023). Its
 `wikibase_item` rows link every page of that run to its item, by page id: no title matching,
 and pages renamed between the enwiki and the Wikidata dumps stay linked. When a month's
-download has it (same run as the snapshot), the facts stage maps pages with it instead of
-matching sitelink titles (see twiki.stages.facts.build_mapping).
+download has it (same run as the snapshot), the mapping stage maps pages with it instead of
+matching sitelink titles (see twiki.stages.mapping.build_mapping).
 
 The file is read as text, never executed: only the value tuples of its
 `INSERT INTO `page_props` VALUES (pp_page,'pp_propname','pp_value',pp_sortkey),...;` lines
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Iterator
 
 from .download import DownloadConfig, download_month, find_downloaded, read_download_manifest
-from ..errors import DumpNotReadyError, InputError, NoDumpError
+from ..engine.artifacts import read_manifest
 from ..engine.paths import DataRoot
+from ..errors import DumpNotReadyError, InputError, NoDumpError
 
 log = logging.getLogger("twiki")
 
@@ -80,6 +81,14 @@ def find_page_props(data_root: DataRoot, wiki: str, month: str, run: str | None
         return None
     names = [f["name"] for f in manifest.get("files", []) if "page_props" in f["name"]]
     return folder / names[0] if len(names) == 1 else None
+
+
+def snapshot_page_props(data_root: DataRoot, wiki: str, month: str) -> Path | None:
+    """The month's downloaded page_props dump of its snapshot's own dump run, or None: no
+    snapshot, a snapshot that names no run, or no page_props table of that run."""
+    snapshot = read_manifest(data_root.snapshot(wiki, month)) or {}
+    run = (snapshot.get("inputs") or {}).get("run")
+    return find_page_props(data_root, wiki, month, run) if run else None
 
 
 def download_page_props(month: str, *, wiki: str, mirrors, data_root: DataRoot, run: str,

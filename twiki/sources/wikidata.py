@@ -137,6 +137,13 @@ def id_numbers(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.cast(pc.utf8_slice_codeunits(col, 1), pa.int64())
 
 
+def id_strings(col: pa.Array | pa.ChunkedArray, prefix: str = "Q") -> pa.Array:
+    """A column of entity numbers 42 -> their ids 'Q42' (prefix 'P' for properties); a null
+    stays null."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return pc.binary_join_element_wise(pa.scalar(prefix), pc.cast(col, pa.string()), "")
+
+
 def label_of(entity: dict, lang: str) -> str | None:
     """English label, else the language-neutral `mul` label Wikidata added in 2024."""
     labels = entity.get("labels")

@@ -1,7 +1,7 @@
 """align: the fact diff of months A -> B, aligned to month B's Wikipedia text.
 
 Reads data/factdiff/<A>_<B>/ (facts by subject QID), data/facts/<B>/mapping/ (QID -> page_id),
-the diffset data/diffsets/<wiki>/<A>_<B>/ (+ its `_removed` sibling) and both snapshots, and
+the diffset data/diffsets/<wiki>/<A>_<B>/ (and its removed text) and both snapshots, and
 writes data/probes/<A>_<B>/aligned/: one row per fact whose object is stated in its subject's
 article, with the sentence that states it (the evidence), partitioned by page_id like the text.
 
@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -35,25 +35,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rapidfuzz import fuzz
 
-from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory, require_artifact,
-                        shard_array, shard_name, sum_counts, write_json_atomic)
-from ..text.normalize import search_form
-from ..text.sentences import spacy_sentence_spans
-from ..errors import ConfigError, TwikiError
-from ..engine.executors import Executor, LocalExecutor
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, release_memory,
+                                require_artifact, shard_array, shard_name, sum_counts,
+                                write_json_atomic)
+from ..engine.executors import Executor
 from ..engine.paths import DataRoot, check_wiki, month_pair
 from ..engine.shuffle import mark_done, task_report
-from ..sources.wikidata import MONTHS
+from ..engine.stage import StageResult, StageRun, stage_defaults
+from ..errors import ConfigError, TwikiError
+from ..sources.wikidata import MONTHS, id_numbers, ordinal
+from ..text.normalize import search_form
+from ..text.sentences import spacy_sentence_spans
 
 log = logging.getLogger("twiki")
 
 STAGE = "align"
 # Bump when matching or the row layout changes: aligned sets made before are rebuilt.
-# 2: relation cues and demonyms.
 STAGE_VERSION = 2
 
 CHANGED_KINDS = ("new", "updated")
 MATCH_KINDS = ("demonym", "exact_label", "alias", "fuzzy", "date", "number", "string")
+
 
 # Relations whose object an article often names without stating the relation: 'born in Seoul,
 # South Korea' names the country but does not say that she is its citizen; 'Minister for Foreign
@@ -190,26 +192,6 @@ class AlignOptions:
             raise ConfigError("bucket_page_ids and spill_rows must be positive")
 
 
-@dataclass
-class AlignResult:
-    path: Path
-    state: str                 # "current" (no-op) | "built" | "repaired"
-    manifest: dict = field(default_factory=dict)
-
-    @property
-    def report(self) -> dict:
-        return self.manifest.get("report", {})
-
-    def summary(self) -> str:
-        r = self.report
-        verb = {"current": "was up to date", "built": "built", "repaired": "repaired"}[self.state]
-        a = r.get("aligned", {})
-        i = r.get("initial", {})
-        return (f"aligned facts {verb} at {self.path}: unchanged {a.get('unchanged', 0)} of "
-                f"{i.get('unchanged', 0)}, changed {a.get('changed', 0)} of "
-                f"{i.get('changed', 0)}")
-
-
 # ---------------------------------------------------------------------------------------
 # The forms in which an object is searched.
 
@@ -246,7 +228,7 @@ def date_forms(value: str, text: str | None) -> list[tuple[str, str]]:
             if precision >= 11 and month and day:
                 name = MONTHS[month - 1]
                 out += [f"{day} {name} {y}", f"{name} {day}, {y}",
-                        f"{_ordinal(day)} {name} {y}"]
+                        f"{ordinal(day)} {name} {y}"]
                 if not bce:
                     out.append(f"{year.zfill(4)}-{month:02d}-{day:02d}")
             elif precision >= 10 and month:
@@ -256,10 +238,6 @@ def date_forms(value: str, text: str | None) -> list[tuple[str, str]]:
     if text:
         out.append(text)
     return [(s, "date") for s in out]
-
-
-def _ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def number_forms(amount: str) -> list[str]:
@@ -468,33 +446,31 @@ class _Aligner:
     # --- searching
     def find_changed(self, forms: list[Form], fuzzy: list[tuple[str, str]],
                      cue: tuple[str, ...] | None = None):
-        for f in forms:
-            if f.norm not in self.diff_norm:
-                continue
-            for u, un in enumerate(self.unit_norm):
-                if f.norm not in un:
-                    continue
-                for s in self.changed_sentences(u):
-                    if _hit(f, s):
-                        return s, f.kind, f.score, f.surface
-        return self._fuzzy(fuzzy, self.diff_norm,
-                           (s for u in range(len(self.units)) for s in self.changed_sentences(u)),
-                           cue)
+        return self._find(forms, fuzzy, cue, self.diff_norm, self.unit_norm,
+                          self.changed_sentences)
 
     def find_unchanged(self, forms: list[Form], fuzzy: list[tuple[str, str]],
                        cue: tuple[str, ...] | None = None):
+        return self._find(forms, fuzzy, cue, self.all_norm, self.para_norm,
+                          self.unchanged_sentences)
+
+    def _find(self, forms: list[Form], fuzzy: list[tuple[str, str]],
+              cue: tuple[str, ...] | None, region: str, parts: list[str],
+              sentences: Callable[[int], Iterator[_Sentence]]):
+        """(sentence, match kind, score, surface) of the first form (best first) found in a
+        sentence of `parts` (the normalized text of each unit or paragraph of `region`, in
+        document order), else of the best near match of a label; None when neither is."""
         for f in forms:
-            if f.norm not in self.all_norm:
+            if f.norm not in region:
                 continue
-            for p, pn in enumerate(self.para_norm):
-                if f.norm not in pn:
+            for i, part in enumerate(parts):
+                if f.norm not in part:
                     continue
-                for s in self.unchanged_sentences(p):
+                for s in sentences(i):
                     if _hit(f, s):
                         return s, f.kind, f.score, f.surface
-        return self._fuzzy(fuzzy, self.all_norm,
-                           (s for p in range(len(self.art.paragraphs))
-                            for s in self.unchanged_sentences(p)), cue)
+        return self._fuzzy(fuzzy, region, (s for i in range(len(parts)) for s in sentences(i)),
+                           cue)
 
     def _fuzzy(self, labels, region: str, sentences, cue: tuple[str, ...] | None = None):
         if not labels:
@@ -556,6 +532,21 @@ def _bump(counts: dict, group: str, reason: str, n: int = 1) -> None:
     g[reason] = g.get(reason, 0) + n
 
 
+def _not_found(aligner: _Aligner, forms: list[Form], cue: tuple[str, ...] | None,
+               changed: bool) -> str:
+    """The reason a fact whose object is in no sentence that counts is rejected: where else
+    the object is (a Changed fact's forms are looked for without their relation's cue)."""
+    if not changed:
+        return ("object_in_changed_text_only" if aligner.in_text(forms, "diff")
+                else "object_not_in_article")
+    forms = strip_cue(forms, cue)
+    if aligner.in_text(forms, "unchanged"):
+        return "object_in_unchanged_text_only"
+    if aligner.in_text(forms, "removed"):
+        return "object_only_in_removed_text"
+    return "object_not_in_article"
+
+
 def align_article(art: Article, facts: list[dict], config: AlignConfig,
                   months: tuple[str, str], counts: dict | None = None) -> list[dict]:
     """The aligned rows of one article's candidate facts (in the order given); failures are
@@ -583,36 +574,20 @@ def align_article(art: Article, facts: list[dict], config: AlignConfig,
         if not forms and not near:
             _bump(rejected, group, "object_unmatchable")
             continue
-        if changed:
-            if not art.diff_rows:
-                _bump(rejected, group, "article_not_in_diffset")
-                continue
-            found = aligner.find_changed(forms, near, cue)
-            if found is None and cue and aligner.find_changed(strip_cue(forms, cue), near):
-                _bump(rejected, group, "relation_not_stated")
-                continue
-            if found is None:
-                forms = strip_cue(forms, cue)
-                if aligner.in_text(forms, "unchanged"):
-                    reason = "object_in_unchanged_text_only"
-                elif aligner.in_text(forms, "removed"):
-                    reason = "object_only_in_removed_text"
-                else:
-                    reason = "object_not_in_article"
-                _bump(rejected, group, reason)
-                continue
-        else:
-            if not art.in_month_a:
-                _bump(rejected, group, "article_not_in_month_a")
-                continue
-            found = aligner.find_unchanged(forms, near, cue)
-            if found is None and cue and aligner.find_unchanged(strip_cue(forms, cue), near):
-                _bump(rejected, group, "relation_not_stated")
-                continue
-            if found is None:
-                _bump(rejected, group, "object_in_changed_text_only"
-                      if aligner.in_text(forms, "diff") else "object_not_in_article")
-                continue
+        if changed and not art.diff_rows:
+            _bump(rejected, group, "article_not_in_diffset")
+            continue
+        if not changed and not art.in_month_a:
+            _bump(rejected, group, "article_not_in_month_a")
+            continue
+        find = aligner.find_changed if changed else aligner.find_unchanged
+        found = find(forms, near, cue)
+        if found is None and cue and find(strip_cue(forms, cue), near):
+            _bump(rejected, group, "relation_not_stated")
+            continue
+        if found is None:
+            _bump(rejected, group, _not_found(aligner, forms, cue, changed))
+            continue
         sent, kind, score, surface = found
         rows.append({
             "month_a": months[0], "month_b": months[1], "kind": fact["category"],
@@ -639,11 +614,11 @@ def align_article(art: Article, facts: list[dict], config: AlignConfig,
 # ---------------------------------------------------------------------------------------
 # Map: one factdiff shard -> candidates keyed by page, in runs per (page shard, bucket).
 
-W_CANDIDATES_FIELDS = [("page_id", pa.int64()), ("title", pa.string())]
+CANDIDATE_FIELDS = [("page_id", pa.int64()), ("title", pa.string())]
 
 
 def _candidate_schema(factdiff_schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(n, t) for n, t in W_CANDIDATES_FIELDS]
+    return pa.schema([pa.field(n, t) for n, t in CANDIDATE_FIELDS]
                      + [factdiff_schema.field(c) for c in FACT_COLUMNS])
 
 
@@ -661,9 +636,9 @@ class MapTask:
     excluded_datatypes: tuple[str, ...]
 
 
-def _qid_numbers(col) -> np.ndarray:
-    arr = pc.cast(pc.utf8_slice_codeunits(col, 1), pa.int64())
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+def _id_array(col) -> np.ndarray:
+    """Entity ids 'Q42' -> their numbers, as a numpy array (for searchsorted)."""
+    return np.asarray(id_numbers(col).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def map_factdiff(task: MapTask) -> dict:
@@ -674,7 +649,7 @@ def map_factdiff(task: MapTask) -> dict:
         return done
     t0 = time.perf_counter()
     mp = pq.read_table(task.mapping, columns=["qid", "page_id", "title"])
-    m_qid = _qid_numbers(mp.column("qid"))
+    m_qid = _id_array(mp.column("qid"))
     order = np.argsort(m_qid, kind="stable")
     m_qid = m_qid[order]
     m_page = np.asarray(mp.column("page_id").to_numpy(), dtype=np.int64)[order]
@@ -731,7 +706,7 @@ def map_factdiff(task: MapTask) -> dict:
         out = pc.is_null(t.column("text"))
         _count_reason(counts, group, out, "object_without_text")
         t, group = t.filter(pc.invert(out)), group.filter(pc.invert(out))
-        q = _qid_numbers(t.column("subject"))
+        q = _id_array(t.column("subject"))
         pos = np.searchsorted(m_qid, q)
         pos_c = np.minimum(pos, max(len(m_qid) - 1, 0))
         found = (pos < len(m_qid)) & (m_qid[pos_c] == q) if len(m_qid) else np.zeros(len(q), bool)
@@ -909,8 +884,8 @@ def align_shard(task: ReduceTask) -> dict:
                 tables += [pa.Table.from_batches([readers[path].get_batch(i)]) for i in ids]
             t = pa.concat_tables(tables)
             t = t.take(pc.sort_indices(pa.table({
-                "p": t.column("page_id"), "s": pa.array(_qid_numbers(t.column("subject"))),
-                "r": pa.array(_qid_numbers(t.column("property"))),
+                "p": t.column("page_id"), "s": id_numbers(t.column("subject")),
+                "r": id_numbers(t.column("property")),
                 "id": t.column("statement_id")}),
                 [("p", "ascending"), ("s", "ascending"), ("r", "ascending"),
                  ("id", "ascending")]))
@@ -975,105 +950,103 @@ def _article(page_id: int, diff: _Cursor, removed: _Cursor, snap_a: _Cursor,
 # ---------------------------------------------------------------------------------------
 # The stage.
 
-def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
-    """The manifests of every input, checked, with a message that says how to make a missing one."""
-    fd = require_artifact(data_root.factdiff(month_a, month_b),
-                          f"fact diff {month_a} -> {month_b}",
-                          f"run `twiki factdiff --from {month_a} --to {month_b}` first")
-    mapping = require_artifact(data_root.facts(month_b, "mapping"),
-                               f"page_id <-> QID mapping of {month_b}",
-                               f"run `twiki facts --month {month_b}` (after its snapshot) first")
-    diffset = data_root.diffset(wiki, month_a, month_b)
-    hint = f"run `twiki diff --from {month_a} --to {month_b}` first"
-    ds = require_artifact(diffset, f"{wiki} diffset {month_a} -> {month_b}", hint)
-    rm = require_artifact(diffset.with_name(diffset.name + "_removed"),
-                          f"{wiki} removed text {month_a} -> {month_b}", hint)
-    snaps = {m: require_artifact(data_root.snapshot(wiki, m), f"{wiki} snapshot of {m}",
-                                 f"run `twiki snapshot --month {m}` first")
-             for m in (month_a, month_b)}
-    if fd["shard_count"] != mapping["shard_count"]:
-        raise TwikiError(f"the fact diff has {fd['shard_count']} shards and the mapping of "
-                         f"{month_b} {mapping['shard_count']}: both come from the facts' "
+def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot
+            ) -> dict[str, tuple[Path, dict]]:
+    """Every input's folder and manifest, checked, with a message that says how to make a
+    missing one."""
+    diff_hint = f"run `twiki diff --from {month_a} --to {month_b}` first"
+    wanted = {   # name: (folder, its stage, what it is, how to make it)
+        "factdiff": (data_root.factdiff(month_a, month_b), "factdiff",
+                     f"fact diff {month_a} -> {month_b}",
+                     f"run `twiki factdiff --from {month_a} --to {month_b}` first"),
+        "mapping": (data_root.facts(month_b, "mapping"), "facts.mapping",
+                    f"page_id <-> QID mapping of {month_b}",
+                    f"run `twiki facts --month {month_b}` (after its snapshot) first"),
+        "diffset": (data_root.diffset(wiki, month_a, month_b), "diff",
+                    f"{wiki} diffset {month_a} -> {month_b}", diff_hint),
+        "removed": (data_root.diffset(wiki, month_a, month_b, part="removed"), "diff-removed",
+                    f"{wiki} removed text {month_a} -> {month_b}", diff_hint),
+        **{f"snapshot_{side}": (data_root.snapshot(wiki, m), "extract", f"{wiki} snapshot of {m}",
+                                f"run `twiki snapshot --month {m}` first")
+           for side, m in (("a", month_a), ("b", month_b))},
+    }
+    ins = {name: (folder, require_artifact(folder, what, hint, stage=stage))
+           for name, (folder, stage, what, hint) in wanted.items()}
+    shard_count = {name: m["shard_count"] for name, (_, m) in ins.items()}
+    if shard_count["factdiff"] != shard_count["mapping"]:
+        raise TwikiError(f"the fact diff has {shard_count['factdiff']} shards and the mapping of "
+                         f"{month_b} {shard_count['mapping']}: both come from the facts' "
                          f"--shards; rebuild the facts of both months with the same count")
-    counts = {ds["shard_count"], rm["shard_count"], snaps[month_a]["shard_count"],
-              snaps[month_b]["shard_count"]}
-    if len(counts) != 1:
+    text = {shard_count[name] for name in ("diffset", "removed", "snapshot_a", "snapshot_b")}
+    if len(text) != 1:
         raise TwikiError(f"the snapshots and diffset of {month_a} -> {month_b} have different "
-                         f"shard counts ({sorted(counts)}); rebuild them with one --shards")
-    return {"factdiff": fd, "mapping": mapping, "diffset": ds, "removed": rm,
-            "snapshot_a": snaps[month_a], "snapshot_b": snaps[month_b],
-            "paths": {"factdiff": data_root.factdiff(month_a, month_b),
-                      "mapping": data_root.facts(month_b, "mapping"),
-                      "diffset": diffset, "removed": diffset.with_name(diffset.name + "_removed"),
-                      "snapshot_a": data_root.snapshot(wiki, month_a),
-                      "snapshot_b": data_root.snapshot(wiki, month_b)}}
+                         f"shard counts ({sorted(text)}); rebuild them with one --shards")
+    return ins
+
+
+def _describe(result: StageResult) -> str:
+    aligned, initial = result.report.get("aligned", {}), result.report.get("initial", {})
+    return (f"unchanged {aligned.get('unchanged', 0)} of {initial.get('unchanged', 0)}, "
+            f"changed {aligned.get('changed', 0)} of {initial.get('changed', 0)}")
 
 
 def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
                      data_root: DataRoot | None = None, executor: Executor | None = None,
                      config: AlignConfig = AlignConfig(),
-                     options: AlignOptions = AlignOptions()) -> AlignResult:
+                     options: AlignOptions = AlignOptions()) -> StageResult:
     """Build (or confirm, or repair) data/probes/<A>_<B>/aligned/: the facts of the fact diff
     A -> B stated in month B's text, each with its evidence sentence (see `align_article`)."""
     month_a, month_b = month_pair(month_a, month_b)
     check_wiki(wiki)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
+    data_root, executor = stage_defaults(data_root, executor)
     ins = _inputs(month_a, month_b, wiki, data_root)
-    paths = ins.pop("paths")
-    inputs = {k: m["key"] for k, m in ins.items()}
-    cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
-    shards = ins["snapshot_b"]["shard_count"]
-    root = data_root.probe_pair(month_a, month_b)
-    root.mkdir(parents=True, exist_ok=True)
-    build = ArtifactBuild(root / "aligned", stage=STAGE, stage_version=STAGE_VERSION,
-                          inputs=inputs, config=cfg, shards=shards, schema=ALIGNED_SCHEMA)
-    if build.state == "current":
-        log.info("aligned facts %s -> %s are up to date: nothing to do", month_a, month_b)
-        return AlignResult(build.final, "current", build.manifest)
-    t0 = time.perf_counter()
-    work = data_root.work("probes", f"{month_a}_{month_b}", "align", build.key[:16])
-    work.mkdir(parents=True, exist_ok=True)
-    fshards = ins["factdiff"]["shard_count"]
-    maps = [MapTask(k, str(paths["factdiff"] / shard_name(k)),
-                    str(paths["mapping"] / shard_name(k)), str(work), f"map-{k:05d}", shards,
-                    options.bucket_page_ids,
-                    options.spill_rows, options.compress_work, config.excluded_datatypes)
-            for k in range(fshards)]
-    map_reports = executor.run(map_factdiff, maps, desc=f"align {month_a}->{month_b}: facts",
-                               weights=[(paths["factdiff"] / shard_name(k)).stat().st_size + 1
-                                        for k in range(fshards)], unit="B")
-    t_map = time.perf_counter()
-    names = tuple(f"{m.name}.json" for m in maps)
+    folder = {name: f for name, (f, _) in ins.items()}
+    shards = ins["snapshot_b"][1]["shard_count"]
+    build = ArtifactBuild(data_root.aligned(month_a, month_b), stage=STAGE,
+                          stage_version=STAGE_VERSION,
+                          inputs={name: m["key"] for name, (_, m) in ins.items()},
+                          config={"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)},
+                          shards=shards, schema=ALIGNED_SCHEMA)
+    run = StageRun(f"align {month_a} -> {month_b}", build, data_root=data_root,
+                   executor=executor)
+    if run.current:
+        return run.result(_describe, what="aligned facts")
+    work = run.work("probes", f"{month_a}_{month_b}", "align")
+    factdiff_files = [folder["factdiff"] / shard_name(k)
+                      for k in range(ins["factdiff"][1]["shard_count"])]
+    maps = [MapTask(k, str(path), str(folder["mapping"] / shard_name(k)), str(work),
+                    f"map-{k:05d}", shards, options.bucket_page_ids, options.spill_rows,
+                    options.compress_work, config.excluded_datatypes)
+            for k, path in enumerate(factdiff_files)]
+    map_reports = run.map(map_factdiff, maps, phase="facts", unit="B",
+                          weights=[path.stat().st_size + 1 for path in factdiff_files])
+    map_s = run.seconds()
+    sidecars = tuple(f"{m.name}.json" for m in maps)
     demonyms = work / "demonyms.json"
     if not demonyms.exists():
-        write_json_atomic(demonyms, collect_demonyms(paths["factdiff"], fshards, config))
-    tasks = [ReduceTask(s, str(work), names, str(paths["diffset"] / shard_name(s)),
-                        str(paths["removed"] / shard_name(s)),
-                        str(paths["snapshot_a"] / shard_name(s)),
-                        str(paths["snapshot_b"] / shard_name(s)),
+        write_json_atomic(demonyms, collect_demonyms(folder["factdiff"], len(factdiff_files),
+                                                     config))
+    tasks = [ReduceTask(s, str(work), sidecars, str(folder["diffset"] / shard_name(s)),
+                        str(folder["removed"] / shard_name(s)),
+                        str(folder["snapshot_a"] / shard_name(s)),
+                        str(folder["snapshot_b"] / shard_name(s)),
                         str(build.shard_path(s)), str(work / f"reduce-{s:05d}.json"), config,
                         month_a, month_b, str(demonyms))
              for s in build.pending_shards()]
-    weights = [(paths["snapshot_b"] / shard_name(t.shard)).stat().st_size + 1 for t in tasks]
-    reduce_reports = executor.run(align_shard, tasks, desc=f"align {month_a}->{month_b}: text",
-                                  weights=weights, unit="B")
-    t_end = time.perf_counter()
-    if build.state == "build":
+    weights = [(folder["snapshot_b"] / shard_name(t.shard)).stat().st_size + 1 for t in tasks]
+    reduce_reports = run.map(align_shard, tasks, phase="text", unit="B", weights=weights)
+    reduce_s = run.seconds() - map_s
+    if build.state == "build":   # shards of a killed run were reduced then: all their reports
         reduce_reports = [json.loads((work / f"reduce-{s:05d}.json").read_text())
                           for s in range(shards)]
-    report = _align_report(ins["factdiff"], map_reports, reduce_reports)
     cpu = sum(r["seconds"] for r in map_reports) + sum(r["seconds"] for r in reduce_reports)
     facts_in = sum(r["facts"] for r in reduce_reports)
-    timings = {"map_s": round(t_map - t0, 3), "reduce_s": round(t_end - t_map, 3),
-               "total_s": round(t_end - t0, 3), "workers": executor.workers,
-               "cpu_s": round(cpu, 3), "shards_built": len(tasks),
-               "facts_per_second_per_worker": round(facts_in / cpu, 1) if cpu else None}
-    state = "repaired" if build.state == "repair" else "built"
-    manifest = build.publish(report=report, timings=timings)
-    if not options.keep_work:
-        data_root.remove_work(work)
-    result = AlignResult(build.final, state, manifest)
+    run.publish(_align_report(ins["factdiff"][1], map_reports, reduce_reports),
+                {"map_s": round(map_s, 3), "reduce_s": round(reduce_s, 3),
+                 "cpu_s": round(cpu, 3), "shards_built": len(tasks),
+                 "facts_per_second_per_worker": round(facts_in / cpu, 1) if cpu else None},
+                keep_work=options.keep_work)
+    result = run.result(_describe, what="aligned facts", shards_built=len(tasks))
     log.info("%s", result.summary())
     return result
 

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -32,14 +32,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..engine.artifacts import (MANIFEST, ROW_GROUP_ROWS, ShardWriter, artifact_key, code_version,
-                        drop_temporaries, file_sha256, iter_row_groups, read_manifest,
-                        replace_folder, require_artifact, shard_name, write_json_atomic)
-from .diff import DIFFSET_SCHEMA, DOCUMENT_SCHEMA, iter_documents
+from ..engine.artifacts import (ROW_GROUP_ROWS, ShardWriter, artifact_key, code_version,
+                                iter_row_groups, read_manifest, require_artifact, shard_name)
+from ..engine.executors import Executor
+from ..engine.paths import DataRoot, check_wiki, month_pair, parse_month
+from ..engine.stage import FolderBuild, StageResult, stage_defaults
 from ..errors import ConfigError, TwikiError
-from ..engine.executors import Executor, LocalExecutor
-from ..engine.paths import DataRoot, check_wiki, month_pair, parse_month, previous_month
+from .diff import DIFFSET_SCHEMA
 from .probes import probe_stage_table, rejection_table
+from .training_text import DOCUMENT_SCHEMA, iter_documents
 
 log = logging.getLogger("twiki")
 
@@ -174,17 +175,6 @@ class ExportConfig:
             raise ConfigError(f"file_bytes must be positive, not {self.file_bytes}")
 
 
-def export_name(month_a: str, month_b: str) -> str:
-    """'2016-06' when A is the month before B, else '2015-02_2015-05'."""
-    parse_month(month_a), parse_month(month_b)
-    return month_b if month_a == previous_month(month_b) else f"{month_a}_{month_b}"
-
-
-def export_dir(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    """data/export/<B>/ (or <A>_<B>/): to move into DataRoot as `export(...)`."""
-    return data_root.root / "export" / export_name(month_a, month_b)
-
-
 def task_prefix(wiki: str, name: str) -> str:
     """lm-eval task names: twiki_enwiki_2016_06 (+ _unchanged, _changed)."""
     return f"twiki_{wiki}_{name.replace('-', '_')}"
@@ -279,49 +269,27 @@ def group_shards(manifest: dict, file_bytes: int) -> list[tuple[int, ...]]:
 # ---------------------------------------------------------------------------------------
 # The stage.
 
-@dataclass
-class ExportResult:
-    path: Path
-    state: str                 # "current" (no-op) | "built"
-    manifest: dict = field(default_factory=dict)
-
-    @property
-    def report(self) -> dict:
-        return self.manifest.get("report", {})
-
-    def summary(self) -> str:
-        verb = {"current": "was up to date", "built": "built"}[self.state]
-        counts = self.report.get("rows", {})
-        rows = ", ".join(f"{c} {counts[c]}" for c in CONFIGS if c in counts)
-        return f"export {verb} at {self.path}: {rows}"
-
-
 def _inputs(month_a: str, month_b: str, wiki: str, data_root: DataRoot,
-            config: ExportConfig) -> dict:
+            config: ExportConfig) -> dict[str, tuple[Path, dict]]:
     """Every input's folder and manifest, checked, with a message that says how to make a
     missing one."""
-    snap = data_root.snapshot(wiki, month_b)
-    diffset = data_root.diffset(wiki, month_a, month_b)
-    ins = {
-        "diffset": (diffset, require_artifact(
-            diffset, f"{wiki} diffset {month_a} -> {month_b}",
-            f"run `twiki diff --from {month_a} --to {month_b}` (or `twiki snapshot --month "
-            f"{month_b}`) first")),
-        "snapshot_b": (snap, require_artifact(snap, f"{wiki} snapshot of {month_b}",
-                                              f"run `twiki snapshot --month {month_b}` first")),
+    wanted = {   # name: (folder, its stage, what it is, how to make it)
+        "diffset": (data_root.diffset(wiki, month_a, month_b), "diff",
+                    f"{wiki} diffset {month_a} -> {month_b}",
+                    f"run `twiki diff --from {month_a} --to {month_b}` (or `twiki snapshot "
+                    f"--month {month_b}`) first"),
+        "snapshot_b": (data_root.snapshot(wiki, month_b), "extract",
+                       f"{wiki} snapshot of {month_b}",
+                       f"run `twiki snapshot --month {month_b}` first"),
     }
     if config.probes:
-        probes = data_root.probes(month_a, month_b)
-        ins["probes"] = (probes, require_artifact(
-            probes, f"probes {month_a} -> {month_b}",
-            f"build them first (`twiki probes --from {month_a} --to {month_b}`), or export "
-            f"without them (`twiki export --month {month_b} --no-probes`)"))
-    for name, stage in (("diffset", "diff"), ("snapshot_b", "extract"), ("probes", "probes")):
-        if name in ins and ins[name][1].get("stage") != stage:
-            folder, m = ins[name]
-            raise TwikiError(f"{folder} is a {m.get('stage')!r} artifact, not a {stage!r} one; "
-                             f"delete it and rebuild it")
-    return ins
+        wanted["probes"] = (data_root.probes(month_a, month_b), "probes",
+                            f"probes {month_a} -> {month_b}",
+                            f"build them first (`twiki probes --from {month_a} --to {month_b}`), "
+                            f"or export without them (`twiki export --month {month_b} "
+                            f"--no-probes`)")
+    return {name: (folder, require_artifact(folder, what, hint, stage=stage))
+            for name, (folder, stage, what, hint) in wanted.items()}
 
 
 def _plan(ins: dict, config: ExportConfig) -> dict[str, tuple[Path, list[tuple[int, ...]]]]:
@@ -339,28 +307,33 @@ def _plan(ins: dict, config: ExportConfig) -> dict[str, tuple[Path, list[tuple[i
     return plan
 
 
+def _describe(result: StageResult) -> str:
+    rows = result.report.get("rows", {})
+    return ", ".join(f"{c} {rows[c]}" for c in CONFIGS if c in rows)
+
+
 def export_month(month_b: str, *, month_a: str | None = None, wiki: str = "enwiki",
                  data_root: DataRoot | None = None, executor: Executor | None = None,
-                 config: ExportConfig = ExportConfig()) -> ExportResult:
+                 config: ExportConfig = ExportConfig()) -> StageResult:
     """Build (or confirm) data/export/<B>/ from the diffset, month B's snapshot and the probes
     of A -> B (A: the month before B unless given). Rerunning with the same inputs and config
     is a no-op; a killed run resumes file by file from data/export/<B>.partial/."""
     month_a, month_b = month_pair(month_a, month_b, b_flag="--month")
     check_wiki(wiki)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
+    data_root, executor = stage_defaults(data_root, executor)
     ins = _inputs(month_a, month_b, wiki, data_root, config)
     inputs = {k: m["key"] for k, (_, m) in ins.items()}
     cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
-    key = artifact_key(STAGE, STAGE_VERSION, inputs, cfg)
-    final = export_dir(data_root, month_a, month_b)
-    old = read_manifest(final)
-    if old is not None and old.get("key") == key and _intact(final, old):
+    build = FolderBuild(data_root.export(month_a, month_b),
+                        artifact_key(STAGE, STAGE_VERSION, inputs, cfg))
+    final, staging = build.final, build.staging
+    if build.state == "current":
         log.info("export %s is up to date: nothing to do", final)
-        return ExportResult(final, "current", old)
+        return StageResult(final, "current", build.manifest, "export", _describe)
 
     t0 = time.perf_counter()
-    staging = _staging(final, key)
+    # The card and the lm-eval files are rewritten at the end of every run.
+    shutil.rmtree(staging / LM_EVAL, ignore_errors=True)
     plan = _plan(ins, config)
     tasks, weights = [], []
     for c, (source, groups) in plan.items():
@@ -388,53 +361,22 @@ def export_month(month_b: str, *, month_a: str | None = None, wiki: str = "enwik
                         rows=rows, plan=plan, staging=staging, config=config, prov=prov,
                         ins=ins, lm_eval_tasks=tasks_written)
     (staging / CARD).write_text(card, encoding="utf-8")
-    (staging / "_key").unlink(missing_ok=True)
-    files = [{"file": p.relative_to(staging).as_posix(), "bytes": p.stat().st_size,
-              "sha256": file_sha256(p)}
-             for p in sorted(staging.rglob("*")) if p.is_file() and p.name != MANIFEST]
-    manifest = {
-        "stage": STAGE, "stage_version": STAGE_VERSION, "key": key,
-        "code_version": code_version(),
+    manifest = build.publish({
+        "stage": STAGE, "stage_version": STAGE_VERSION, "code_version": code_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": inputs, "config": cfg,
         "configs": {c: {"split": CONFIGS[c][0], "rows": rows[c],
                         "files": [f"{c}/{shard_name(i)}" for i in range(len(g))]}
                     for c, (_, g) in plan.items()},
-        "provenance": prov, "files": files, "rows": sum(rows.values()),
+        "provenance": prov, "rows": sum(rows.values()),
         "timings": {"files_s": round(t_files - t0, 3),
                     "total_s": round(time.perf_counter() - t0, 3),
                     "workers": executor.workers},
         "report": report,
-    }
-    write_json_atomic(staging / MANIFEST, manifest)
-    replace_folder(staging, final)
-    result = ExportResult(final, "built", manifest)
+    })
+    result = StageResult(final, "built", manifest, "export", _describe)
     log.info("%s", result.summary())
     return result
-
-
-def _staging(final: Path, key: str) -> Path:
-    """data/export/<B>.partial/: resumed when made for the same key, else started afresh."""
-    staging = final.with_name(final.name + ".partial")
-    marker = staging / "_key"
-    if staging.exists() and (not marker.exists() or marker.read_text().strip() != key):
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        marker.write_text(key + "\n")
-    for d in [staging, *(p for p in staging.iterdir() if p.is_dir())]:
-        drop_temporaries(d)
-    # The card and the lm-eval files are rewritten at the end of every run.
-    shutil.rmtree(staging / LM_EVAL, ignore_errors=True)
-    return staging
-
-
-def _intact(folder: Path, manifest: dict) -> bool:
-    """Every file the manifest lists is there with its size (a lost file rebuilds the export)."""
-    try:
-        return all((folder / f["file"]).stat().st_size == f["bytes"] for f in manifest["files"])
-    except (FileNotFoundError, KeyError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------
@@ -942,7 +884,7 @@ def resolve_export(month_or_path: str | os.PathLike, data_root: DataRoot | None 
     if _NAME_RE.match(s):
         for part in s.split("_"):
             parse_month(part)
-        folder = (data_root or DataRoot.default()).root / "export" / s
+        folder = (data_root or DataRoot.default()).exports() / s
     else:
         folder = Path(s)
     if read_manifest(folder) is None:

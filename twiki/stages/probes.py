@@ -24,25 +24,26 @@ import hashlib
 import logging
 import math
 import os
-import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
 
-from .align import (ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE, AlignConfig,
-                    AlignOptions, AlignResult, align_month_pair)
 from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
-                        require_artifact, shard_name, shard_of, sum_counts, write_json_atomic)
-from ..errors import ConfigError, TwikiError
-from ..engine.executors import Executor, LocalExecutor
+                                require_artifact, shard_name, shard_of, sum_counts,
+                                write_json_atomic)
+from ..engine.executors import Executor
 from ..engine.paths import DataRoot, month_pair
-from ..text.normalize import search_form
 from ..engine.shuffle import PartitionedWriter, mark_done, read_partition, task_report
+from ..engine.stage import StageResult, StageRun, stage_defaults
+from ..errors import ConfigError
+from ..sources.wikidata import qid_number
+from ..text.normalize import search_form
+from .align import ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE
 
 log = logging.getLogger("twiki")
 
@@ -220,7 +221,7 @@ def cap_value(share: float, n: int, min_cap: int) -> int:
 # Work files: Arrow IPC of rows, one batch per partition and flush; a JSON sidecar (written
 # last) holds the index and the task's report.
 
-W_SCHEMA = pa.schema(list(ALIGNED_SCHEMA) + [pa.field("priority", pa.uint64())])
+WORK_SCHEMA = pa.schema(list(ALIGNED_SCHEMA) + [pa.field("priority", pa.uint64())])
 
 
 class _Rejects:
@@ -262,7 +263,7 @@ class _PartWriter:
     `ROW_GROUP_ROWS` rows are buffered (so a task holds one buffer, not its shard)."""
 
     def __init__(self, path: Path):
-        self.out = PartitionedWriter(path, W_SCHEMA)
+        self.out = PartitionedWriter(path, WORK_SCHEMA)
         self.rows: list[dict] = []
         self.parts: list[int] = []
 
@@ -274,7 +275,7 @@ class _PartWriter:
 
     def flush(self) -> None:
         if self.rows:
-            self.out.write(pa.Table.from_pylist(self.rows, schema=W_SCHEMA),
+            self.out.write(pa.Table.from_pylist(self.rows, schema=WORK_SCHEMA),
                            np.asarray(self.parts, dtype=np.int64))
             self.rows, self.parts = [], []
 
@@ -293,12 +294,12 @@ def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
 
 def _read_rows(work: Path, sidecars: Iterable[str], part: int) -> list[dict]:
     # each file is read once per partition, a few times a run: not kept open
-    return read_partition(work, tuple(sidecars), "rows", part, W_SCHEMA,
+    return read_partition(work, tuple(sidecars), "rows", part, WORK_SCHEMA,
                           keep_open=False).to_pylist()
 
 
 def _row_order(row: dict) -> tuple:
-    return (row["page_id"], int(row["subject_qid"][1:]), int(row["property"][1:]),
+    return (row["page_id"], qid_number(row["subject_qid"]), qid_number(row["property"]),
             row["statement_id"])
 
 
@@ -491,39 +492,19 @@ def cap_relations(task: PartTask) -> dict:
 # ---------------------------------------------------------------------------------------
 # The stage.
 
-@dataclass
-class ProbesResult:
-    root: Path                 # data/probes/<A>_<B>/
-    state: str                 # "current" | "built" | "repaired"
-    manifest: dict = field(default_factory=dict)
-    align: AlignResult | None = None
-
-    @property
-    def path(self) -> Path:
-        return self.root / "probes"
-
-    @property
-    def report(self) -> dict:
-        return self.manifest.get("report", {})
-
-    def table(self) -> str:
-        return report_markdown(self.report)
-
-    def summary(self) -> str:
-        s = self.report.get("stages", {})
-        f = s.get("heuristic_filtering", {})
-        verb = {"current": "were up to date", "built": "built", "repaired": "repaired"}[self.state]
-        return (f"probes {verb} at {self.path}: Unchanged {f.get('unchanged', 0)}, Changed "
-                f"{f.get('changed', 0)} (aligned {s.get('alignment', {}).get('unchanged', 0)}"
-                f" / {s.get('alignment', {}).get('changed', 0)}); report: "
-                f"{self.root / 'report.md'}")
+def _describe(result: StageResult) -> str:
+    stages = result.report.get("stages", {})
+    final, aligned = stages.get("heuristic_filtering", {}), stages.get("alignment", {})
+    return (f"Unchanged {final.get('unchanged', 0)}, Changed {final.get('changed', 0)} "
+            f"(aligned {aligned.get('unchanged', 0)} / {aligned.get('changed', 0)}); "
+            f"report: {result.parts['report']}")
 
 
 def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                   executor: Executor | None = None, config: FilterConfig = FilterConfig(),
-                  keep_work: bool = False) -> ProbesResult:
+                  keep_work: bool = False) -> StageResult:
     """Build (or confirm, or repair) data/probes/<A>_<B>/probes/ and rejected/<reason>/ from
-    the aligned facts, and write the stage-count report.
+    the aligned facts, and write the stage-count report (report.json, report.md).
 
     Row filters (in this order, the first that fails names the reason): subject or relation
     without an English label; subject and object containing each other (whole words,
@@ -539,97 +520,95 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     max(min_cap, floor(relation_cap * N)) of those left. A cap keeps the rows of lowest seeded
     priority (`priority`): deterministic given the seed, independent of sharding and order."""
     month_a, month_b = month_pair(month_a, month_b)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
-    root = data_root.probe_pair(month_a, month_b)
-    aligned = root / "aligned"
-    am = require_artifact(aligned, f"aligned facts {month_a} -> {month_b}",
-                          f"run `twiki probes --from {month_a} --to {month_b}` (it aligns, "
-                          f"then filters)")
-    if am.get("stage") != ALIGN_STAGE:
-        raise TwikiError(f"{aligned} is a {am.get('stage')!r} artifact, not aligned facts; "
-                         f"delete it and run `twiki probes --from {month_a} --to {month_b}`")
-    shards = am["shard_count"]
-    inputs = {"aligned": am["key"]}
+    data_root, executor = stage_defaults(data_root, executor)
+    aligned = data_root.aligned(month_a, month_b)
+    aligned_manifest = require_artifact(
+        aligned, f"aligned facts {month_a} -> {month_b}",
+        f"run `twiki probes --from {month_a} --to {month_b}` (it aligns, then filters)",
+        stage=ALIGN_STAGE)
+    shards = aligned_manifest["shard_count"]
+    inputs = {"aligned": aligned_manifest["key"]}
     cfg = {"from": month_a, "to": month_b, **asdict(config)}
-    builds = {r: ArtifactBuild(root / "rejected" / r, stage=f"{STAGE}.rejected", stage_version=
-                               STAGE_VERSION, inputs=inputs, config={**cfg, "reason": r},
-                               shards=shards, schema=REJECTED_SCHEMA) for r in REASONS}
-    probes = ArtifactBuild(root / "probes", stage=STAGE, stage_version=STAGE_VERSION,
-                           inputs=inputs, config=cfg, shards=shards, schema=PROBES_SCHEMA)
-    everything = [*builds.values(), probes]
-    if all(b.state == "current" for b in everything):
-        log.info("probes %s -> %s are up to date: nothing to do", month_a, month_b)
-        return ProbesResult(root, "current", probes.manifest)
-    (root / "rejected").mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    work = data_root.work("probes", f"{month_a}_{month_b}", "filter", probes.key[:16])
-    work.mkdir(parents=True, exist_ok=True)
-    pending = {r: set(b.pending_shards()) for r, b in builds.items()}
+    rejected = {r: ArtifactBuild(data_root.rejected(month_a, month_b, r),
+                                 stage=f"{STAGE}.rejected", stage_version=STAGE_VERSION,
+                                 inputs=inputs, config={**cfg, "reason": r}, shards=shards,
+                                 schema=REJECTED_SCHEMA) for r in REASONS}
+    probes = ArtifactBuild(data_root.probes(month_a, month_b), stage=STAGE,
+                           stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
+                           shards=shards, schema=PROBES_SCHEMA)
+    run = StageRun(f"probes {month_a} -> {month_b}", probes, *rejected.values(),
+                   data_root=data_root, executor=executor)
+    folder = data_root.probe_pair(month_a, month_b)
+    parts = {"rejected": data_root.rejected(month_a, month_b), "report": folder / "report.md"}
+    if run.current:
+        return run.result(_describe, what="probes", parts=parts)
+    work = run.work("probes", f"{month_a}_{month_b}", "filter")
+    pending = {r: set(b.pending_shards()) for r, b in rejected.items()}
 
     def outs(reasons, s):
-        return {r: (str(builds[r].shard_path(s)) if s in pending[r] else None) for r in reasons}
+        return {r: (str(rejected[r].shard_path(s)) if s in pending[r] else None)
+                for r in reasons}
 
-    row_reasons = [r for r in ROW_REASONS]
-    r1 = executor.run(filter_rows, [
-        RowsTask(s, str(aligned / shard_name(s)), str(work), shards, outs(row_reasons, s), config)
-        for s in range(shards)], desc=f"probes {month_a}->{month_b}: filters", unit="shard")
-    side1 = tuple(f"rows-{s:05d}.json" for s in range(shards))
-    r2 = executor.run(dedupe_part, [
-        PartTask(d, str(work), side1, outs(["ambiguous_relation", "duplicate"], d),
+    rows_reports = run.map(filter_rows, [
+        RowsTask(s, str(aligned / shard_name(s)), str(work), shards, outs(ROW_REASONS, s),
+                 config) for s in range(shards)], phase="filters")
+    rows_sidecars = tuple(f"rows-{s:05d}.json" for s in range(shards))
+    dedupe_reports = run.map(dedupe_part, [
+        PartTask(d, str(work), rows_sidecars, outs(["ambiguous_relation", "duplicate"], d),
                  {"drop_ambiguous": config.drop_ambiguous}) for d in range(shards)],
-        desc=f"probes {month_a}->{month_b}: dedupe", unit="part")
-    n = {g: sum(r["kept"].get(g, 0) for r in r2) for g in SETS}
+        phase="dedupe", unit="part")
+    n = {g: sum(r["kept"].get(g, 0) for r in dedupe_reports) for g in SETS}
     subject_cap = {g: cap_value(config.subject_cap, n[g], config.min_cap) for g in SETS}
     relation_cap = {g: cap_value(config.relation_cap, n[g], config.min_cap) for g in SETS}
-    rel_counts = sum_counts(r["relations"] for r in r2)
+    rel_counts = sum_counts(r["relations"] for r in dedupe_reports)
     watched = {g: sorted(rel for rel, c in rel_counts.get(g, {}).items()
                          if c > relation_cap[g]) for g in SETS}
-    side2 = tuple(f"dedupe-{d:05d}.json" for d in range(shards))
-    r3 = executor.run(cap_subjects, [
-        PartTask(d, str(work), (side2[d],), outs(["subject_cap"], d),
+    subject_reports = run.map(cap_subjects, [
+        PartTask(d, str(work), (f"dedupe-{d:05d}.json",), outs(["subject_cap"], d),
                  {"subject": subject_cap, "watched": watched}) for d in range(shards)],
-        desc=f"probes {month_a}->{month_b}: subject caps", unit="part")
+        phase="subject caps", unit="part")
     thresholds: dict = {}
     for g in SETS:
         for rel in watched[g]:
-            p = np.array([x for r in r3 for x in r["priorities"].get(g, {}).get(rel, [])],
-                         dtype=np.uint64)
+            p = np.array([x for r in subject_reports
+                          for x in r["priorities"].get(g, {}).get(rel, [])], dtype=np.uint64)
             if len(p) > relation_cap[g]:
                 thresholds.setdefault(g, {})[rel] = int(np.partition(
                     p, relation_cap[g] - 1)[relation_cap[g] - 1])
-    pend_p = set(probes.pending_shards())
-    r4 = executor.run(cap_relations, [
+    pending_probes = set(probes.pending_shards())
+    relation_reports = run.map(cap_relations, [
         PartTask(d, str(work), (f"subject-{d:05d}.json",), outs(["relation_cap"], d),
                  {"relation": thresholds},
-                 str(probes.shard_path(d)) if d in pend_p else None) for d in range(shards)],
-        desc=f"probes {month_a}->{month_b}: relation caps", unit="part")
-    t_end = time.perf_counter()
-    report = _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config)
-    timings = {"total_s": round(t_end - t0, 3), "workers": executor.workers}
-    states = {b.state for b in everything}
-    for b in builds.values():
-        b.publish(report={"reason": b.config["reason"]}, timings=timings)
-    manifest = probes.publish(report=report, timings=timings)
-    state = "built" if "build" in states else "repaired"
-    write_json_atomic(root / "report.json", manifest["report"])
-    tmp = root / ".report.md.tmp"
-    tmp.write_text(report_markdown(manifest["report"]))
-    os.replace(tmp, root / "report.md")
-    if not keep_work:
-        data_root.remove_work(work)
-    result = ProbesResult(root, state, manifest)
+                 str(probes.shard_path(d)) if d in pending_probes else None)
+        for d in range(shards)], phase="relation caps", unit="part")
+    caps = {g: {"n": n[g], "subject_cap": subject_cap[g], "relation_cap": relation_cap[g]}
+            for g in SETS}
+    report = _filter_report(aligned_manifest, {
+        "filters": rows_reports, "dedupe": dedupe_reports, "subject caps": subject_reports,
+        "relation caps": relation_reports}, caps, config)
+    run.publish(report, companion_report=lambda b: {"reason": b.config["reason"]},
+                keep_work=keep_work)
+    published = probes.manifest["report"]
+    write_json_atomic(folder / "report.json", published)
+    tmp = folder / ".report.md.tmp"
+    tmp.write_text(probes_markdown(published))
+    os.replace(tmp, folder / "report.md")
+    result = run.result(_describe, what="probes", parts=parts)
     log.info("%s", result.summary())
     return result
 
 
-def _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config) -> dict:
-    ar = am.get("report", {})
-    rejected = sum_counts(r["rejected"] for r in [*r1, *r2, *r3, *r4])
-    probes = sum_counts(r["probes"] for r in r4)
+def _filter_report(aligned_manifest: dict, phases: dict[str, list[dict]], caps: dict,
+                   config: FilterConfig) -> dict:
+    """The stage's report, from the aligned facts' report and every phase's task reports:
+    the counts of each stage in the paper's form, rejections by reason, the caps, leakage,
+    match kinds and top relations, per probe set."""
+    ar = aligned_manifest.get("report", {})
+    rejected = sum_counts(r["rejected"] for reports in phases.values() for r in reports)
+    probes = sum_counts(r["probes"] for r in phases["relation caps"])
     final = {g: sum(probes.get(g, {}).get("kinds", {}).values()) for g in SETS}
-    leak_a = sum_counts(r["leakage_aligned"] for r in r1)
-    pc = probes.get("changed", {})
+    leak_a = sum_counts(r["leakage_aligned"] for r in phases["filters"])
+    changed_probes = probes.get("changed", {})
     changed = final["changed"]
 
     def rate(k, d, total):
@@ -643,17 +622,17 @@ def _report(am, r1, r2, r3, r4, n, subject_cap, relation_cap, config) -> dict:
         },
         "kinds": {k: v for g in SETS for k, v in probes.get(g, {}).get("kinds", {}).items()},
         "rejected": {"alignment": ar.get("rejected", {}), "filter": rejected},
-        "caps": {g: {"n": n[g], "subject_cap": subject_cap[g], "relation_cap": relation_cap[g]}
-                 for g in SETS},
+        "caps": caps,
         "leakage": {
             "aligned_changed": leak_a.get("changed", 0),
             "aligned_object_in_month_a": leak_a.get("object_in_month_a", 0),
             "aligned_evidence_not_in_diffset": leak_a.get("evidence_not_in_diffset", 0),
             "aligned_rate": rate("either", leak_a, leak_a.get("changed", 0)),
-            "probes_object_in_month_a": pc.get("object_in_month_a", 0),
-            "probes_evidence_not_in_diffset": pc.get("evidence_not_in_diffset", 0),
-            "probes_object_in_month_a_rate": rate("object_in_month_a", pc, changed),
-            "probes_evidence_not_in_diffset_rate": rate("evidence_not_in_diffset", pc, changed),
+            "probes_object_in_month_a": changed_probes.get("object_in_month_a", 0),
+            "probes_evidence_not_in_diffset": changed_probes.get("evidence_not_in_diffset", 0),
+            "probes_object_in_month_a_rate": rate("object_in_month_a", changed_probes, changed),
+            "probes_evidence_not_in_diffset_rate": rate("evidence_not_in_diffset",
+                                                        changed_probes, changed),
             "dropped": config.drop_leaked,
         },
         "match_kinds": {g: probes.get(g, {}).get("match_kinds", {}) for g in SETS},
@@ -684,14 +663,14 @@ def rejection_table(probes_report: dict) -> list[str]:
     for where in ("alignment", "filter"):
         reasons = sorted({r for g in SETS for r in rej.get(where, {}).get(g, {})})
         for r in reasons:
-            lines.append(f"| {where} | `{r}` | {_count(rej[where].get('unchanged', {}).get(r, 0))} "
-                         f"| {_count(rej[where].get('changed', {}).get(r, 0))} |")
+            un, ch = (rej[where].get(g, {}).get(r, 0) for g in SETS)
+            lines.append(f"| {where} | `{r}` | {_count(un)} | {_count(ch)} |")
     if len(lines) == 2:
         lines.append("| — | none | 0 | 0 |")
     return lines
 
 
-def report_markdown(report: dict) -> str:
+def probes_markdown(report: dict) -> str:
     """The stage-count table in the form of TemporalWiki's, then rejections and top relations."""
     lines = probe_stage_table(report) + [""] + rejection_table(report)
     lk = report.get("leakage", {})
@@ -705,18 +684,3 @@ def report_markdown(report: dict) -> str:
         if top:
             lines += ["", f"Top relations, {g}: " + ", ".join(f"{r} {c}" for r, c in top)]
     return "\n".join(lines) + "\n"
-
-
-def build_probes(month_a: str, month_b: str, *, wiki: str = "enwiki",
-                 data_root: DataRoot | None = None, executor: Executor | None = None,
-                 align_config: AlignConfig = AlignConfig(),
-                 align_options: AlignOptions = AlignOptions(),
-                 config: FilterConfig = FilterConfig()) -> ProbesResult:
-    """Align, then filter: data/probes/<A>_<B>/ from the fact diff and the diffset."""
-    data_root = data_root or DataRoot.default()
-    aligned = align_month_pair(month_a, month_b, wiki=wiki, data_root=data_root,
-                               executor=executor, config=align_config, options=align_options)
-    result = filter_probes(month_a, month_b, data_root=data_root, executor=executor,
-                           config=config)
-    result.align = aligned
-    return result

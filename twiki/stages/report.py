@@ -6,7 +6,8 @@ aligned facts, probes and export of A -> B, the probes' relations, and the diffs
 of every other month pair under the data root (the trend). Writes data/reports/<B>/:
   report.md     stage counts, diffset share, the probes table in the paper's form, rejections
                 per reason, relations of the probes, the month-over-month trend
-  report.json   the same numbers (and the key that makes a rerun with the same ones a no-op)
+  report.json   the same numbers, the key that makes a rerun with the same ones a no-op, and
+                the other files' checksums (written last: the folder's manifest)
   probes.png    probes per stage and relation distribution;  trend.png  (two months or more)
 The folder is rewritten whole when a number changes (a new month changes the trend), which is
 why it is not part of the export (an artifact that never changes once made).
@@ -14,19 +15,17 @@ why it is not part of the export (an artifact that never changes once made).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import shutil
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.artifacts import (MANIFEST, artifact_key, code_version, iter_row_groups, read_manifest,
-                        replace_folder, write_json_atomic)
-from ..errors import TwikiError
+from ..engine.artifacts import MANIFEST, artifact_key, code_version, iter_row_groups, read_manifest
 from ..engine.paths import DataRoot, check_wiki, month_pair, previous_month
-from .probes import probe_stage_table, rejection_table
+from ..engine.stage import FolderBuild, StageResult
+from ..errors import TwikiError
+from .export import CONFIGS as EXPORT_CONFIGS
+from .probes import SETS, probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
 
@@ -34,23 +33,19 @@ STAGE = "report"
 # Bump when the report's content or plots change: reports are rewritten.
 STAGE_VERSION = 1
 
-SETS = ("unchanged", "changed")
 SET_NAMES = {"unchanged": "Unchanged", "changed": "Changed"}
+REPORT_JSON = "report.json"
+"""The report's numbers, its key and its files' checksums: the folder's manifest."""
 TOP_RELATIONS = 15
 """Relations shown in the table and the plot (the rest are summed as 'other')."""
 _PAIR_RE = re.compile(r"^(\d{4}-\d{2})_(\d{4}-\d{2})$")
 
 
-def report_dir(data_root: DataRoot, month_a: str, month_b: str) -> Path:
-    """data/reports/<B>/ (or <A>_<B>/ when A is not the month before B): to move into DataRoot."""
-    from .export import export_name
-    return data_root.root / "reports" / export_name(month_a, month_b)
-
-
 # ---------------------------------------------------------------------------------------
 # Gathering the numbers.
 
-def _report(folder: Path) -> dict | None:
+def _artifact_numbers(folder: Path) -> dict | None:
+    """An artifact's rows, key, report and inputs, from its manifest (None: not built)."""
     m = read_manifest(folder)
     return None if m is None else {"rows": m.get("rows"), "key": m.get("key"),
                                    "report": m.get("report", {}), "inputs": m.get("inputs", {})}
@@ -70,28 +65,26 @@ def relation_counts(probes: Path) -> dict[str, dict[str, int]]:
 
 def month_numbers(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dict:
     """Every count of the month pair's stages, None where a stage has not been built."""
-    from .export import export_dir
     snaps = {}
     for m in (month_a, month_b):
-        r = _report(data_root.snapshot(wiki, m))
+        r = _artifact_numbers(data_root.snapshot(wiki, m))
         snaps[m] = None if r is None else {
             "articles": r["rows"], "run": r["inputs"].get("run"),
             **{k: r["report"].get("counts", {}).get(k) for k in
                ("redirects", "failed", "paragraphs", "clean_chars", "reused", "cleaned")}}
     facts = {}
     for m in (month_a, month_b):
-        f = _report(data_root.facts(m))
-        mp = _report(data_root.facts(m, "mapping"))
+        f = _artifact_numbers(data_root.facts(m))
+        mp = _artifact_numbers(data_root.facts(m, "mapping"))
         facts[m] = None if f is None else {
             "facts": f["rows"], "items": f["report"].get("counts", {}).get("items_kept"),
             "properties": f["report"].get("counts", {}).get("properties"),
             "mapped_pages": mp["rows"] if mp else None}
-    diffset = _report(data_root.diffset(wiki, month_a, month_b))
-    factdiff = _report(data_root.factdiff(month_a, month_b))
-    probes_root = data_root.probe_pair(month_a, month_b)
-    aligned = _report(probes_root / "aligned")
-    probes = _report(probes_root / "probes")
-    export = read_manifest(export_dir(data_root, month_a, month_b))
+    diffset = _artifact_numbers(data_root.diffset(wiki, month_a, month_b))
+    factdiff = _artifact_numbers(data_root.factdiff(month_a, month_b))
+    aligned = _artifact_numbers(data_root.aligned(month_a, month_b))
+    probes = _artifact_numbers(data_root.probes(month_a, month_b))
+    export = read_manifest(data_root.export(month_a, month_b))
     return {
         "wiki": wiki, "month_a": month_a, "month_b": month_b,
         "snapshots": snaps,
@@ -100,7 +93,7 @@ def month_numbers(month_a: str, month_b: str, wiki: str, data_root: DataRoot) ->
         "factdiff": factdiff["report"].get("counts") if factdiff else None,
         "alignment": aligned["report"] if aligned else None,
         "probes": probes["report"] if probes else None,
-        "relations": relation_counts(probes_root / "probes") if probes else None,
+        "relations": relation_counts(data_root.probes(month_a, month_b)) if probes else None,
         "export": ({c: v["rows"] for c, v in export.get("configs", {}).items()}
                    if export else None),
     }
@@ -109,7 +102,7 @@ def month_numbers(month_a: str, month_b: str, wiki: str, data_root: DataRoot) ->
 def month_pairs(data_root: DataRoot, wiki: str, until: str) -> list[tuple[str, str]]:
     """The month pairs with a diffset, up to month `until`: one per month B (A = the month
     before B when that pair exists, else the latest A), in month order."""
-    folder = data_root.root / "diffsets" / check_wiki(wiki)
+    folder = data_root.diffsets(wiki)
     by_b: dict[str, list[str]] = {}
     for d in folder.iterdir() if folder.is_dir() else ():
         m = _PAIR_RE.match(d.name)
@@ -150,6 +143,11 @@ def _n(v) -> str:
     return "—" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
 
 
+def _slashed(*counts) -> str:
+    """Counts of one table cell: '1,234 / 56 / —'."""
+    return " / ".join(_n(v) for v in counts)
+
+
 def _pct(v) -> str:
     return "—" if v is None else f"{v:.1%}"
 
@@ -175,16 +173,17 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
             out.append(f"| snapshot {m} (dump run {s['run'] or '?'}): articles | "
                        f"{_n(s['articles'])} |")
             out.append(f"| snapshot {m}: redirects skipped / pages failed | "
-                       f"{_n(s['redirects'])} / {_n(s['failed'])} |")
+                       f"{_slashed(s['redirects'], s['failed'])} |")
         else:
             out.append(f"| snapshot {m} | — |")
     d = nums["diffset"]
     if d:
         p, dd, sh = d.get("pages", {}), d.get("diffset", {}), d.get("share_of_snapshot", {})
-        out += [f"| pages unchanged / edited / new / deleted | {_n(p.get('unchanged'))} / "
-                f"{_n(p.get('edited'))} / {_n(p.get('new'))} / {_n(p.get('deleted'))} |",
+        out += ["| pages unchanged / edited / new / deleted | "
+                + _slashed(*(p.get(k) for k in ("unchanged", "edited", "new", "deleted"))) + " |",
                 f"| diffset articles (new + changed) | {_n(dd.get('articles'))} "
-                f"({_n(dd.get('new_articles'))} + {_n(dd.get('changed_articles'))}) |",
+                f"({_n(dd.get('new_articles'))} + "
+                f"{_n(dd.get('changed_articles'))}) |",
                 f"| diffset characters | {_n(dd.get('chars'))} |",
                 f"| **diffset share of the snapshot**: articles / characters | "
                 f"**{_pct(sh.get('articles'))}** / **{_pct(sh.get('chars'))}** |"]
@@ -193,22 +192,19 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
     for m in (a, b):
         f = nums["facts"][m]
         out.append(f"| Wikidata {m}: facts / items / pages mapped to items | "
-                   + (f"{_n(f['facts'])} / {_n(f['items'])} / {_n(f['mapped_pages'])} |"
-                      if f else "— |"))
+                   + (f"{_slashed(f['facts'], f['items'], f['mapped_pages'])} |" if f else "— |"))
     fd = nums["factdiff"]
     out.append("| fact diff: unchanged / new / updated / removed | " + (
-        " / ".join(_n(fd.get(k)) for k in ("unchanged", "new", "updated", "removed")) + " |"
+        _slashed(*(fd.get(k) for k in ("unchanged", "new", "updated", "removed"))) + " |"
         if fd else "— |"))
     al = nums["alignment"]
     if al:
         out.append(f"| aligned facts: Unchanged / Changed | "
-                   f"{_n(al.get('aligned', {}).get('unchanged'))} / "
-                   f"{_n(al.get('aligned', {}).get('changed'))} |")
+                   f"{_slashed(*(al.get('aligned', {}).get(g) for g in SETS))} |")
     if nums["export"]:
-        from .export import CONFIGS
-        ex = [c for c in CONFIGS if c in nums["export"]]
+        ex = [c for c in EXPORT_CONFIGS if c in nums["export"]]
         out.append("| export rows: " + ", ".join(ex) + " | "
-                   + " / ".join(_n(nums["export"][c]) for c in ex) + " |")
+                   + _slashed(*(nums["export"][c] for c in ex)) + " |")
     out += [""]
     pr = nums["probes"]
     out += ["## TWiki-Probes", ""]
@@ -219,10 +215,10 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
         out += rejection_table(pr) + [""]
         lk = pr.get("leakage", {})
         if lk:
+            leaked = _slashed(lk.get("probes_object_in_month_a"),
+                              lk.get("probes_evidence_not_in_diffset"))
             out += [f"Leakage (Changed probes whose object month A's article already had, or "
-                    f"whose evidence is not wholly diff text): "
-                    f"{_n(lk.get('probes_object_in_month_a'))} / "
-                    f"{_n(lk.get('probes_evidence_not_in_diffset'))} of the probes, "
+                    f"whose evidence is not wholly diff text): {leaked} of the probes, "
                     f"{'dropped' if lk.get('dropped') else 'kept and flagged'}.", ""]
         out += ["### Relations of the probes", ""]
         top = _top_relations(nums["relations"] or {})
@@ -249,9 +245,9 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
     for r in trend:
         out.append(f"| {r['month_b']} ({r['month_a']}) | {_n(r['articles'])} | "
                    f"{_n(r['diffset_articles'])} | {_pct(r['share_articles'])} | "
-                   f"{_pct(r['share_chars'])} | {_n(r['facts_unchanged'])} / "
-                   f"{_n(r['facts_changed'])} | {_n(r['probes_unchanged'])} / "
-                   f"{_n(r['probes_changed'])} |")
+                   f"{_pct(r['share_chars'])} | "
+                   f"{_slashed(r['facts_unchanged'], r['facts_changed'])} | "
+                   f"{_slashed(r['probes_unchanged'], r['probes_changed'])} |")
     out.append("")
     if "trend.png" in plots:
         out += ["![month over month](trend.png)", ""]
@@ -375,19 +371,12 @@ def plot_trend(trend: list[dict], path: Path) -> bool:
 # ---------------------------------------------------------------------------------------
 # The step.
 
-@dataclass
-class ReportResult:
-    path: Path                 # data/reports/<B>/
-    state: str                 # "current" (no-op) | "built"
-    numbers: dict = field(default_factory=dict)
-
-    def summary(self) -> str:
-        verb = {"current": "was up to date", "built": "written"}[self.state]
-        return f"report {verb}: {self.path / 'report.md'}"
+def _describe(result: StageResult) -> str:
+    return ", ".join(["report.md", REPORT_JSON, *result.manifest.get("plots", [])])
 
 
 def write_report(month_b: str, *, month_a: str | None = None, wiki: str = "enwiki",
-                 data_root: DataRoot | None = None) -> ReportResult:
+                 data_root: DataRoot | None = None) -> StageResult:
     """Write data/reports/<B>/ (report.md, report.json, probes.png, trend.png) from what the
     data root holds for A -> B and every month pair up to B. A no-op when no number changed."""
     month_a, month_b = month_pair(month_a, month_b, b_flag="--month")
@@ -404,26 +393,17 @@ def write_report(month_b: str, *, month_a: str | None = None, wiki: str = "enwik
     trend = [trend_row(a, b, wiki, data_root) for a, b in pairs]
     key = artifact_key(STAGE, STAGE_VERSION, {"numbers": nums, "trend": trend},
                        {"code_version": code_version()})
-    final = report_dir(data_root, month_a, month_b)
-    try:
-        old = json.loads((final / "report.json").read_text())
-    except (OSError, ValueError):
-        old = None
-    if old is not None and old.get("key") == key and (final / "report.md").exists():
-        log.info("report %s is up to date: nothing to do", final)
-        return ReportResult(final, "current", nums)
-    staging = final.with_name(final.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    build = FolderBuild(data_root.report(month_a, month_b), key, manifest=REPORT_JSON,
+                        resume=False)
+    if build.state == "current":
+        log.info("report %s is up to date: nothing to do", build.final)
+        return StageResult(build.final, "current", build.manifest, "report", _describe)
+    staging = build.staging
     plots = [name for name, ok in (("probes.png", plot_probes(nums, staging / "probes.png")),
                                    ("trend.png", plot_trend(trend, staging / "trend.png"))) if ok]
     (staging / "report.md").write_text(report_markdown(nums, trend, plots), encoding="utf-8")
-    write_json_atomic(staging / "report.json", {"key": key, "stage": STAGE,
-                                                "stage_version": STAGE_VERSION,
-                                                "numbers": nums, "trend": trend,
-                                                "plots": plots})
-    replace_folder(staging, final)
-    log.info("report of %s -> %s written to %s", month_a, month_b, final / "report.md")
-    return ReportResult(final, "built", nums)
-
+    manifest = build.publish({"stage": STAGE, "stage_version": STAGE_VERSION, "numbers": nums,
+                              "trend": trend, "plots": plots})
+    result = StageResult(build.final, "built", manifest, "report", _describe)
+    log.info("%s", result.summary())
+    return result
