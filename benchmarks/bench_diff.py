@@ -29,10 +29,11 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_of  # noqa: E402
+from twiki.engine.paths import DataRoot  # noqa: E402
 from twiki.stages.diff import diff_article  # noqa: E402
 from twiki.text.normalize import compare_key  # noqa: E402
 from twiki.text.sentences import split_sentences  # noqa: E402
-from twiki.stages.extract import SCHEMA  # noqa: E402
+from twiki.stages.extract import SCHEMA, STAGE as EXTRACT_STAGE  # noqa: E402
 from twiki.text.wikitext import clean_wikitext  # noqa: E402
 
 SEED = 20220101
@@ -72,6 +73,23 @@ def _multi_sentence(paras: Article, rng: random.Random) -> int | None:
     return rng.choice(idx) if idx else None
 
 
+def _pick_sentence(paras: Article, rng: random.Random) -> tuple[int, int, list[str]] | None:
+    """(paragraph, sentence, that paragraph's sentences) of a random sentence in a paragraph
+    of two sentences or more; None when the article has no such paragraph."""
+    i = _multi_sentence(paras, rng)
+    if i is None:
+        return None
+    sents = split_sentences(paras[i][1])
+    return i, rng.randrange(len(sents)), sents
+
+
+def _with_text(paras: Article, i: int, text: str) -> Article:
+    """The article with paragraph i's text replaced (its section kept)."""
+    out = list(paras)
+    out[i] = (paras[i][0], text)
+    return out
+
+
 def _set_sentence(paras: Article, i: int, k: int, sentence: str | None) -> Article:
     s, t = paras[i]
     sents = split_sentences(t)
@@ -98,29 +116,24 @@ def insert_paragraph(where):
 
 def add_sentence(paras, rng, donor):
     i = rng.randrange(len(paras))
-    s, t = paras[i]
+    t = paras[i][1]
     new = donor.sentence(rng)
-    out = list(paras)
-    out[i] = (s, f"{t} {new}" if rng.random() < 0.7 else f"{new} {t}")
-    return out, [new]
+    return _with_text(paras, i, f"{t} {new}" if rng.random() < 0.7 else f"{new} {t}"), [new]
 
 
 def replace_sentence(paras, rng, donor):
-    i = _multi_sentence(paras, rng)
-    if i is None:
+    if (picked := _pick_sentence(paras, rng)) is None:
         return paras, []
-    k = rng.randrange(len(split_sentences(paras[i][1])))
+    i, k, _ = picked
     new = donor.sentence(rng)
     return _set_sentence(paras, i, k, new), [new]
 
 
 def change_word(paras, rng, donor):
     """One word (or number) of a sentence changed: the TemporalWiki 'updated fact' case."""
-    i = _multi_sentence(paras, rng)
-    if i is None:
+    if (picked := _pick_sentence(paras, rng)) is None:
         return paras, []
-    sents = split_sentences(paras[i][1])
-    k = rng.randrange(len(sents))
+    i, k, sents = picked
     sent = sents[k]
     numbers = list(_NUMBER.finditer(sent))
     words = [m for m in _WORD.finditer(sent) if m.start() > 0]
@@ -138,11 +151,9 @@ def change_word(paras, rng, donor):
 
 def truncate_sentence(paras, rng, donor):
     """The end of a sentence cut ("... CEO of Y until 2019." -> "... CEO of Y.")."""
-    i = _multi_sentence(paras, rng)
-    if i is None:
+    if (picked := _pick_sentence(paras, rng)) is None:
         return paras, []
-    sents = split_sentences(paras[i][1])
-    k = rng.randrange(len(sents))
+    i, k, sents = picked
     words = sents[k].rstrip(".!?\"')").split()
     if len(words) < 6:
         return paras, []
@@ -151,10 +162,10 @@ def truncate_sentence(paras, rng, donor):
 
 
 def delete_sentence(paras, rng, donor):
-    i = _multi_sentence(paras, rng)
-    if i is None:
+    if (picked := _pick_sentence(paras, rng)) is None:
         return paras, []
-    return _set_sentence(paras, i, rng.randrange(len(split_sentences(paras[i][1]))), None), []
+    i, k, _ = picked
+    return _set_sentence(paras, i, k, None), []
 
 
 def delete_paragraph(paras, rng, donor):
@@ -187,21 +198,19 @@ def merge_paragraphs(paras, rng, donor):
 
 def whitespace(paras, rng, donor):
     i = rng.randrange(len(paras))
-    s, t = paras[i]
+    t = paras[i][1]
     spaces = [m.start() for m in re.finditer(" ", t)]
     if not spaces:
         return paras, []
     p = rng.choice(spaces)
     kind = rng.randrange(3)
-    t = t[:p] + ("  " if kind == 0 else "" if kind == 1 else " \u00a0") + t[p + 1:]
-    out = list(paras)
-    out[i] = (s, t)
-    return out, []
+    space = "  " if kind == 0 else "" if kind == 1 else " \u00a0"
+    return _with_text(paras, i, t[:p] + space + t[p + 1:]), []
 
 
 def punctuation(paras, rng, donor):
     i = rng.randrange(len(paras))
-    s, t = paras[i]
+    t = paras[i][1]
     marks = [m.start() for m in re.finditer(r"[,;:]|\.(?= [A-Z])", t)]
     if marks and rng.random() < 0.6:
         p = rng.choice(marks)  # a comma dropped, or a full stop made a semicolon
@@ -212,21 +221,17 @@ def punctuation(paras, rng, donor):
             return paras, []
         p = rng.choice(spaces)
         t = t[:p] + "," + t[p:]
-    out = list(paras)
-    out[i] = (s, t)
-    return out, []
+    return _with_text(paras, i, t), []
 
 
 def case(paras, rng, donor):
     i = rng.randrange(len(paras))
-    s, t = paras[i]
+    t = paras[i][1]
     words = list(re.finditer(r"\b[a-z]{4,}\b", t))
     if not words:
         return paras, []
     m = rng.choice(words)
-    out = list(paras)
-    out[i] = (s, t[:m.start()] + m.group().capitalize() + t[m.end():])
-    return out, []
+    return _with_text(paras, i, t[:m.start()] + m.group().capitalize() + t[m.end():]), []
 
 
 ADDING = [insert_paragraph("start"), insert_paragraph("middle"), insert_paragraph("end"),
@@ -336,7 +341,7 @@ def write_month_pair(root: Path, articles: list[Article], pages: int, seed: int 
     stats = {"pages_a": 0, "pages_b": 0, "edited": 0, "new": 0, "deleted": 0}
     new_ids = range(pages, pages + int(pages * NEW_SHARE))
     for month, is_b in (("2000-01", False), ("2000-02", True)):
-        build = ArtifactBuild(root / "snapshots" / "enwiki" / month, stage="extract",
+        build = ArtifactBuild(DataRoot(root).snapshot("enwiki", month), stage=EXTRACT_STAGE,
                               stage_version=1, inputs={"synthetic": pages, "seed": seed},
                               config={"month": month}, shards=SHARDS, schema=SCHEMA)
         chars = 0

@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
+from tests.mirror_kit import REPO, SAMPLE_MIRROR, build_run, write_listing
+
 MONTH, NEXT = "2016-05", "2016-06"
 
 # One full month, as published (orders of magnitude from the dumps of 2024-2026; the figures
@@ -52,7 +52,6 @@ DEFAULT_CHANGED = 0.10
 def two_month_mirror(work: Path, replicas: int) -> Path:
     """The sample pages x`replicas` as month 2016-05 and, unchanged, as 2016-06."""
     from benchmarks.bench import _sample_tag, replicate, sample_pages
-    from benchmarks.build_sample_mirror import build_run, write_listing
     mirror = work / f"mirror-2m-{_sample_tag()}-x{replicas}"  # named after the sample
     if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
         return mirror
@@ -77,10 +76,10 @@ def _fresh_root(work: Path, name: str, mirror: Path, months=(MONTH,)):
 
 
 def _extract(root, executor, month=MONTH) -> dict:
-    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month
     t0 = time.perf_counter()
     res = extract_month(month, data_root=root, executor=executor, config=ExtractConfig(),
-                        options=RunOptions(incremental=month != MONTH))
+                        options=ExtractRunOptions(incremental=month != MONTH))
     wall = time.perf_counter() - t0
     c, t = res.manifest["report"]["counts"], res.manifest["timings"]
     return {"wall_s": round(wall, 3), "map_s": t["map_s"], "reduce_s": t["reduce_s"],

@@ -29,16 +29,17 @@ import pytest
 
 from twiki.sources import download
 from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_name, shard_of
-from twiki.stages.diff import (DiffConfig, diff_article, diff_months,
-                        export_training_text, iter_documents)
+from twiki.stages.diff import DiffConfig, diff_article, diff_months
 from twiki.text.normalize import compare_key
 from twiki.text.sentences import sentence_spans, split_sentences
 from twiki.errors import ConfigError, TwikiError
 from twiki.engine.executors import LocalExecutor
 from twiki.stages.extract import SCHEMA, ExtractConfig, extract_month
+from twiki.stages.training_text import export_training_text, iter_documents
 from twiki.engine.paths import DataRoot
 from twiki.text.wikitext import clean_wikitext
 from conftest import REAL_DATA
+from mirror_kit import wikitext_sha1
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REAL_DATA / "enwiki"
@@ -72,16 +73,6 @@ def read_pages(path: Path, last_revision: bool = True) -> list[dict]:
             })
             el.clear()
     return pages
-
-
-def mw_sha1(text: str) -> str:
-    """MediaWiki's revision sha1: the text's SHA-1 in base 36, 31 digits."""
-    n = int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16)
-    digits = ""
-    while n:
-        n, r = divmod(n, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
-    return digits.rjust(31, "0")
 
 
 def page_xml(p: dict) -> str:
@@ -124,7 +115,7 @@ def edited(p: dict, text: str | None = None, title: str | None = None) -> dict:
     return {**p, "text": text, "title": title or p["title"],
             "revid": p["revid"] + 10**9 if text != p["text"] else p["revid"],
             "timestamp": "2016-05-20T12:00:00Z" if text != p["text"] else p["timestamp"],
-            "sha1": mw_sha1(text) if text != p["text"] else p["sha1"]}
+            "sha1": wikitext_sha1(text) if text != p["text"] else p["sha1"]}
 
 
 # The constructed edits: title -> (edit, exactly the diffset rows it must give).
@@ -238,25 +229,25 @@ def test_changed_sentence_is_the_only_text_and_old_one_is_removed(diffed, real_p
     pages, _ = real_pages
     pid = page_id(pages, "Astronomer")
     assert rows(diffed.path)[pid] == [("changed", ("Academic",), ASTRONOMER_CHANGED)]
-    assert rows(diffed.removed_path)[pid] == [
+    assert rows(diffed.parts["removed"])[pid] == [
         ("removed", ("Academic",), ASTRONOMER_CHANGED.replace("8,000", "7,000"))]
 
 
 def test_moved_whitespace_punctuation_and_markup_edits_add_no_text(diffed, real_pages):
     pages, _ = real_pages
     got = rows(diffed.path)
-    arts = {r["title"]: r for r in pq.read_table(diffed.articles_path).to_pylist()}
+    arts = {r["title"]: r for r in pq.read_table(diffed.parts["articles"]).to_pylist()}
     for title in ["Answer", "Adventure", "Abstract (law)", "Ampere"]:
         assert page_id(pages, title) not in got, title
         assert arts[title]["status"] == "edited" and not arts[title]["in_diffset"], title
     assert arts["Answer"]["paragraphs_moved"] == 1
     assert arts["Answer"]["paragraphs_unchanged"] == 5
-    assert page_id(pages, "Answer") not in rows(diffed.removed_path)
+    assert page_id(pages, "Answer") not in rows(diffed.parts["removed"])
 
 
 def test_rename_is_an_edit_not_a_new_article(diffed, real_pages):
     pages, _ = real_pages
-    arts = {r["page_id"]: r for r in pq.read_table(diffed.articles_path).to_pylist()}
+    arts = {r["page_id"]: r for r in pq.read_table(diffed.parts["articles"]).to_pylist()}
     aa = page_id(pages, "Aa River")
     assert rows(diffed.path)[aa] == [("changed", (), AA_CHANGED)]
     table = pq.read_table(diffed.path).to_pylist()
@@ -274,7 +265,7 @@ def test_deleted_is_counted_and_new_article_is_whole(diffed, real_pages):
     got = rows(diffed.path)
     alien = page_id(pages, "Alien")
     assert alien not in got
-    arts = {r["page_id"]: r for r in pq.read_table(diffed.articles_path).to_pylist()}
+    arts = {r["page_id"]: r for r in pq.read_table(diffed.parts["articles"]).to_pylist()}
     assert arts[alien]["status"] == "deleted"
     new = w2v["Computer accessibility"]
     expected = [("new", s, t) for s, t in clean_wikitext(new["text"], new["title"])]
@@ -339,7 +330,7 @@ def test_pear_2002_to_2014(tmp_path):
     texts = " ".join(t for _, _, t in got)
     assert "Pears are consumed fresh, canned, as juice, and dried." in texts
     assert "Fermented pear juice is called perry or pear cider." in texts
-    removed = " ".join(t for _, _, t in rows(res.removed_path)[24278])
+    removed = " ".join(t for _, _, t in rows(res.parts["removed"])[24278])
     assert "Unlike most fruits, European pears do not ripen on the tree." in removed
     assert kept not in removed
     table = pq.read_table(res.path).to_pylist()
@@ -372,7 +363,7 @@ def test_same_revision_from_two_dump_files_is_unchanged(tmp_path):
     res = diff_months("2016-05", "2016-06", data_root=root)
     assert res.report["pages"]["unchanged"] == 1
     assert res.report["diffset"]["articles"] == 0 and res.manifest["rows"] == 0
-    assert pq.read_table(res.articles_path).num_rows == 0
+    assert pq.read_table(res.parts["articles"]).num_rows == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -512,8 +503,8 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical(tmp_path, two_months):
     reference = diff_months(A, B, data_root=clean, executor=LocalExecutor(1))
     assert resumed.shards_built == SHARDS - done and reference.shards_built == SHARDS
     for got, want in [(resumed.path, reference.path),
-                      (resumed.removed_path, reference.removed_path),
-                      (resumed.articles_path, reference.articles_path)]:
+                      (resumed.parts["removed"], reference.parts["removed"]),
+                      (resumed.parts["articles"], reference.parts["articles"])]:
         names = sorted(p.name for p in want.glob("part-*.parquet"))
         assert sorted(p.name for p in got.iterdir()) == ["_manifest.json"] + names
         for n in names:

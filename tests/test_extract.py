@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from twiki.engine.artifacts import read_manifest, shard_name
 from twiki.sources.download import download_month
 from twiki.errors import InputError
 from twiki.engine.executors import LocalExecutor
-from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
+from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month
 from twiki.engine.paths import DataRoot
 
 RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--"]
@@ -30,7 +31,7 @@ def build(root, month="2016-05", mirror=None, workers=1, chunk_mb=0.05, **opts):
         download_month(month, mirrors=[str(mirror)], data_root=dr)
     return extract_month(month, data_root=dr, executor=LocalExecutor(workers),
                          config=ExtractConfig(shards=SHARDS),
-                         options=RunOptions(chunk_mb=chunk_mb, **opts))
+                         options=ExtractRunOptions(chunk_mb=chunk_mb, **opts))
 
 
 def shard_bytes(folder):
@@ -242,6 +243,26 @@ def test_killed_extract_resumes_to_identical_output(tmp_path, mirror):
     assert done_before >= 1
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    assert shard_bytes(snap) == shard_bytes(ref.path)
+
+
+def test_work_kept_for_another_chunk_size_is_not_reused(tmp_path, mirror):
+    """Work files kept by a run with --chunk-mb 0.05 are cut at other boundaries than the
+    default's: a later default run makes its own and publishes every article."""
+    ref = build(tmp_path / "ref", mirror=mirror)
+    root = tmp_path / "kept"
+    download_month("2016-05", mirrors=[str(mirror)], data_root=DataRoot(root))
+    cmd = [sys.executable, "-m", "twiki", "extract", "--month", "2016-05", "--data-root",
+           str(root), "--shards", str(SHARDS)]
+    kept = subprocess.run(cmd + ["--chunk-mb", "0.05", "--keep-work"], capture_output=True,
+                          text=True)
+    assert kept.returncode == 0, kept.stderr
+    assert list((root / "work" / "extract").rglob("chunk-*.arrow"))
+    snap = DataRoot(root).snapshot("enwiki", "2016-05")
+    shutil.rmtree(snap)
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert read_manifest(snap)["rows"] == ref.manifest["rows"]
     assert shard_bytes(snap) == shard_bytes(ref.path)
 
 

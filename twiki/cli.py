@@ -172,7 +172,7 @@ def cmd_diff(args) -> None:
 
 
 def cmd_training_text(args) -> None:
-    from .stages.diff import export_training_text
+    from .stages.training_text import export_training_text
     from .engine.paths import parse_month
     root = _root(args)
     if args.view == "diffset":

@@ -28,7 +28,7 @@ from .sources.download import DownloadConfig
 from .errors import ConfigError
 from .stages.export import ExportConfig
 from .stages.extract import ExtractConfig
-from .stages.extract import RunOptions as ExtractRun
+from .stages.extract import ExtractRunOptions as ExtractRun
 from .stages.facts import FactsConfig
 from .stages.facts import FactsRunOptions as FactsRun
 from .stages.probes import FilterConfig

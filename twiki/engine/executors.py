@@ -21,9 +21,9 @@ from .progress import Progress
 # already has them (a few ms) instead of importing pyarrow, pandas and the stages itself (~0.4 s
 # a worker, every time a pool starts). Imports only: Arrow's thread pool and memory are made
 # later, in the workers.
-PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.stages.extract", "twiki.stages.diff", "twiki.stages.facts",
-           "twiki.stages.mapping", "twiki.stages.factdiff", "twiki.stages.align",
-           "twiki.stages.probes"]
+PRELOAD = ["pyarrow", "pandas", "orjson", "twiki.stages.extract", "twiki.stages.diff",
+           "twiki.stages.training_text", "twiki.stages.facts", "twiki.stages.mapping",
+           "twiki.stages.factdiff", "twiki.stages.align", "twiki.stages.probes"]
 
 T = TypeVar("T")
 R = TypeVar("R")

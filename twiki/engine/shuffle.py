@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -71,59 +70,26 @@ def mark_done(sidecar: Path, files: dict, report: dict) -> dict:
     return report
 
 
-# Readers and sidecars stay open across the tasks a worker runs (a reduce task reads a batch
-# from every map file: reopening them each time was most of its cost). Plain file reads, not
-# memory maps: mapped pages would stay resident and make memory grow with the dump.
-_OPEN: "OrderedDict[str, object]" = OrderedDict()
-MAX_OPEN = 256   # well under the usual 1024 open files
-
-
-def cached(path: str, make):
-    """`make()` for a work file, kept open; keyed by the file's identity too, so that a worker
-    that lives on (Ray, a persistent pool) never reads a stale copy from an earlier run."""
-    st = os.stat(path)
-    key = f"{path}\0{st.st_mtime_ns}\0{st.st_size}\0{st.st_ino}"
-    if key in _OPEN:
-        _OPEN.move_to_end(key)
-        return _OPEN[key]
-    while len(_OPEN) >= MAX_OPEN:
-        _OPEN.popitem(last=False)
-    _OPEN[key] = value = make()
-    return value
-
-
-def close_cached() -> None:
-    """Forget every open work file (a new run in this process may reuse their names)."""
-    _OPEN.clear()
-
-
-def iter_partition(work: Path, sidecars: Sequence[str], kind: str, part: int,
-                   keep_open: bool = True) -> Iterator[pa.RecordBatch]:
-    """The record batches of one partition of one kind, one at a time, in task order.
-    `keep_open`: keep the files open for the next reduce task of this worker (a stage whose
-    reduce reads each file once passes False: nothing then holds its deleted work files)."""
+def iter_partition(work: Path, sidecars: Sequence[str], kind: str, part: int
+                   ) -> Iterator[pa.RecordBatch]:
+    """The record batches of one partition of one kind, in task order. Each work file is
+    opened, read for this partition and closed: no worker holds a file of a run that has been
+    published (and its work deleted) open, however long the worker lives."""
     for name in sidecars:
-        if keep_open:
-            side = cached(str(work / name), lambda: json.loads((work / name).read_text()))
-        else:
-            side = json.loads((work / name).read_text())
+        side = json.loads((work / name).read_text())
         info = side["files"].get(kind)
         groups = info["index"].get(str(part)) if info else None
         if not groups:
             continue
-        path = str(work / info["file"])
-        if keep_open:
-            reader = cached(path, lambda: pa.ipc.open_file(pa.OSFile(path)))
-            yield from (reader.get_batch(i) for i in groups)
-        else:
-            with pa.ipc.open_file(pa.OSFile(path)) as reader:
-                yield from [reader.get_batch(i) for i in groups]
+        with pa.ipc.open_file(pa.OSFile(str(work / info["file"]))) as reader:
+            batches = [reader.get_batch(i) for i in groups]
+        yield from batches
 
 
 def read_partition(work: Path, sidecars: Sequence[str], kind: str, part: int,
-                   schema: pa.Schema, keep_open: bool = True) -> pa.Table:
+                   schema: pa.Schema) -> pa.Table:
     """Every row of one partition of one kind, from all tasks' work files, in task order."""
-    batches = list(iter_partition(work, sidecars, kind, part, keep_open))
+    batches = list(iter_partition(work, sidecars, kind, part))
     if not batches:
         return schema.empty_table()
     return pa.Table.from_batches(batches, schema=schema)

@@ -97,7 +97,7 @@ def load_documents(path: str | Path) -> Iterator[dict]:
     kind = source_kind(path)
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is not None and manifest.get("stage") in ("diff", "extract"):
-        from ..stages.diff import iter_documents
+        from ..stages.training_text import iter_documents
         yield from iter_documents(path, view="diffset" if kind == "diffset" else "snapshot")
         return
     for file in _parquet_files(path):

@@ -7,8 +7,6 @@ artifacts side by side, joined shard by shard on page_id without ever loading a 
   data/diffsets/<wiki>/<A>_<B>_removed/   text that B no longer has (kind `removed`), analysis only
   data/diffsets/<wiki>/<A>_<B>_articles/  one row per new, edited, deleted or renamed page, with
                                           its paragraph/sentence/character counts
-Also exports the diffset or a snapshot as plain training documents (`iter_documents`,
-`export_training_text`).
 """
 
 from __future__ import annotations
@@ -25,13 +23,14 @@ import pyarrow.parquet as pq
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter,
-                        require_artifact, shard_name)
+from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter_row_groups,
+                               require_artifact, shard_name)
+from ..engine.executors import Executor
+from ..engine.paths import DataRoot, check_wiki, month_pair
+from ..engine.stage import StageResult, StageRun, stage_defaults
+from ..errors import ConfigError, InputError, TwikiError
 from ..text.normalize import compare_key
 from ..text.sentences import sentence_spans
-from ..errors import ConfigError, InputError, TwikiError
-from ..engine.executors import Executor, LocalExecutor
-from ..engine.paths import DataRoot, check_wiki, month_pair
 
 log = logging.getLogger("twiki")
 
@@ -40,7 +39,6 @@ STAGE_VERSION = 1
 STAGE = "diff"
 REMOVED_STAGE = "diff-removed"
 ARTICLES_STAGE = "diff-articles"
-EXPORT_STAGE = "training-text"
 
 Section = tuple[str, ...]
 Paragraph = tuple[Section, str]
@@ -83,13 +81,6 @@ ARTICLES_SCHEMA = pa.schema([
     pa.field("diff_chars", pa.int64(), nullable=False),
     pa.field("removed_chars", pa.int64(), nullable=False),
     pa.field("article_chars", pa.int64(), nullable=False),   # B's whole text (A's if deleted)
-])
-
-# Training documents: one per article (or per diff chunk).
-DOCUMENT_SCHEMA = pa.schema([
-    pa.field("page_id", pa.int64(), nullable=False),
-    pa.field("title", pa.string(), nullable=False),
-    pa.field("text", pa.string(), nullable=False),
 ])
 
 # Columns of a snapshot (twiki.stages.extract.SCHEMA) that the diff reads.
@@ -340,7 +331,10 @@ def _iter_pages(path: str) -> Iterator[_Page]:
         raise InputError(f"{path}: unreadable snapshot shard ({e}); delete the snapshot folder "
                          f"and run the extract stage again") from None
     last = None
-    for batch in _row_groups(pf, SNAPSHOT_COLUMNS):
+    # A row group at a time: iter_batches reads ahead by several row groups, so its memory
+    # grows with the shard; a row group is bounded by the writer's ROW_GROUP_ROWS.
+    for g in range(pf.num_row_groups):
+        batch = pf.read_row_group(g, columns=SNAPSHOT_COLUMNS, use_threads=False)
         ids = batch.column(0).to_pylist()
         titles = batch.column(1).to_pylist()
         revids = batch.column(2).to_pylist()
@@ -354,13 +348,6 @@ def _iter_pages(path: str) -> Iterator[_Page]:
                                  f"with the extract stage")
             last = page_id
             yield _Page(page_id, titles[i], revids[i], sha1s[i], column, i)
-
-
-def _row_groups(pf: pq.ParquetFile, columns: list[str]) -> Iterator[pa.Table]:
-    """A shard's row groups one at a time. (iter_batches reads ahead by several row groups, so
-    its memory grows with the shard; a row group is bounded by the writer's ROW_GROUP_ROWS.)"""
-    for i in range(pf.num_row_groups):
-        yield pf.read_row_group(i, columns=columns, use_threads=False)
 
 
 class _Rows:
@@ -489,48 +476,29 @@ def _deleted(a: _Page, articles: _Rows) -> None:
 # ---------------------------------------------------------------------------------------
 # The stage.
 
-@dataclass
-class DiffResult:
-    path: Path                 # the diffset
-    removed_path: Path
-    articles_path: Path
-    state: str                 # "current" (no-op), "built" or "repaired"
-    manifest: dict
-    shards_built: int = 0
-
-    @property
-    def report(self) -> dict:
-        return self.manifest.get("report", {})
-
-    def summary(self) -> str:
-        r = self.report
-        p, d, share = r.get("pages", {}), r.get("diffset", {}), r.get("share_of_snapshot", {})
-        verb = {"current": "was up to date", "built": "built", "repaired": "repaired"}[self.state]
-        return (f"diffset {verb} at {self.path}: {d.get('articles', 0)} articles "
-                f"({d.get('new_articles', 0)} new, {d.get('changed_articles', 0)} changed), "
-                f"{d.get('chars', 0)} characters, {share.get('articles', 0):.1%} of the "
-                f"snapshot's articles; pages unchanged {p.get('unchanged', 0)}, edited "
-                f"{p.get('edited', 0)}, new {p.get('new', 0)}, deleted {p.get('deleted', 0)}")
+def _describe(result: StageResult) -> str:
+    r = result.report
+    p, d, share = r.get("pages", {}), r.get("diffset", {}), r.get("share_of_snapshot", {})
+    return (f"{d.get('articles', 0)} articles ({d.get('new_articles', 0)} new, "
+            f"{d.get('changed_articles', 0)} changed), {d.get('chars', 0)} characters, "
+            f"{share.get('articles', 0):.1%} of the snapshot's articles; pages unchanged "
+            f"{p.get('unchanged', 0)}, edited {p.get('edited', 0)}, new {p.get('new', 0)}, "
+            f"deleted {p.get('deleted', 0)}")
 
 
 def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
                 data_root: DataRoot | None = None, executor: Executor | None = None,
-                config: DiffConfig = DiffConfig()) -> DiffResult:
-    """Build (or confirm, or repair) the diffset from month A's snapshot to month B's."""
+                config: DiffConfig = DiffConfig()) -> StageResult:
+    """Build (or confirm, or repair) the diffset from month A's snapshot to month B's, with
+    its removed text and per-article counts (the result's `parts` "removed" and "articles")."""
     month_a, month_b = month_pair(month_a, month_b)
     check_wiki(wiki)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
-    manifests = []
-    for month in (month_a, month_b):
-        folder = data_root.snapshot(wiki, month)
-        m = require_artifact(folder, f"{wiki} snapshot of {month}",
-                             f"run `twiki snapshot --month {month}` first")
-        if m.get("stage") != "extract":
-            raise TwikiError(f"{folder} is a {m.get('stage')!r} artifact, not a snapshot; "
-                             f"delete it and run `twiki snapshot --month {month}`")
-        manifests.append((folder, m))
-    (snap_a, man_a), (snap_b, man_b) = manifests
+    data_root, executor = stage_defaults(data_root, executor)
+    snap_a, snap_b = data_root.snapshot(wiki, month_a), data_root.snapshot(wiki, month_b)
+    man_a, man_b = [require_artifact(folder, f"{wiki} snapshot of {month}",
+                                     f"run `twiki snapshot --month {month}` first",
+                                     stage="extract")
+                    for folder, month in ((snap_a, month_a), (snap_b, month_b))]
     shards = man_a["shard_count"]
     if man_b["shard_count"] != shards:
         raise TwikiError(
@@ -541,25 +509,23 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
     inputs = {"old": {"month": month_a, "snapshot_key": man_a["key"]},
               "new": {"month": month_b, "snapshot_key": man_b["key"]}}
     cfg = {"wiki": wiki, "from": month_a, "to": month_b, **asdict(config)}
-    final = data_root.diffset(wiki, month_a, month_b)
-    builds = [
-        ArtifactBuild(final.with_name(final.name + "_removed"), stage=REMOVED_STAGE,
-                      stage_version=STAGE_VERSION, inputs=inputs, config=cfg, shards=shards,
-                      schema=DIFFSET_SCHEMA),
-        ArtifactBuild(final.with_name(final.name + "_articles"), stage=ARTICLES_STAGE,
-                      stage_version=STAGE_VERSION, inputs=inputs, config=cfg, shards=shards,
-                      schema=ARTICLES_SCHEMA),
-        ArtifactBuild(final, stage=STAGE, stage_version=STAGE_VERSION, inputs=inputs,
-                      config=cfg, shards=shards, schema=DIFFSET_SCHEMA),
-    ]
-    removed_b, articles_b, diffset_b = builds
-    paths = dict(path=final, removed_path=removed_b.final, articles_path=articles_b.final)
-    if all(b.state == "current" for b in builds):
-        log.info("diffset %s %s -> %s is up to date: nothing to do", wiki, month_a, month_b)
-        return DiffResult(**paths, state="current", manifest=diffset_b.manifest)
 
-    t0 = time.perf_counter()
-    pending = {b.final: set(b.pending_shards()) for b in builds}
+    def artifact(part: str, stage: str, schema: pa.Schema) -> ArtifactBuild:
+        return ArtifactBuild(data_root.diffset(wiki, month_a, month_b, part=part), stage=stage,
+                             stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
+                             shards=shards, schema=schema)
+
+    removed_b = artifact("removed", REMOVED_STAGE, DIFFSET_SCHEMA)
+    articles_b = artifact("articles", ARTICLES_STAGE, ARTICLES_SCHEMA)
+    diffset_b = artifact("", STAGE, DIFFSET_SCHEMA)
+    # The diffset is published last: when it exists, so do its two companions.
+    run = StageRun(f"diff {wiki} {month_a} -> {month_b}", diffset_b, removed_b, articles_b,
+                   data_root=data_root, executor=executor)
+    parts = {"removed": removed_b.final, "articles": articles_b.final}
+    if run.current:
+        return run.result(_describe, what="diffset", parts=parts)
+
+    pending = {b.final: set(b.pending_shards()) for b in run.builds}
     todo = sorted(set().union(*pending.values()))
 
     def out(b: ArtifactBuild, s: int) -> str | None:
@@ -570,26 +536,21 @@ def diff_months(month_a: str, month_b: str, *, wiki: str = "enwiki",
              for s in todo]
     weights = [(snap_a / shard_name(s)).stat().st_size + (snap_b / shard_name(s)).stat().st_size
                for s in todo]
-    stats = executor.run(diff_shard, tasks, desc=f"diff {wiki} {month_a}->{month_b}",
-                         weights=weights, unit="B")
-    t_diff = time.perf_counter() - t0
+    stats = run.map(diff_shard, tasks, weights=weights, unit="B")
+    t_diff = run.seconds()
 
-    report = _report(articles_b, diffset_b, man_a, man_b)
+    report = diffset_report(articles_b, diffset_b, man_a, man_b)
     cpu = sum(s["seconds"] for s in stats)
     joined = sum(max(s["pages_old"], s["pages_new"]) for s in stats)
-    timings = {"diff_s": round(t_diff, 3), "total_s": round(time.perf_counter() - t0, 3),
-               "workers": executor.workers, "shards_built": len(todo),
-               "pages_per_second_per_worker": round(joined / cpu, 1) if cpu else None}
-    state = "repaired" if all(b.state in ("repair", "current") for b in builds) else "built"
-    # The diffset is published last: when it exists, so do its two companions.
-    for b in builds:
-        b.publish(report=report, timings=timings)
-    log.info("diffset %s %s -> %s %s: %s", wiki, month_a, month_b, state,
-             _short_counts(report))
-    return DiffResult(**paths, state=state, manifest=diffset_b.manifest, shards_built=len(todo))
+    run.publish(report, {"diff_s": round(t_diff, 3), "shards_built": len(todo),
+                         "pages_per_second_per_worker": round(joined / cpu, 1) if cpu else None})
+    result = run.result(_describe, what="diffset", parts=parts, shards_built=len(todo))
+    log.info("%s", result.summary())
+    return result
 
 
-def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b: dict) -> dict:
+def diffset_report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict,
+                   man_b: dict) -> dict:
     """The stage report, computed from the per-article artifact (so a resumed run reports the
     same numbers as an uninterrupted one) and the snapshots' manifests."""
     cols = ["status", "renamed", "in_diffset", "diff_chars", "removed_chars",
@@ -598,7 +559,7 @@ def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b:
     sums = dict.fromkeys(cols[3:], 0)
     renamed = in_new = in_changed = 0
     for s in range(articles.shards):
-        for batch in _row_groups(pq.ParquetFile(articles.shard_path(s)), cols):
+        for batch in iter_row_groups(articles.shard_path(s), cols):
             d = batch.to_pydict()
             for i, st in enumerate(d["status"]):
                 status[st] += 1
@@ -635,120 +596,3 @@ def _report(articles: ArtifactBuild, diffset: ArtifactBuild, man_a: dict, man_b:
             "chars": round(sums["diff_chars"] / snapshot_chars, 6) if snapshot_chars else None,
         },
     }
-
-
-def _short_counts(report: dict) -> str:
-    p, d = report["pages"], report["diffset"]
-    return (f"{d['articles']} articles / {d['chars']} chars in the diffset "
-            f"({report['share_of_snapshot']['articles']:.1%} of articles); pages unchanged "
-            f"{p['unchanged']}, edited {p['edited']}, new {p['new']}, deleted {p['deleted']}")
-
-
-# ---------------------------------------------------------------------------------------
-# Training text: the diffset or a whole snapshot as plain documents, streaming.
-
-VIEWS = {"diffset": STAGE, "snapshot": "extract"}
-
-
-def iter_documents(folder: Path, view: str = "diffset", unit: str = "article",
-                   shards: Sequence[int] | None = None) -> Iterator[dict]:
-    """Yield {page_id, title, text} documents from a diffset or a snapshot, shard by shard,
-    in page_id order, holding one row group at a time.
-
-    view "diffset": unit "article" joins an article's diff rows with blank lines; unit "chunk"
-    gives every row (an inserted paragraph, a run of changed sentences, a paragraph of a new
-    article) as its own document. view "snapshot": one document per article, its paragraphs
-    joined with blank lines (unit must be "article"). Articles without text are skipped.
-    """
-    manifest = _check_view(folder, view, unit)
-    for s in range(manifest["shard_count"]) if shards is None else shards:
-        yield from _shard_documents(folder, s, view, unit)
-
-
-def _check_view(folder: Path, view: str, unit: str) -> dict:
-    if view not in VIEWS:
-        raise ConfigError(f"view must be one of {sorted(VIEWS)}, not {view!r}")
-    if unit not in ("article", "chunk") or (view == "snapshot" and unit != "article"):
-        raise ConfigError(f"unit {unit!r} does not apply to a {view}: use 'article'"
-                          + (" or 'chunk'" if view == "diffset" else ""))
-    command = "twiki diff" if view == "diffset" else "twiki snapshot"
-    manifest = require_artifact(Path(folder), view, f"build it first (`{command}`)")
-    if manifest.get("stage") != VIEWS[view]:
-        raise ConfigError(f"{folder} holds a {manifest.get('stage')!r} artifact, not a {view}")
-    return manifest
-
-
-def _shard_documents(folder: Path, shard: int, view: str, unit: str) -> Iterator[dict]:
-    pf = pq.ParquetFile(Path(folder) / shard_name(shard))
-    if view == "snapshot":
-        for batch in _row_groups(pf, ["page_id", "title", "paragraphs"]):
-            d = batch.to_pydict()
-            for pid, title, paras in zip(d["page_id"], d["title"], d["paragraphs"]):
-                text = "\n\n".join(p["text"] for p in paras or ())
-                if text:
-                    yield {"page_id": pid, "title": title, "text": text}
-        return
-    current: dict | None = None
-    parts: list[str] = []
-    for batch in _row_groups(pf, ["page_id", "title", "text"]):
-        d = batch.to_pydict()
-        for pid, title, text in zip(d["page_id"], d["title"], d["text"]):
-            if unit == "chunk":
-                yield {"page_id": pid, "title": title, "text": text}
-                continue
-            if current is not None and current["page_id"] != pid:
-                yield {**current, "text": "\n\n".join(parts)}
-                current = None
-            if current is None:
-                current, parts = {"page_id": pid, "title": title}, []
-            parts.append(text)
-    if current is not None:
-        yield {**current, "text": "\n\n".join(parts)}
-
-
-@dataclass(frozen=True)
-class ExportTask:
-    source: str
-    shard: int
-    view: str
-    unit: str
-    out: str
-
-
-def export_shard(task: ExportTask) -> int:
-    rows = 0
-    with ShardWriter(Path(task.out), DOCUMENT_SCHEMA) as w:
-        buf: dict[str, list] = {"page_id": [], "title": [], "text": []}
-        for doc in _shard_documents(Path(task.source), task.shard, task.view, task.unit):
-            for k in buf:
-                buf[k].append(doc[k])
-            if len(buf["page_id"]) >= ROW_GROUP_ROWS:
-                w.write(pa.table(buf, schema=DOCUMENT_SCHEMA))
-                rows += len(buf["page_id"])
-                buf = {k: [] for k in buf}
-        w.write(pa.table(buf, schema=DOCUMENT_SCHEMA))
-        rows += len(buf["page_id"])
-    return rows
-
-
-def export_training_text(source: Path, out: Path, *, view: str = "diffset",
-                         unit: str = "article", executor: Executor | None = None) -> dict:
-    """Write the documents of `iter_documents(source, view, unit)` as a Parquet artifact at
-    `out` (page_id, title, text; same shard count as the source). Returns its manifest."""
-    manifest = _check_view(Path(source), view, unit)
-    executor = executor or LocalExecutor(1)
-    build = ArtifactBuild(Path(out), stage=EXPORT_STAGE, stage_version=STAGE_VERSION,
-                          inputs={"source": manifest["key"], "stage": manifest["stage"]},
-                          config={"view": view, "unit": unit},
-                          shards=manifest["shard_count"], schema=DOCUMENT_SCHEMA)
-    if build.state == "current":
-        log.info("training text %s is up to date: nothing to do", out)
-        return build.manifest
-    t0 = time.perf_counter()
-    tasks = [ExportTask(str(source), s, view, unit, str(build.shard_path(s)))
-             for s in build.pending_shards()]
-    executor.run(export_shard, tasks, desc=f"export {view} text", unit="shard")
-    docs = sum(pq.ParquetFile(build.shard_path(s)).metadata.num_rows
-               for s in range(build.shards))
-    return build.publish(report={"documents": docs},
-                         timings={"total_s": round(time.perf_counter() - t0, 3)})

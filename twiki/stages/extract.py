@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -35,17 +35,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, read_manifest,
-                        release_memory, shard_name, shard_of, sum_counts)
-from ..sources.download import find_downloaded, multistream_parts, read_download_manifest
-from ..errors import ConfigError, InputError, TwikiError
-from ..engine.executors import Executor, LocalExecutor
+                               release_memory, shard_name, shard_of, sum_counts)
+from ..engine.executors import Executor
 from ..engine.paths import DataRoot, parse_month
+from ..engine.stage import StageResult, StageRun, stage_defaults
+from ..errors import ConfigError, InputError, TwikiError
+from ..sources.download import find_downloaded, multistream_parts, read_download_manifest
 from ..text.wikitext import clean_wikitext
 
 log = logging.getLogger("twiki")
 
 # Bump when the cleaning or the row layout changes: snapshots made before are rebuilt.
 STAGE_VERSION = 3
+STAGE = "extract"
 
 SCHEMA = pa.schema([
     pa.field("page_id", pa.int64(), nullable=False),
@@ -111,13 +113,15 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class ExtractRunOptions:
     """How the work is done; never changes the output."""
 
     chunk_mb: float = 2.0
     """Compressed MB of consecutive bz2 streams per map task: bounds a worker's memory (2 MB:
     peak memory +4% from 115 MB to 1.15 GB of wikitext; 8 MB gave +13% to +21% before the map
-    grouped text by shard, at the same throughput)."""
+    grouped text by shard, at the same throughput). It decides where the map's work files are
+    cut, so it names their folder: work kept from a run with another chunk size is not
+    reused."""
     keep_work: bool = False
     """Keep data/work/extract/... after publishing (makes repairing a lost shard cheap)."""
     max_failed_fraction: float = 0.05
@@ -153,13 +157,6 @@ class ReduceTask:
     pieces: tuple[tuple[int, int, str, int], ...]  # (min page_id, max, work file, row group)
     out: str
     previous: str | None = None  # last month's shard file with the same layout, if any
-
-
-@dataclass
-class ExtractResult:
-    path: Path
-    state: str  # "current" (no-op), "built" or "repaired"
-    manifest: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -691,20 +688,28 @@ def find_previous_snapshot(data_root: DataRoot, wiki: str, month: str,
                       if p.name < month), reverse=True) if base.exists() else []
     for folder in earlier:
         m = read_manifest(folder)
-        if (m and m.get("stage") == "extract" and m.get("stage_version") == STAGE_VERSION
+        if (m and m.get("stage") == STAGE and m.get("stage_version") == STAGE_VERSION
                 and {k: v for k, v in m["config"].items() if k != "month"}
                 == {k: v for k, v in config.items() if k != "month"}):
             return folder
     return None
 
 
+def _describe(result: StageResult) -> str:
+    c, r = result.counts, result.report
+    return (f"{c.get('articles', 0)} articles ({c.get('pages', 0)} pages read, "
+            f"{c.get('redirects', 0)} redirects, {c.get('other_namespaces', 0)} other "
+            f"namespaces, {c.get('failed', 0)} failed; {c.get('cleaned', 0)} cleaned, "
+            f"{c.get('reused', 0)} reused from {r.get('reused_from') or 'no earlier month'}) "
+            f"in {result.manifest.get('shard_count')} shards")
+
+
 def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | None = None,
                   executor: Executor | None = None, config: ExtractConfig = ExtractConfig(),
-                  options: RunOptions = RunOptions()) -> ExtractResult:
+                  options: ExtractRunOptions = ExtractRunOptions()) -> StageResult:
     """Build (or confirm, or repair) the snapshot of `month` from its downloaded dump."""
     parse_month(month)
-    data_root = data_root or DataRoot.default()
-    executor = executor or LocalExecutor(1)
+    data_root, executor = stage_defaults(data_root, executor)
     raw = find_downloaded(data_root, wiki, month)
     if raw is None:
         raise TwikiError(f"no downloaded {wiki} dump for {month} under {data_root.raw_wiki(wiki)}: "
@@ -719,59 +724,57 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         for pair in parts for n in pair if n]}
     # Through JSON, so that it compares equal to a config read back from a manifest.
     cfg = json.loads(json.dumps({"wiki": wiki, "month": month, **asdict(config)}))
-    build = ArtifactBuild(data_root.snapshot(wiki, month), stage="extract",
+    build = ArtifactBuild(data_root.snapshot(wiki, month), stage=STAGE,
                           stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
                           shards=config.shards, schema=SCHEMA)
-    if build.state == "current":
-        log.info("snapshot %s %s is up to date (%d articles): nothing to do",
-                 wiki, month, build.manifest["rows"])
-        return ExtractResult(build.final, "current", build.manifest)
+    run = StageRun(f"extract {wiki} {month}", build, data_root=data_root, executor=executor)
+    if run.current:
+        return run.result(_describe, what="snapshot")
     if build.state == "repair":
         log.info("snapshot %s %s: rebuilding missing or damaged shards %s",
                  wiki, month, build.missing)
 
-    t0 = time.perf_counter()
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
-    # The map's work files depend on the snapshot reused (its unchanged pages carry no text):
-    # one work folder per previous snapshot, so a resumed run never mixes two.
-    work = data_root.work("extract", wiki, month, build.key[:16],
-                          f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold")
-    work.mkdir(parents=True, exist_ok=True)
+    chunk_bytes = int(options.chunk_mb * 1e6)
+    # Besides the snapshot's key, the map's work files depend on the snapshot reused (its
+    # unchanged pages carry no text) and on where the chunks are cut: a resumed run never
+    # mixes work files of two previous snapshots or of two chunk sizes.
+    work = run.work(STAGE, wiki, month,
+                    f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
+                    f"chunks-{chunk_bytes}")
     index = None
     if previous is not None:
         index = work / "previous-index"
         if not (index / "ids.npy").exists():
             PreviousIndex.write(previous, index)
-    chunks = plan_chunks(raw, parts, int(options.chunk_mb * 1e6))
+    chunks = plan_chunks(raw, parts, chunk_bytes)
     map_tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
                          tuple(config.namespaces), str(index) if index else None)
                  for c in chunks]
-    map_reports = executor.run(extract_chunk, map_tasks, desc=f"extract {wiki} {month}",
-                               weights=[c.length for c in chunks], unit="B")
-    t_map = time.perf_counter() - t0
+    map_reports = run.map(extract_chunk, map_tasks, phase="read",
+                          weights=[c.length for c in chunks], unit="B")
+    t_map = run.seconds()
     release_memory()
     pieces: dict[int, list] = {}
-    for task, rep in zip(map_tasks, map_reports):
-        for s, info in rep["shards"].items():
+    for task, done in zip(map_tasks, map_reports):
+        for s, info in done["shards"].items():
             pieces.setdefault(int(s), []).append(
                 (info["min"], info["max"], task.out, info["row_group"]))
     reduce_tasks = [ReduceTask(s, tuple(pieces.get(s, ())), str(build.shard_path(s)),
                                str(previous / shard_name(s)) if previous else None)
                     for s in build.pending_shards()]
-    reduce_reports = executor.run(reduce_shard, reduce_tasks, desc=f"clean {wiki} {month}",
-                                  unit="shard")
-    t_total = time.perf_counter() - t0
+    reduce_reports = run.map(reduce_shard, reduce_tasks, phase="clean")
 
-    counts = sum_counts([r["counts"] for r in map_reports + reduce_reports])
-    failures = [f for r in map_reports + reduce_reports for f in r["failures"]]
-    cpu_seconds = sum(r["seconds"] for r in map_reports + reduce_reports)
+    task_reports = map_reports + reduce_reports
+    counts = sum_counts([r["counts"] for r in task_reports])
+    failures = [f for r in task_reports for f in r["failures"]]
+    cpu_seconds = sum(r["seconds"] for r in task_reports)
     report = {"counts": counts, "failed_pages": failures[:MAX_LISTED_FAILURES],
               "chunks": len(chunks), "reused_from": previous.name if previous else None,
               "wikitext_mb_per_cpu_second":
                   round(counts["wikitext_bytes"] / 1e6 / cpu_seconds, 3) if cpu_seconds else None}
-    timings = {"map_s": round(t_map, 3), "reduce_s": round(t_total - t_map, 3),
-               "total_s": round(t_total, 3), "cpu_s": round(cpu_seconds, 3),
-               "workers": executor.workers}
+    timings = {"map_s": round(t_map, 3), "reduce_s": round(run.seconds() - t_map, 3),
+               "cpu_s": round(cpu_seconds, 3)}
     failed, seen = counts["failed"], counts["failed"] + counts["articles"]
     if failed > MIN_FAILURES_TO_STOP and failed > options.max_failed_fraction * seen:
         reasons = "; ".join(f"page {f['page_id']}: {f['reason']}" for f in failures[:3])
@@ -779,14 +782,7 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         raise InputError(f"snapshot {wiki} {month}: {failed} of {seen} pages failed (more than "
                          f"{options.max_failed_fraction:.0%}); nothing published. First "
                          f"reasons: {reasons}")
-    state = "repaired" if build.state == "repair" else "built"
-    manifest = build.publish(report=report, timings=timings)
-    if not options.keep_work:
-        data_root.remove_work(work)
-    log.info("snapshot %s %s %s: %d articles (%d pages read, %d redirects, %d other "
-             "namespaces, %d failed; %d cleaned, %d reused from %s) in %d shards, %.1fs",
-             wiki, month, state, counts["articles"], counts["pages"], counts["redirects"],
-             counts["other_namespaces"], counts["failed"], counts["cleaned"],
-             counts["reused"], previous.name if previous else "no earlier month",
-             config.shards, t_total)
-    return ExtractResult(build.final, state, manifest)
+    run.publish(report, timings, keep_work=options.keep_work)
+    result = run.result(_describe, what="snapshot")
+    log.info("%s, %.1fs", result.summary(), run.seconds())
+    return result

@@ -20,7 +20,7 @@ Three phases, all resumable per task (work files under data/work/facts/...):
   reduce one subject shard -> facts and entities shards, property labels attached, sorted
 Memory is bounded by the spill size (map), one object partition (join) and one subject shard
 (reduce); none of them holds the dump. A join or reduce task reads each work file it needs once
-and closes it (`keep_open=False`): no worker holds a work file open once the run is published
+and closes it: no worker holds a work file open once the run is published
 and its work folder deleted.
 """
 
@@ -585,13 +585,12 @@ def join_partition(task: JoinTask) -> dict:
     sidecar = work / f"{task.name}.json"
     if (done := task_report(sidecar)) is not None:
         return done
-    labels = _first_per_key(read_partition(work, task.maps, "labels", task.part, W_LABELS,
-                                           keep_open=False), ["qid"])
+    labels = _first_per_key(read_partition(work, task.maps, "labels", task.part, W_LABELS), ["qid"])
     qids = labels.column("qid").combine_chunks()
     label_col, alias_col = labels.column("label"), labels.column("aliases")
     writer = PartitionedWriter(work / f"{task.name}.joined.arrow", W_JOINED)
     unlabeled = n_stmts = 0
-    stmt_batches = iter_partition(work, task.maps, "stmts", task.part, keep_open=False)
+    stmt_batches = iter_partition(work, task.maps, "stmts", task.part)
     for stmts in _grouped(stmt_batches, W_STMTS):
         n_stmts += stmts.num_rows
         is_item = pc.equal(stmts.column("value_type"), "item")
@@ -638,7 +637,7 @@ def write_subject_shard(task: SubjectShardTask) -> dict:
     work = Path(task.work)
 
     def read(sidecars: tuple[str, ...], kind: str, schema: pa.Schema) -> pa.Table:
-        return read_partition(work, sidecars, kind, task.shard, schema, keep_open=False)
+        return read_partition(work, sidecars, kind, task.shard, schema)
 
     entities = _first_per_key(read(task.maps, "entities", W_ENTITIES), ["qid"])
     direct = read(task.maps, "direct", W_STMTS)
@@ -755,8 +754,7 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     _check_dump_complete(paths, chunks, map_reports)
     map_names = tuple(f"{m.name}.json" for m in maps)
 
-    props = _first_per_key(read_partition(work, map_names, "props", 0, W_PROPS,
-                                          keep_open=False), ["pid"])
+    props = _first_per_key(read_partition(work, map_names, "props", 0, W_PROPS), ["pid"])
     pq.write_table(props, work / "properties.parquet")
     if properties.pending_shards():
         table = pa.table({"property": id_strings(props.column("pid"), "P"),

@@ -17,7 +17,7 @@ so that memory stays per partition:
   match                   one partition -> (qid, page_id, title, match), partitioned by QID;
                           for titles a second round follows the redirect hops of the first
   write                   one QID shard -> the mapping shard
-A task reads each work file it needs once and closes it (`keep_open=False`): no worker holds a
+A task reads each work file it needs once and closes it: no worker holds a
 work file open once the run is published and its work folder deleted.
 """
 
@@ -170,7 +170,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         return done
 
     def read(kind: str) -> pa.Table:
-        return read_partition(work, task.sidecars, kind, task.part, W_TITLES, keep_open=False)
+        return read_partition(work, task.sidecars, kind, task.part, W_TITLES)
 
     articles = _first_per_key(read("articles"), ["norm"], ["id"])
     report: dict = {"part": task.part}
@@ -298,8 +298,7 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
     out = Path(task.out)
     if (done := task_report(out.with_suffix(".json"))) is not None:
         return done
-    items = read_partition(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS,
-                           keep_open=False)
+    items = read_partition(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS)
     items = items.take(pc.sort_indices(items, [("page_id", "ascending"), ("qid", "ascending")]))
     pages = pq.read_table(task.snapshot, columns=["page_id", "title"])
     idx = pc.index_in(pages.column("page_id"), value_set=items.column("page_id").combine_chunks())
@@ -348,8 +347,7 @@ class MappingShardTask:
 
 
 def write_mapping_shard(task: MappingShardTask) -> dict:
-    matches = read_partition(Path(task.work), task.sidecars, "matches", task.shard, W_MATCHES,
-                             keep_open=False)
+    matches = read_partition(Path(task.work), task.sidecars, "matches", task.shard, W_MATCHES)
     # One page per item: a direct title match wins over a redirect, then the lower page id.
     matches = matches.append_column(
         "rank", pc.if_else(pc.equal(matches.column("match"), "title"), 0, 1))

@@ -294,8 +294,7 @@ def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
 
 def _read_rows(work: Path, sidecars: Iterable[str], part: int) -> list[dict]:
     # each file is read once per partition, a few times a run: not kept open
-    return read_partition(work, tuple(sidecars), "rows", part, WORK_SCHEMA,
-                          keep_open=False).to_pylist()
+    return read_partition(work, tuple(sidecars), "rows", part, WORK_SCHEMA).to_pylist()
 
 
 def _row_order(row: dict) -> tuple:
