@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from aligned_pair import aligned_pair
 from entity_pair import A, B, KAHN_ID, SHARDS, Stopped, StopAfter, build_pair
 from twiki.stages.align import (AlignConfig, AlignOptions, Article, align_article, align_month_pair,
                          date_forms, fuzzy_score, object_forms)
@@ -14,20 +15,24 @@ from twiki.engine.artifacts import shard_name
 from twiki.errors import ConfigError, TwikiError
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
+from twiki.engine.stage import StageResult
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory) -> DataRoot:
-    root = DataRoot(tmp_path_factory.mktemp("pair") / "data")
-    build_pair(root)
-    return root
+def aligned_run(tmp_path_factory) -> tuple[DataRoot, StageResult]:
+    """The month pair's data root, aligned, and the align's result."""
+    return aligned_pair(tmp_path_factory.mktemp("pair"), spill_rows=7)
 
 
 @pytest.fixture(scope="module")
-def aligned(pair):
-    res = align_month_pair(A, B, data_root=pair, options=AlignOptions(spill_rows=7))
-    rows = pq.read_table(res.path).to_pylist()
-    return res, rows
+def pair(aligned_run) -> DataRoot:
+    return aligned_run[0]
+
+
+@pytest.fixture(scope="module")
+def aligned(aligned_run):
+    _, res = aligned_run
+    return res, pq.read_table(res.path).to_pylist()
 
 
 def find(rows, subject, prop, obj=None):

@@ -66,24 +66,29 @@ def build(tmp_path, month, dump, **kw):
 # ---------------------------------------------------------------------------------------------
 # Rendering
 
-@pytest.mark.parametrize("value,precision,text", [
-    ("+1952-03-11T00:00:00Z", 11, "11 March 1952"),
-    ("+00000001952-03-11T00:00:00Z", 11, "11 March 1952"),   # the 2015 dumps' form
-    ("+1990-11-00T00:00:00Z", 10, "November 1990"),
-    ("+1291-00-00T00:00:00Z", 9, "1291"),
-    ("+1953-00-00T00:00:00Z", 8, "1950s"),
-    ("+1952-00-00T00:00:00Z", 7, "20th century"),
-    ("+1901-00-00T00:00:00Z", 7, "20th century"),
-    ("+1900-00-00T00:00:00Z", 7, "19th century"),
-    ("+1001-00-00T00:00:00Z", 6, "2nd millennium"),
-    ("-0044-03-15T00:00:00Z", 11, "15 March 44 BCE"),
-    ("-0753-00-00T00:00:00Z", 9, "753 BCE"),
-    ("-0050-00-00T00:00:00Z", 8, "50s BCE"),
-    ("-0250-00-00T00:00:00Z", 7, "3rd century BCE"),
-    ("-13798000000-00-00T00:00:00Z", 3, "13.798 billion years BCE"),
-])
+# Wikidata time value, precision, how it renders (the second row: the 2015 dumps' form).
+RENDERED_DATES = """\
++1952-03-11T00:00:00Z           11  11 March 1952
++00000001952-03-11T00:00:00Z    11  11 March 1952
++1990-11-00T00:00:00Z           10  November 1990
++1291-00-00T00:00:00Z           9   1291
++1953-00-00T00:00:00Z           8   1950s
++1952-00-00T00:00:00Z           7   20th century
++1901-00-00T00:00:00Z           7   20th century
++1900-00-00T00:00:00Z           7   19th century
++1001-00-00T00:00:00Z           6   2nd millennium
+-0044-03-15T00:00:00Z           11  15 March 44 BCE
+-0753-00-00T00:00:00Z           9   753 BCE
+-0050-00-00T00:00:00Z           8   50s BCE
+-0250-00-00T00:00:00Z           7   3rd century BCE
+-13798000000-00-00T00:00:00Z    3   13.798 billion years BCE
+"""
+
+
+@pytest.mark.parametrize("value,precision,text",
+                         [line.split(None, 2) for line in RENDERED_DATES.splitlines()])
 def test_dates_render_at_their_precision(value, precision, text):
-    assert render_time(value, precision) == text
+    assert render_time(value, int(precision)) == text
 
 
 def test_time_key_ignores_the_dump_format_and_digits_beyond_the_precision():

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from entity_pair import A, B, SHARDS, Stopped, StopAfter, build_pair
-from twiki.stages.align import (ALIGNED_SCHEMA, STAGE as ALIGN_STAGE, AlignOptions,
-                                align_month_pair)
+from aligned_pair import aligned_pair
+from entity_pair import A, B, SHARDS, Stopped, StopAfter
+from twiki.stages.align import ALIGNED_SCHEMA, STAGE as ALIGN_STAGE
 from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, shard_of
 from twiki.errors import TwikiError
 from twiki.engine.executors import LocalExecutor
@@ -21,15 +21,14 @@ from twiki.stages.probes import (REASONS, ContainmentFilter, FilterConfig, filte
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> DataRoot:
-    root = DataRoot(tmp_path_factory.mktemp("probes") / "data")
-    build_pair(root)
+    """The month pair, aligned."""
+    root, _ = aligned_pair(tmp_path_factory.mktemp("probes"), spill_rows=5)
     return root
 
 
 @pytest.fixture(scope="module")
 def built(pair):
-    """Align, then filter."""
-    align_month_pair(A, B, data_root=pair, options=AlignOptions(spill_rows=5))
+    """The aligned pair, filtered."""
     return filter_probes(A, B, data_root=pair)
 
 

@@ -3,20 +3,25 @@
 A stage module holds its algorithm, its schema, its config and its phases; this module holds
 the rest of a run:
 
+    data_root, executor = stage_defaults(data_root, executor)
     run = StageRun("factdiff 2016-05 -> 2016-06", build, data_root=..., executor=...)
-    if run.current:                       # every artifact's manifest has this key: a no-op
-        return run.result(describe)
-    reports = run.map(diff_shard, tasks)  # the executor, with progress, timed
-    return run.publish(report, describe)  # companions first, the main artifact last
+    if run.current:                          # every artifact's manifest has this key: a no-op
+        return run.result(describe, what="factdiff")
+    reports = run.map(diff_shard, tasks)     # on the executor, with a progress line
+    run.publish(report)                      # companions first, the main artifact last
+    return run.result(describe, what="factdiff")
 
 - `StageRun` takes one or more `ArtifactBuild`s (the main one first; it is published last, so
   that its manifest marks the whole stage done) and knows the three ways a call ends: nothing
   to do ("current"), some shards rebuilt into a published artifact ("repaired"), or a build
   ("built").
 - `StageRun.work(...)` is the stage's folder of intermediate files under data/work/, named by
-  the main artifact's key: everything that shapes the output (inputs, config, stage version)
-  names the work, so work cut for other options is never reused.
-- `StageResult` is what every stage call returns.
+  the main artifact's key (plus whatever else shapes the work files, passed as parts), so work
+  cut for other inputs or options is never reused; it is removed once the stage publishes.
+- `StageResult` is what every stage call returns: path, state, manifest, summary().
+- `FolderBuild` does for a folder of other files (the export's dataset folder, the report) what
+  `ArtifactBuild` does for Parquet shards: staging, resume for the same key, a manifest with
+  every file's sha256 written last, atomic publish.
 """
 
 from __future__ import annotations

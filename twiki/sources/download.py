@@ -789,17 +789,18 @@ def _forget(folder: Path, job: str) -> None:
         (folder / MANIFEST).unlink(missing_ok=True)
 
 
-def _publish(folder: Path, job: str, manifest: dict) -> None:
-    write_json_atomic(manifest_path(folder, job), manifest)  # last: the download is done
-
-
-def _transfer_fields(run: RunInfo, used: list[str], records: list[dict], fetched: int,
-                     timings: dict) -> dict:
-    """The manifest fields every download job records: where from, what, how long."""
-    return {"job_status": run.status, "mirror": run.mirror, "mirrors_used": used,
-            "files": records, "bytes": sum(r["size"] for r in records),
-            "downloaded_bytes": fetched, "code_version": code_version(), "created": _now(),
-            "timings": timings}
+def _publish(folder: Path, run: RunInfo, records: list[dict], used: list[str], fetched: int,
+             timings: dict, **fields) -> None:
+    """Write the manifest of `run`'s job into `folder`, last: the download is done. Every job
+    records the run it took for its month, then `fields` (its own), then where the files came
+    from, what they are and how long it took (`records`, `used`, `fetched`: see _transfer)."""
+    write_json_atomic(manifest_path(folder, run.job), {
+        "stage": STAGE, "wiki": run.wiki, "run": run.run_date, "month": run.month,
+        "job": run.job, **fields,
+        "job_status": run.status, "mirror": run.mirror, "mirrors_used": used,
+        "files": records, "bytes": sum(r["size"] for r in records),
+        "downloaded_bytes": fetched, "code_version": code_version(), "created": _now(),
+        "timings": timings})
 
 
 def _files_intact(folder: Path, manifest: dict) -> bool:
@@ -906,26 +907,17 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
     parse_month(month)
     check_wiki(wiki)
     _check_job(job)
+    config = config or DownloadConfig()
     done = find_downloaded(data_root, wiki, month, job)
     if done is not None:
         log.info("%s %s: already downloaded in %s", wiki, month, done)
         return done
-    config = config or DownloadConfig()
     with _mirrors(mirrors, config, session) as ms:
         run = _resolve(ms, wiki, month, job, config)
         resolved = time.monotonic()
         folder = data_root.raw(wiki, run.run_date)
         records, used, fetched = _transfer(run, folder, ms, config)
-    end = time.monotonic()
-    manifest = {
-        "stage": STAGE,
-        "wiki": wiki,
-        "run": run.run_date,
-        "month": month,
-        "job": job,
-        **_transfer_fields(run, used, records, fetched, _timings(start, resolved, end)),
-    }
-    _publish(folder, job, manifest)
+    _publish(folder, run, records, used, fetched, _timings(start, resolved, time.monotonic()))
     log.info("%s %s: run %s downloaded to %s (%d files, %.1f MB fetched)", wiki, month,
              run.run_date, folder, len(records), fetched / 1e6)
     return folder
@@ -1005,6 +997,7 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
     start = time.monotonic()
     parse_month(month)
     fmt, window_days = _check_wikidata_args(fmt, window_days)
+    config = config or DownloadConfig()
     if enwiki_run is not None:
         _run_day(enwiki_run)
     else:
@@ -1014,7 +1007,6 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
     if done is not None:
         log.info("%s %s: already downloaded in %s", WIKIDATA_WIKI, month, done)
         return done
-    config = config or DownloadConfig()
     with _mirrors(mirrors, config, session) as ms:
         if enwiki_run is None:
             enwiki_run = _resolve(ms, DEFAULT_WIKI, month, DEFAULT_JOB, config).run_date
@@ -1027,23 +1019,12 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
         months = dict(before.get("months") or {}) \
             if before and [f.get("name") for f in before["files"]] == [name] else {}
         records, used, fetched = _transfer(run, folder, ms, config)
-    end = time.monotonic()
     months[month] = enwiki_run
-    manifest = {
-        "stage": STAGE,
-        "wiki": WIKIDATA_WIKI,
-        "run": run.run_date,
-        "month": month,
-        "job": WIKIDATA_JOB,
-        "for_enwiki_run": enwiki_run,
-        "days_from_enwiki_run": abs((_run_day(run.run_date) - _run_day(enwiki_run)).days),
-        "months": dict(sorted(months.items())),
-        "format": name.rsplit(".", 1)[1],
-        "requested_format": fmt,
-        "window_days": window_days,
-        **_transfer_fields(run, used, records, fetched, _timings(start, resolved, end)),
-    }
-    _publish(folder, WIKIDATA_JOB, manifest)
+    _publish(folder, run, records, used, fetched, _timings(start, resolved, time.monotonic()),
+             for_enwiki_run=enwiki_run,
+             days_from_enwiki_run=abs((_run_day(run.run_date) - _run_day(enwiki_run)).days),
+             months=dict(sorted(months.items())), format=name.rsplit(".", 1)[1],
+             requested_format=fmt, window_days=window_days)
     log.info("%s %s: entities run %s (for enwiki run %s) downloaded to %s (%.1f MB fetched)",
              WIKIDATA_WIKI, month, run.run_date, enwiki_run, folder, fetched / 1e6)
     return folder

@@ -144,13 +144,19 @@ def id_strings(col: pa.Array | pa.ChunkedArray, prefix: str = "Q") -> pa.Array:
     return pc.binary_join_element_wise(pa.scalar(prefix), pc.cast(col, pa.string()), "")
 
 
+def _term(entity: dict, terms: str, lang: str) -> str | None:
+    """The entity's `terms` ("labels" or "descriptions") value in `lang`, else the
+    language-neutral `mul` one Wikidata added in 2024."""
+    by_lang = entity.get(terms)
+    if not by_lang or not isinstance(by_lang, dict):
+        return None
+    v = by_lang.get(lang) or by_lang.get("mul")
+    return v.get("value") if v else None
+
+
 def label_of(entity: dict, lang: str) -> str | None:
     """English label, else the language-neutral `mul` label Wikidata added in 2024."""
-    labels = entity.get("labels")
-    if not labels or not isinstance(labels, dict):
-        return None
-    v = labels.get(lang) or labels.get("mul")
-    return v.get("value") if v else None
+    return _term(entity, "labels", lang)
 
 
 def aliases_of(entity: dict, lang: str) -> list[str]:
@@ -165,11 +171,7 @@ def aliases_of(entity: dict, lang: str) -> list[str]:
 
 
 def description_of(entity: dict, lang: str) -> str | None:
-    d = entity.get("descriptions")
-    if not d or not isinstance(d, dict):
-        return None
-    v = d.get(lang) or d.get("mul")
-    return v.get("value") if v else None
+    return _term(entity, "descriptions", lang)
 
 
 def sitelink_title(entity: dict, wiki: str) -> str | None:

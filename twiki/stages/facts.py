@@ -26,12 +26,15 @@ and its work folder deleted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -82,23 +85,21 @@ FACTS_SCHEMA = pa.schema([
     pa.field("month", pa.string(), nullable=False),
 ])
 
-ENTITIES_SCHEMA = pa.schema([
-    pa.field("qid", pa.string(), nullable=False),
-    pa.field("label", pa.string()),
-    pa.field("aliases", pa.list_(pa.string())),
+
+def _entity_schema(key: str, *fields: pa.Field) -> pa.Schema:
+    """A table of entities: the id column `key`, the label and aliases, `fields`, the month."""
+    return pa.schema([pa.field(key, pa.string(), nullable=False), pa.field("label", pa.string()),
+                      pa.field("aliases", pa.list_(pa.string())), *fields,
+                      pa.field("month", pa.string(), nullable=False)])
+
+
+ENTITIES_SCHEMA = _entity_schema(
+    "qid",
     pa.field("description", pa.string()),
     pa.field("title", pa.string()),                        # sitelink title on the wiki
     pa.field("facts", pa.int32(), nullable=False),         # rows in facts/
-    pa.field("month", pa.string(), nullable=False),
-])
-
-PROPERTIES_SCHEMA = pa.schema([
-    pa.field("property", pa.string(), nullable=False),
-    pa.field("label", pa.string()),
-    pa.field("aliases", pa.list_(pa.string())),
-    pa.field("datatype", pa.string()),
-    pa.field("month", pa.string(), nullable=False),
-])
+)
+PROPERTIES_SCHEMA = _entity_schema("property", pa.field("datatype", pa.string()))
 
 # Work-file schemas (between phases; ids kept numeric for cheap hashing and sorting).
 _STMT_FIELDS = [
@@ -251,6 +252,24 @@ def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
         same = eq if same is None else pc.and_(same, eq)
     keep = pa.concat_arrays([pa.array([True]), pc.invert(same).combine_chunks()])
     return table.filter(keep)
+
+
+def _resumable(run: Callable[[Any], tuple[dict, dict]]) -> Callable[[Any], dict]:
+    """A map or join task done at most once: `run(task)` returns the task's (files, report);
+    the JSON sidecar <work>/<name>.json, written last, holds the files' partition index and
+    the report, and its existing marks the task done (run again, it returns that report).
+    The memory `run` held is released before the sidecar is written."""
+
+    @functools.wraps(run)
+    def resumable(task) -> dict:
+        sidecar = Path(task.work) / f"{task.name}.json"
+        if (done := task_report(sidecar)) is not None:
+            return done
+        files, report = run(task)
+        release_memory()
+        return mark_done(sidecar, files, report)
+
+    return resumable
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,17 +495,13 @@ class _MapRows:
         return {k: w.close() for k, w in self.writers.items()}
 
 
-def map_chunk(task: ChunkTask) -> dict:
-    """Map task: one chunk of the dump into partitioned work files; the JSON sidecar, written
-    last, holds the files' partition index and the task's report (it existing = done)."""
-    work = Path(task.work)
-    sidecar = work / f"{task.name}.json"
-    if (done := task_report(sidecar)) is not None:
-        return done
+@_resumable
+def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
+    """Map task: one chunk of the dump into partitioned work files."""
     chunk = task.chunk
     path = Path(chunk.path)
     where = f"{path.name} (chunk at {'bit' if chunk.codec == 'bz2' else 'byte'} {chunk.start})"
-    rows = _MapRows(task, work / task.name)
+    rows = _MapRows(task, Path(task.work) / task.name)
     t0 = time.perf_counter()
     base = chunk.index << 32
     n_lines = 0
@@ -546,9 +561,7 @@ def map_chunk(task: ChunkTask) -> dict:
               "counts": dict(rows.counts), "skipped_values": dict(rows.skipped_values),
               "skipped_entities": dict(rows.skipped_entities), "bad": rows.bad,
               "redirects": rows.redirects, "seconds": round(seconds, 3)}
-    del rows
-    release_memory()
-    return mark_done(sidecar, files, report)
+    return files, report
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,15 +589,13 @@ def _grouped(batches, schema: pa.Schema, rows: int = 16384):
         yield pa.Table.from_batches(group, schema=schema)
 
 
-def join_partition(task: JoinTask) -> dict:
+@_resumable
+def join_partition(task: JoinTask) -> tuple[dict, dict]:
     """Attach labels to the statements whose object (or unit) hashes to this partition.
 
     Only the partition's labels are held (one row per item); statements stream through batch
     by batch, because their objects are skewed: 'instance of: human' alone is millions."""
     work = Path(task.work)
-    sidecar = work / f"{task.name}.json"
-    if (done := task_report(sidecar)) is not None:
-        return done
     labels = _first_per_key(read_partition(work, task.maps, "labels", task.part, W_LABELS), ["qid"])
     qids = labels.column("qid").combine_chunks()
     label_col, alias_col = labels.column("label"), labels.column("aliases")
@@ -611,9 +622,7 @@ def join_partition(task: JoinTask) -> dict:
     files = {"joined": writer.close()}
     report = {"part": task.part, "labels": labels.num_rows, "statements": n_stmts,
               "items_without_label": unlabeled}
-    del labels, label_col, alias_col, qids
-    release_memory()
-    return mark_done(sidecar, files, report)
+    return files, report
 
 
 # --------------------------------------------------------------------------------------------

@@ -97,6 +97,21 @@ def _sidecars(tasks) -> tuple[str, ...]:
     return tuple(Path(t.out).with_suffix(".json").name for t in tasks)
 
 
+@dataclass(frozen=True)
+class _PartTask:
+    """A task over partition `part` of the work files listed by the done-markers `sidecars`
+    (in `work`), writing `out`."""
+
+    part: int
+    work: str
+    sidecars: tuple[str, ...]
+    out: str
+
+    def read(self, kind: str, schema: pa.Schema) -> pa.Table:
+        """Every row of this partition of `kind`."""
+        return read_partition(Path(self.work), self.sidecars, kind, self.part, schema)
+
+
 def _write_matches(writer: PartitionedWriter, qids, page_ids, titles, how: str,
                    shards: int) -> None:
     t = pa.table({"qid": qids, "page_id": page_ids, "title": titles,
@@ -151,11 +166,7 @@ def map_titles(task: TitleMapTask) -> dict:
 
 
 @dataclass(frozen=True)
-class TitleJoinTask:
-    part: int
-    work: str
-    sidecars: tuple[str, ...]
-    out: str
+class TitleJoinTask(_PartTask):
     shards: int
     round: int          # 1: direct titles (+ redirect hops out); 2: redirected titles
 
@@ -164,20 +175,15 @@ def join_titles(task: TitleJoinTask) -> dict:
     """One title partition: sitelinks matched to articles by title (round 1, which sends the
     sitelinks that name a redirect on to its target's partition), or those redirect hops
     matched (round 2)."""
-    work = Path(task.work)
     out = Path(task.out)
     if (done := task_report(out.with_suffix(".json"))) is not None:
         return done
-
-    def read(kind: str) -> pa.Table:
-        return read_partition(work, task.sidecars, kind, task.part, W_TITLES)
-
-    articles = _first_per_key(read("articles"), ["norm"], ["id"])
+    articles = _first_per_key(task.read("articles", W_TITLES), ["norm"], ["id"])
     report: dict = {"part": task.part}
     matches = PartitionedWriter(out, W_MATCHES)
     files: dict = {}
     if task.round == 1:
-        links = read("sitelinks")
+        links = task.read("sitelinks", W_TITLES)
         idx = pc.index_in(links.column("norm"), value_set=articles.column("norm").combine_chunks())
         hit = pc.is_valid(idx)
         m = links.filter(hit)
@@ -185,7 +191,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         _write_matches(matches, m.column("id"), articles.column("id").take(midx),
                        articles.column("title").take(midx), "title", task.shards)
         missed = links.filter(pc.invert(hit))
-        redirects = _first_per_key(read("redirects"), ["norm"], ["id"])
+        redirects = _first_per_key(task.read("redirects", W_TITLES), ["norm"], ["id"])
         ridx = pc.index_in(missed.column("norm"),
                            value_set=redirects.column("norm").combine_chunks())
         rhit = pc.is_valid(ridx)
@@ -200,7 +206,7 @@ def join_titles(task: TitleJoinTask) -> dict:
                       redirect_hops=hops.num_rows,
                       unmatched=missed.num_rows - hops.num_rows, articles=articles.num_rows)
     else:
-        hops = read("hops")
+        hops = task.read("hops", W_TITLES)
         idx = pc.index_in(hops.column("norm"), value_set=articles.column("norm").combine_chunks())
         hit = pc.is_valid(idx)
         _write_matches(matches, hops.column("id").filter(hit),
@@ -284,12 +290,10 @@ def map_page_props(task: PagePropsMapTask) -> dict:
 
 
 @dataclass(frozen=True)
-class PagePropsJoinTask:
-    shard: int         # snapshot shard
-    snapshot: str      # its file
-    work: str
-    sidecars: tuple[str, ...]
-    out: str
+class PagePropsJoinTask(_PartTask):
+    """`part`: a snapshot shard."""
+
+    snapshot: str      # that shard's file
     shards: int        # mapping shards (by QID)
 
 
@@ -298,7 +302,7 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
     out = Path(task.out)
     if (done := task_report(out.with_suffix(".json"))) is not None:
         return done
-    items = read_partition(Path(task.work), task.sidecars, "items", task.shard, W_PAGE_ITEMS)
+    items = task.read("items", W_PAGE_ITEMS)
     items = items.take(pc.sort_indices(items, [("page_id", "ascending"), ("qid", "ascending")]))
     pages = pq.read_table(task.snapshot, columns=["page_id", "title"])
     idx = pc.index_in(pages.column("page_id"), value_set=items.column("page_id").combine_chunks())
@@ -310,7 +314,7 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
     matched = int(pc.sum(hit).as_py() or 0)
     in_snapshot = pc.is_in(items.column("page_id"),
                            value_set=pages.column("page_id").combine_chunks())
-    report = {"shard": task.shard, "articles": pages.num_rows, "matched": matched,
+    report = {"shard": task.part, "articles": pages.num_rows, "matched": matched,
               "items_not_in_snapshot": items.num_rows - int(pc.sum(in_snapshot).as_py() or 0)}
     return mark_done(out.with_suffix(".json"), {"matches": matches.close()}, report)
 
@@ -321,8 +325,8 @@ def _map_by_page_props(run: StageRun, build: ArtifactBuild, snapshot: Path,
     work = run.work("mapping", month)
     read = PagePropsMapTask(str(page_props), str(work / "pp.arrow"), snapshot_shards)
     [items] = run.map(map_page_props, [read], phase="page_props", unit="file")
-    joins = [PagePropsJoinTask(s, str(snapshot / shard_name(s)), str(work), _sidecars([read]),
-                               str(work / f"jp-{s:05d}.arrow"), build.shards)
+    joins = [PagePropsJoinTask(s, str(work), _sidecars([read]), str(work / f"jp-{s:05d}.arrow"),
+                               str(snapshot / shard_name(s)), build.shards)
              for s in range(snapshot_shards)]
     by_page = run.map(join_page_props, joins, phase="match pages")
     written = _write_mapping(run, build, work, _sidecars(joins), month)
@@ -338,16 +342,14 @@ def _map_by_page_props(run: StageRun, build: ArtifactBuild, snapshot: Path,
 # Write: one QID shard of the matches -> the mapping shard.
 
 @dataclass(frozen=True)
-class MappingShardTask:
-    shard: int
-    work: str
-    sidecars: tuple[str, ...]
-    out: str
+class MappingShardTask(_PartTask):
+    """`part`: a QID shard of the matches, and so of the mapping."""
+
     month: str
 
 
 def write_mapping_shard(task: MappingShardTask) -> dict:
-    matches = read_partition(Path(task.work), task.sidecars, "matches", task.shard, W_MATCHES)
+    matches = task.read("matches", W_MATCHES)
     # One page per item: a direct title match wins over a redirect, then the lower page id.
     matches = matches.append_column(
         "rank", pc.if_else(pc.equal(matches.column("match"), "title"), 0, 1))
@@ -358,7 +360,7 @@ def write_mapping_shard(task: MappingShardTask) -> dict:
                    schema=MAPPING_SCHEMA)
     with ShardWriter(Path(task.out), MAPPING_SCHEMA) as w:
         w.write(out)
-    return {"shard": task.shard, "rows": out.num_rows,
+    return {"shard": task.part, "rows": out.num_rows,
             "qids_with_two_pages": matches.num_rows - out.num_rows}
 
 

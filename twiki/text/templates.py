@@ -15,8 +15,10 @@ function of the arguments, written from the template's documentation.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 __all__ = ["DROP_MARK", "INLINE_PARSER_FUNCTIONS", "INLINE_TEMPLATES", "MAX_TEMPLATE_NESTING",
            "render_template", "template_spans"]
@@ -39,6 +41,11 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
 _MONTH_NUMBER = {m[:3].lower(): i for i, m in enumerate(_MONTHS, 1)}
 _ISO_DATE = re.compile(r"(-?\d{1,4})-(\d{1,2})(?:-(\d{1,2}))?")
 _YEAR = re.compile(r"-?\d{1,4}")
+
+
+def _data(name: str) -> dict:
+    """A table of this module kept as JSON beside it (twiki/text/<name>), read once at import."""
+    return json.loads((Path(__file__).parent / name).read_text(encoding="utf-8"))
 
 
 class _Args:
@@ -316,78 +323,13 @@ def _ordinal_text(a: _Args) -> str:
 # keep their symbol ("20 °C"), as the template does. A unit code missing from CONVERT_UNITS is
 # shown as written.
 
-# code -> (symbol, singular name, plural name; "" means singular + "s").
+# code -> (symbol, singular name, plural name; "" means singular + "s"), from
+# convert_units.json, where the codes stand in groups ("length", "area", ...). The
+# "temperature" group shows as symbols unless abbr=off.
+_UNIT_GROUPS: dict[str, dict[str, list[str]]] = _data("convert_units.json")
 CONVERT_UNITS: dict[str, tuple[str, str, str]] = {
-    # length
-    "m": ("m", "metre", ""), "km": ("km", "kilometre", ""), "cm": ("cm", "centimetre", ""),
-    "mm": ("mm", "millimetre", ""), "um": ("μm", "micrometre", ""),
-    "μm": ("μm", "micrometre", ""), "nm": ("nm", "nanometre", ""),
-    "Mm": ("Mm", "megametre", ""), "Gm": ("Gm", "gigametre", ""),
-    "mi": ("mi", "mile", ""), "smi": ("mi", "mile", ""), "yd": ("yd", "yard", ""),
-    "ft": ("ft", "foot", "feet"), "in": ("in", "inch", "inches"),
-    "nmi": ("nmi", "nautical mile", ""), "fathom": ("fathom", "fathom", ""),
-    "ch": ("ch", "chain", ""), "furlong": ("furlong", "furlong", ""), "hand": ("h", "hand", ""),
-    "ly": ("ly", "light-year", ""), "pc": ("pc", "parsec", ""),
-    "AU": ("AU", "astronomical unit", ""),
-    # area
-    "m2": ("m2", "square metre", ""), "km2": ("km2", "square kilometre", ""),
-    "cm2": ("cm2", "square centimetre", ""), "mm2": ("mm2", "square millimetre", ""),
-    "ha": ("ha", "hectare", ""), "acre": ("acre", "acre", ""),
-    "sqmi": ("sq mi", "square mile", ""), "sqft": ("sq ft", "square foot", "square feet"),
-    "sqyd": ("sq yd", "square yard", ""), "sqin": ("sq in", "square inch", "square inches"),
-    # volume
-    "m3": ("m3", "cubic metre", ""), "km3": ("km3", "cubic kilometre", ""),
-    "cm3": ("cm3", "cubic centimetre", ""), "L": ("L", "litre", ""), "l": ("l", "litre", ""),
-    "ml": ("ml", "millilitre", ""), "mL": ("mL", "millilitre", ""),
-    "Ml": ("Ml", "megalitre", ""), "ML": ("ML", "megalitre", ""),
-    "GL": ("GL", "gigalitre", ""), "USgal": ("US gal", "US gallon", ""),
-    "impgal": ("imp gal", "imperial gallon", ""),
-    "cuft": ("cu ft", "cubic foot", "cubic feet"), "ft3": ("cu ft", "cubic foot", "cubic feet"),
-    "cuin": ("cu in", "cubic inch", "cubic inches"), "cuyd": ("cu yd", "cubic yard", ""),
-    "oilbbl": ("bbl", "barrel", ""), "bbl": ("bbl", "barrel", ""),
-    "acre.ft": ("acre⋅ft", "acre-foot", "acre-feet"),
-    "USfloz": ("US fl oz", "US fluid ounce", ""),
-    # mass
-    "kg": ("kg", "kilogram", ""), "g": ("g", "gram", ""), "mg": ("mg", "milligram", ""),
-    "t": ("t", "tonne", ""), "MT": ("t", "tonne", ""), "LT": ("long ton", "long ton", ""),
-    "ST": ("short ton", "short ton", ""), "lb": ("lb", "pound", ""), "oz": ("oz", "ounce", ""),
-    "ozt": ("ozt", "troy ounce", ""), "st": ("st", "stone", "stone"),
-    "carat": ("carat", "carat", ""), "cwt": ("cwt", "hundredweight", "hundredweight"),
-    # speed
-    "km/h": ("km/h", "kilometre per hour", "kilometres per hour"),
-    "kph": ("km/h", "kilometre per hour", "kilometres per hour"),
-    "mph": ("mph", "mile per hour", "miles per hour"),
-    "m/s": ("m/s", "metre per second", "metres per second"),
-    "ft/s": ("ft/s", "foot per second", "feet per second"),
-    "kn": ("kn", "knot", ""), "knot": ("kn", "knot", ""),
-    # temperature (shown as symbols unless abbr=off)
-    "C": ("°C", "degree Celsius", "degrees Celsius"),
-    "°C": ("°C", "degree Celsius", "degrees Celsius"),
-    "C-change": ("°C", "degree Celsius", "degrees Celsius"),
-    "F": ("°F", "degree Fahrenheit", "degrees Fahrenheit"),
-    "°F": ("°F", "degree Fahrenheit", "degrees Fahrenheit"),
-    "F-change": ("°F", "degree Fahrenheit", "degrees Fahrenheit"),
-    "K": ("K", "kelvin", ""), "K-change": ("K", "kelvin", ""),
-    # power, energy, pressure
-    "W": ("W", "watt", ""), "kW": ("kW", "kilowatt", ""), "MW": ("MW", "megawatt", ""),
-    "GW": ("GW", "gigawatt", ""), "hp": ("hp", "horsepower", "horsepower"),
-    "kWh": ("kWh", "kilowatt-hour", ""), "MWh": ("MWh", "megawatt-hour", ""),
-    "GWh": ("GWh", "gigawatt-hour", ""), "TWh": ("TWh", "terawatt-hour", ""),
-    "J": ("J", "joule", ""), "kJ": ("kJ", "kilojoule", ""), "MJ": ("MJ", "megajoule", ""),
-    "cal": ("cal", "calorie", ""), "kcal": ("kcal", "kilocalorie", ""),
-    "Pa": ("Pa", "pascal", ""), "kPa": ("kPa", "kilopascal", ""),
-    "MPa": ("MPa", "megapascal", ""), "bar": ("bar", "bar", ""),
-    "psi": ("psi", "pound per square inch", "pounds per square inch"),
-    "atm": ("atm", "standard atmosphere", ""),
-    "mmHg": ("mmHg", "millimetre of mercury", "millimetres of mercury"),
-    "inHg": ("inHg", "inch of mercury", "inches of mercury"),
-    # densities and flows
-    "PD/sqmi": ("/sq mi", "per square mile", "per square mile"),
-    "PD/km2": ("/km2", "per square kilometre", "per square kilometre"),
-    "m3/s": ("m3/s", "cubic metre per second", "cubic metres per second"),
-    "cuft/s": ("cu ft/s", "cubic foot per second", "cubic feet per second"),
-}
-_TEMPERATURE_UNITS = frozenset({"C", "°C", "C-change", "F", "°F", "F-change", "K", "K-change"})
+    code: tuple(unit) for group in _UNIT_GROUPS.values() for code, unit in group.items()}
+_TEMPERATURE_UNITS = frozenset(_UNIT_GROUPS["temperature"])
 # Scale prefixes: e6acre "million acres"; k/M/G/T only before the units convert scales so.
 _SCALE_WORDS = {"e3": "thousand", "e6": "million", "e9": "billion", "e12": "trillion",
                 "k": "thousand", "M": "million", "G": "billion", "T": "trillion"}
@@ -522,33 +464,7 @@ def _val(a: _Args) -> str:
 # kept: in a lead it is what makes "(Bulgarian: Юлия Кръстева; born 24 June 1941)" read as
 # prose, and it says what the foreign text is. A code missing here shows the text alone.
 # ({{lang|xx|text}} never shows a label.)
-LANGUAGE_NAMES = {
-    "af": "Afrikaans", "aln": "Gheg Albanian", "am": "Amharic", "ang": "Old English",
-    "ar": "Arabic", "arc": "Aramaic", "az": "Azerbaijani", "be": "Belarusian",
-    "ber": "Berber", "bg": "Bulgarian", "bn": "Bengali", "bo": "Tibetan", "br": "Breton",
-    "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh", "da": "Danish",
-    "de": "German", "el": "Greek", "en": "English", "eo": "Esperanto", "es": "Spanish",
-    "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fo": "Faroese",
-    "fr": "French", "fy": "West Frisian", "ga": "Irish", "gd": "Scottish Gaelic",
-    "gl": "Galician", "got": "Gothic", "grc": "Ancient Greek", "gu": "Gujarati",
-    "haw": "Hawaiian", "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "ht": "Haitian Creole",
-    "hu": "Hungarian", "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian",
-    "ja": "Japanese", "jv": "Javanese", "ka": "Georgian", "kk": "Kazakh", "km": "Khmer",
-    "kn": "Kannada", "ko": "Korean", "ku": "Kurdish", "ky": "Kyrgyz", "la": "Latin",
-    "lb": "Luxembourgish", "lo": "Lao", "lt": "Lithuanian", "lv": "Latvian", "mi": "Māori",
-    "mk": "Macedonian", "ml": "Malayalam", "mn": "Mongolian", "mr": "Marathi", "ms": "Malay",
-    "mt": "Maltese", "my": "Burmese", "nah": "Nahuatl", "ne": "Nepali", "nl": "Dutch",
-    "nn": "Norwegian Nynorsk", "no": "Norwegian", "nb": "Norwegian Bokmål", "non": "Old Norse",
-    "oc": "Occitan", "ota": "Ottoman Turkish", "pa": "Punjabi", "peo": "Old Persian",
-    "pl": "Polish", "ps": "Pashto", "pt": "Portuguese", "qu": "Quechua", "ro": "Romanian",
-    "ru": "Russian", "rus": "Russian", "sa": "Sanskrit", "sc": "Sardinian", "sco": "Scots",
-    "se": "Northern Sami", "si": "Sinhala", "sk": "Slovak", "sl": "Slovene", "so": "Somali",
-    "sq": "Albanian", "sr": "Serbian", "sv": "Swedish", "sw": "Swahili", "syc": "Syriac",
-    "ta": "Tamil", "te": "Telugu", "tg": "Tajik", "th": "Thai", "tk": "Turkmen",
-    "tl": "Tagalog", "tr": "Turkish", "tt": "Tatar", "ug": "Uyghur", "uk": "Ukrainian",
-    "ur": "Urdu", "uz": "Uzbek", "vi": "Vietnamese", "yi": "Yiddish", "yo": "Yoruba",
-    "zh": "Chinese", "zu": "Zulu",
-}
+LANGUAGE_NAMES: dict[str, str] = _data("language_names.json")  # code -> name
 
 
 def _lang_xx(a: _Args) -> str:
