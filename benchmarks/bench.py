@@ -23,11 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.build_sample_mirror import build_run, run_pages, write_listing
+from tests.mirror_kit import REPO, SAMPLE_RUN, build_run, sample_pages, write_listing
 from twiki.engine.paths import DataRoot
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_RUN = REPO / "data" / "sample" / "mirror" / "enwiki" / "20160501"
 # Real dumps put 100 pages in a bz2 stream; the bench dumps do too.
 PAGES_PER_STREAM = 100
 # Page ids of replica r are shifted by r * ID_STRIDE (> the sample's largest id, 100010), so
@@ -39,10 +37,6 @@ THROUGHPUT_REPLICAS = 40
 RSS_BASE_REPLICAS = 20
 MEMORY_RUNS = 3   # runs of each size for the peak-memory figure (the highest peak counts)
 MONTH, RUN = "2016-05", "20160501"
-
-
-def sample_pages() -> tuple[bytes, list[bytes]]:
-    return run_pages(SAMPLE_RUN)
 
 
 def replicate(pages: list[bytes], replicas: int) -> list[bytes]:
@@ -101,13 +95,13 @@ def child(argv: list[str]) -> int:
     """One extraction in a fresh process: download from the bench mirror, extract, report."""
     from twiki.sources.download import download_month
     from twiki.engine.executors import LocalExecutor
-    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mirror", required=True)
     ap.add_argument("--root", required=True)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--chunk-mb", type=float, default=RunOptions.chunk_mb)
+    ap.add_argument("--chunk-mb", type=float, default=ExtractRunOptions.chunk_mb)
     ap.add_argument("--shards", type=int, default=ExtractConfig.shards)
     a = ap.parse_args(argv)
     root = DataRoot(Path(a.root))
@@ -116,7 +110,7 @@ def child(argv: list[str]) -> int:
     t0 = time.perf_counter()
     res = extract_month(MONTH, data_root=root, executor=LocalExecutor(a.workers),
                         config=ExtractConfig(shards=a.shards),
-                        options=RunOptions(incremental=False, chunk_mb=a.chunk_mb))
+                        options=ExtractRunOptions(incremental=False, chunk_mb=a.chunk_mb))
     wall = time.perf_counter() - t0
     c = res.manifest["report"]["counts"]
     print(json.dumps({
@@ -130,7 +124,6 @@ def child(argv: list[str]) -> int:
 
 def bench_extract(work: Path, scale: float) -> dict:
     from benchmarks.bench_wikitext import bench_clean
-    from twiki.text.wikitext import clean_wikitext  # noqa: F401  (the cleaner the stage uses)
 
     base = max(1, round(RSS_BASE_REPLICAS * scale))
     big = max(2, round(THROUGHPUT_REPLICAS * scale))
@@ -224,7 +217,7 @@ def child_incremental(argv: list[str]) -> int:
     """Month A cold, then month B incrementally (+ the diff), and month B cold: CPU seconds."""
     from twiki.stages.diff import diff_months
     from twiki.sources.download import download_month
-    from twiki.stages.extract import ExtractConfig, RunOptions, extract_month
+    from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mirror", required=True)
@@ -246,7 +239,8 @@ def child_incremental(argv: list[str]) -> int:
                                                          config=ExtractConfig()))
     diff, diff_cpu, diff_wall = timed(lambda: diff_months("2016-05", "2016-06", data_root=warm))
     cold_res, cold_cpu, cold_wall = timed(lambda: extract_month(
-        "2016-06", data_root=cold, config=ExtractConfig(), options=RunOptions(incremental=False)))
+        "2016-06", data_root=cold, config=ExtractConfig(),
+        options=ExtractRunOptions(incremental=False)))
     def decompress_only():
         import bz2
         for part in sorted((warm.raw("enwiki", "20160601")).glob("*multistream[0-9]*.xml*")):

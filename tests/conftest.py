@@ -7,16 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.build_sample_mirror import REAL_DATA, build_run, run_pages, write_listing  # noqa: F401
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
-SAMPLE_RUN = SAMPLE_MIRROR / "enwiki" / "20160501"
-
-
-def sample_pages() -> tuple[bytes, list[bytes]]:
-    """(header, pages) of the sample mirror's month A, byte-exact, in dump order."""
-    return run_pages(SAMPLE_RUN)
+# REAL_DATA, SAMPLE_MIRROR and sample_pages are also the tests' (`from conftest import ...`).
+from mirror_kit import (REAL_DATA, SAMPLE_MIRROR, build_run, sample_pages,  # noqa: F401
+                        write_listing)
 
 
 @pytest.fixture
@@ -72,8 +65,44 @@ def every_progress_line(monkeypatch, caplog):
     return caplog
 
 
+LM_PRESET = """
+name = "t"
+model = "{model}"
+months = ["2016-05", "2016-06"]
+methods = {methods}
+data_root = "{root}"
+[paths]
+diffset = "{inputs}/diffset_{{a}}_{{b}}"
+snapshot = "{inputs}/snapshot_{{b}}"
+replay = "{inputs}/snapshot_{{a}}"
+probes = "{inputs}/probes_{{a}}_{{b}}"
+[train]
+block_size = 32
+micro_batch_size = 4
+max_steps = {max_steps}
+learning_rate = 3e-3
+heldout_permille = {heldout_permille}
+[train.lora]
+lora_r = 4
+[eval]
+batch_size = 16
+{eval}
+"""
+
+
+def write_lm_preset(path: Path, *, model, data_root, inputs, methods: tuple[str, ...],
+                    max_steps: int, heldout_permille: int, eval_settings: str = "") -> Path:
+    """A small LM experiment preset at `path`: the kit's model on the sample pair in `inputs`
+    (the kit's, or a copy), a few steps of each method; `eval_settings` are more [eval] lines."""
+    import json
+    path.write_text(LM_PRESET.format(model=model, root=data_root, inputs=inputs,
+                                     methods=json.dumps(list(methods)), max_steps=max_steps,
+                                     heldout_permille=heldout_permille, eval=eval_settings))
+    return path
+
+
 @pytest.fixture(scope="session")
 def kit(tmp_path_factory):
     """A tiny GPT-2 and tokenizer built locally, with the sample pair's LM data (no hub)."""
-    from benchmarks.bench_lm import tiny_lm   # torch: only the LM tests ask for it
-    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit")
+    from pipelines.lm_samples import tiny_lm   # torch: only the LM tests ask for it
+    return tiny_lm(tmp_path_factory.getbasetemp() / "lm-kit", mirror=SAMPLE_MIRROR)

@@ -32,7 +32,8 @@ def test_cron_builds_and_logs(tmp_path, mirror):
     runs = [json.loads(line) for line in (tmp_path / "logs" / "cron.jsonl").read_text().splitlines()]
     assert runs[-1]["outcome"] == "built" and runs[-1]["month"] == "2016-05"
     log = (tmp_path / "logs" / runs[-1]["log"]).read_text()
-    assert "downloaded and verified" in log and "snapshot enwiki 2016-05 built" in log
+    snapshot = tmp_path / "snapshots" / "enwiki" / "2016-05"
+    assert "downloaded and verified" in log and f"snapshot built at {snapshot}:" in log
 
 
 def test_second_concurrent_run_exits_with_the_lock_message(tmp_path, mirror):

@@ -21,9 +21,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from mirror_kit import (REAL_DATA, SAMPLE_MIRROR, WIKIDATA_DIR, build_entities_run,
+                        split_entity_dump, write_listing)
 from twiki.engine.artifacts import MANIFEST
-from benchmarks.build_sample_mirror import (WIKIDATA_DIR, build_entities_run, split_entity_dump,
-                                           write_listing)
 from twiki.sources.download import (DownloadConfig, download_month, download_wikidata, entities_folder,
                             find_downloaded, find_downloaded_wikidata, manifest_path,
                             multistream_parts, read_download_manifest, resolve_run,
@@ -31,10 +31,7 @@ from twiki.sources.download import (DownloadConfig, download_month, download_wik
 from twiki.errors import (ChecksumError, ConfigError, DownloadError, DumpNotReadyError,
                           NoDumpError, UnsafePathError)
 from twiki.engine.paths import DataRoot
-from conftest import REAL_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MIRROR = REPO / "data" / "sample" / "mirror"
 DUMPMETA = REAL_DATA / "dumpmeta"
 RUN = "20160501"
 MONTH = "2016-05"

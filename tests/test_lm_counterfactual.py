@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from benchmarks.bench_lm import build_counterfactual_pair
+from conftest import SAMPLE_MIRROR
+from pipelines.lm_samples import build_counterfactual_pair
 from twiki.lm.data import load_documents
 
 
 def test_made_up_edits_are_labelled_and_are_the_only_change(tmp_path):
-    sp = build_counterfactual_pair(tmp_path / "cf")
+    sp = build_counterfactual_pair(tmp_path / "cf", mirror=SAMPLE_MIRROR)
     probes = pq.read_table(sp.probes).to_pylist()
     changed = [p for p in probes if p["kind"] == "updated"]
     unchanged = [p for p in probes if p["kind"] == "unchanged"]
@@ -29,5 +30,5 @@ def test_made_up_edits_are_labelled_and_are_the_only_change(tmp_path):
     for p in unchanged:     # real years of sentences no edit touched
         assert f"{p['subject']} {p['relation']} {p['object']}" in a[p["page_id"]]
         assert p["page_id"] not in diff
-    again = build_counterfactual_pair(tmp_path / "cf2")
+    again = build_counterfactual_pair(tmp_path / "cf2", mirror=SAMPLE_MIRROR)
     assert (again.probes / "part-00000.parquet").read_bytes() == (sp.probes / "part-00000.parquet").read_bytes()

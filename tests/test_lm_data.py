@@ -4,7 +4,6 @@ snapshot artifacts of two months built from the sample mirror, trained on."""
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import re
 
@@ -14,11 +13,8 @@ import pytest
 pytest.importorskip("torch").set_num_threads(1)  # tiny model: one thread is fastest
 pytest.importorskip("transformers")
 
-from benchmarks.bench_lm import SAMPLE_RUN  # noqa: E402
-from benchmarks.build_sample_mirror import split_dump  # noqa: E402
-from twiki.stages.diff import diff_months, iter_documents  # noqa: E402
-from twiki.sources.download import download_month  # noqa: E402
-from twiki.stages.extract import ExtractConfig, extract_month  # noqa: E402
+from conftest import sample_pages  # noqa: E402
+from twiki.engine.paths import DataRoot  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
 from twiki.lm.data import (  # noqa: E402
     Blocks,
@@ -29,7 +25,10 @@ from twiki.lm.data import (  # noqa: E402
     tokenize_source,
 )
 from twiki.lm.models import load_tokenizer  # noqa: E402
-from twiki.engine.paths import DataRoot  # noqa: E402
+from twiki.sources.download import download_month  # noqa: E402
+from twiki.stages.diff import diff_months  # noqa: E402
+from twiki.stages.extract import ExtractConfig, extract_month  # noqa: E402
+from twiki.stages.training_text import iter_documents  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +85,6 @@ def test_heldout_split_is_by_page_and_the_cache_is_reused(kit, tok, tmp_path):
     assert other.folder != train_set.folder and other.n_tokens > train_set.n_tokens
 
 
-def _sample_pages() -> tuple[bytes, list[bytes]]:
-    header, pages = b"", []
-    for part in sorted(SAMPLE_RUN.glob("*-multistream[0-9]*.xml-*.bz2")):
-        h, p, _ = split_dump(bz2.decompress(part.read_bytes()))
-        header, pages = header or h, pages + p
-    return header, pages
-
-
 def _edit(page: bytes, paragraph: str) -> bytes:
     """The page with a paragraph put before its wikitext and a new revision sha1."""
     page = re.sub(rb"(<text[^>]*>)", lambda m: m.group(1) + (paragraph + "\n\n").encode(),
@@ -105,7 +96,7 @@ def _edit(page: bytes, paragraph: str) -> bytes:
 def test_training_on_real_diffset_and_snapshot_artifacts(tmp_path, mirror, make_run, kit):
     """Month A = sample mirror pages less one article; month B = all of them with an article
     edited. The real extract and diff stages build the artifacts the LM stage reads."""
-    header, pages = _sample_pages()
+    header, pages = sample_pages()
     pages = [p for p in pages if b"<redirect" not in p and b"<ns>0</ns>" in p][:30]  # quick
     new_i, edit_i = 3, 5
     added = "In 2016 the article gained this paragraph about its subject, written for the test."

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: E402
 from twiki.errors import InputError  # noqa: E402
 from twiki.lm import EvalConfig, evaluate  # noqa: E402
 from twiki.lm.data import is_heldout, load_documents  # noqa: E402
-from twiki.lm.evaluation import load_probes, pad_batch, probe_nll  # noqa: E402
+from twiki.lm.evaluation import pad_batch, probe_nll, read_probe_rows  # noqa: E402
 from twiki.lm.models import load_hf_model, load_tokenizer  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def test_sequence_scoring_is_the_whole_string(sharp_model):
 
 def test_evaluate_reports_un_c_avg_and_heldout(kit, sharp_model, tmp_path):
     model, tok, folder = sharp_model
-    probes = load_probes(kit.pair.probes)
+    probes = read_probe_rows(kit.pair.probes)
     out = tmp_path / "eval.json"
     res = evaluate(EvalConfig(model=str(folder), probes=str(kit.pair.probes), label="2016-05_2016-06",
                               heldout_data=str(kit.pair.diffset), heldout_permille=200,
@@ -135,10 +135,10 @@ def test_bad_probes_are_named(tmp_path):
     pq.write_table(pa.table({"subject": ["a"], "relation": ["b"], "kind": ["new"]}),
                    tmp_path / "p.parquet")
     with pytest.raises(InputError, match="no column.*object"):
-        load_probes(tmp_path / "p.parquet")
+        read_probe_rows(tmp_path / "p.parquet")
     pq.write_table(pa.table({"subject": ["a"], "relation": ["b"], "object": ["c"],
                              "kind": ["removed"]}), tmp_path / "q.parquet")
     with pytest.raises(InputError, match="unknown probe kind"):
-        load_probes(tmp_path / "q.parquet")
+        read_probe_rows(tmp_path / "q.parquet")
     with pytest.raises(InputError, match="build them first"):
-        load_probes(tmp_path / "nothing")
+        read_probe_rows(tmp_path / "nothing")

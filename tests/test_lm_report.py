@@ -14,38 +14,16 @@ pytest.importorskip("torch").set_num_threads(1)  # tiny model: one thread is fas
 pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 
+from conftest import write_lm_preset  # noqa: E402
 from pipelines.lm_experiment import load_preset, run_experiment  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm.cli import add_eval_arguments, add_train_arguments, cmd_eval, cmd_train  # noqa: E402
 
 
-PRESET = """
-name = "t"
-model = "{model}"
-months = ["2016-05", "2016-06"]
-methods = ["full", "diff", "lora", "mixreview"]
-data_root = "{root}"
-[paths]
-diffset = "{pair}/diffset_{{a}}_{{b}}"
-snapshot = "{pair}/snapshot_{{b}}"
-replay = "{pair}/snapshot_{{a}}"
-probes = "{pair}/probes_{{a}}_{{b}}"
-[train]
-block_size = 32
-micro_batch_size = 4
-max_steps = 3
-learning_rate = 3e-3
-heldout_permille = 200
-[train.lora]
-lora_r = 4
-[eval]
-batch_size = 16
-"""
-
-
 def test_experiment_writes_the_table_and_the_plot(kit, tmp_path):
-    preset = tmp_path / "t.toml"
-    preset.write_text(PRESET.format(model=kit.model, root=tmp_path / "data", pair=kit.pair.folder))
+    preset = write_lm_preset(tmp_path / "t.toml", model=kit.model, data_root=tmp_path / "data",
+                             inputs=kit.pair.folder, methods=("full", "diff", "lora", "mixreview"),
+                             max_steps=3, heldout_permille=200)
     cfg = load_preset(preset)
     res = run_experiment(cfg)
     rows = res["rows"]

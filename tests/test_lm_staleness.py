@@ -15,34 +15,10 @@ pytest.importorskip("matplotlib")
 
 import pyarrow.parquet as pq  # noqa: E402
 
+from conftest import write_lm_preset  # noqa: E402
 from pipelines.lm_experiment import load_preset, run_experiment  # noqa: E402
 from twiki.errors import ConfigError  # noqa: E402
 from twiki.lm import TrainConfig, train  # noqa: E402
-
-
-PRESET = """
-name = "t"
-model = "{model}"
-months = ["2016-05", "2016-06"]
-methods = ["diff", "lora"]
-data_root = "{root}"
-[paths]
-diffset = "{inputs}/diffset_{{a}}_{{b}}"
-snapshot = "{inputs}/snapshot_{{b}}"
-replay = "{inputs}/snapshot_{{a}}"
-probes = "{inputs}/probes_{{a}}_{{b}}"
-[train]
-block_size = 32
-micro_batch_size = 4
-max_steps = 2
-learning_rate = 3e-3
-heldout_permille = 0
-[train.lora]
-lora_r = 4
-[eval]
-batch_size = 16
-{eval}
-"""
 
 
 def write_probes(folder: Path, table, created: str) -> None:
@@ -63,10 +39,10 @@ def inputs(kit, tmp_path):
     return folder
 
 
-def experiment(kit, tmp_path, inputs, eval_extra=""):
-    preset = tmp_path / "t.toml"
-    preset.write_text(PRESET.format(model=kit.model, root=tmp_path / "data", inputs=inputs,
-                                    eval=eval_extra))
+def experiment(kit, tmp_path, inputs, eval_settings=""):
+    preset = write_lm_preset(tmp_path / "t.toml", model=kit.model, data_root=tmp_path / "data",
+                             inputs=inputs, methods=("diff", "lora"), max_steps=2,
+                             heldout_permille=0, eval_settings=eval_settings)
     return run_experiment(load_preset(preset))
 
 

@@ -27,7 +27,7 @@ def sp_tokenizer(kit, tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from benchmarks.bench_lm import sample_texts
+    from pipelines.lm_samples import sample_texts
 
     tk = Tokenizer(models.BPE(unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")

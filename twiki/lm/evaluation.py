@@ -164,7 +164,7 @@ class EvalResult:
 # Probes
 
 
-def load_probes(path: str | Path) -> list[dict]:
+def read_probe_rows(path: str | Path) -> list[dict]:
     """The probes of a folder or file: dicts with subject, relation, object, kind (other
     columns, the provenance, are ignored)."""
     path = Path(path)
@@ -357,7 +357,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed)
     inputs = eval_inputs(cfg)
-    probes = load_probes(cfg.probes)
+    probes = read_probe_rows(cfg.probes)
     model, tokenizer, info = load_trained(cfg.model)
     model.to(device)
     ckpt = find_checkpoint(cfg.model)

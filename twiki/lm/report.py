@@ -125,7 +125,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def write_report(rows: list[dict], out_dir: str | Path) -> dict[str, str]:
+def write_experiment_report(rows: list[dict], out_dir: str | Path) -> dict[str, str]:
     """Write table.md, table.csv and stability_plasticity.png; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ earlier-month text; writes the run folder data/runs/<name>/:
   log.jsonl           one line per logged step: loss, lr, tokens seen, seconds
   result.json         the finished run: steps, tokens seen, budget, time, throughput
 
-The loop reads top to bottom, nanoGPT style: setup, get_batch(step), get_lr(step) (pure),
-estimate_loss() under no_grad, then steps with logging and checkpoints. A batch is a pure
+train() reads top to bottom in its phases, nanoGPT style: _setup (device, text, model,
+optimizer), _resume (the checkpoint), _loop (each _step with get_batch(step) and get_lr(step),
+both pure; log lines, estimate_loss() under no_grad, checkpoints), _result. A batch is a pure
 function of (seed, step), so a resumed run replays exactly the batches it would have had.
 
 Data parallel: started by torchrun (WORLD_SIZE > 1), every process trains the same model on
@@ -53,6 +54,7 @@ from .checkpoint import (
 from .data import (
     Blocks,
     ConcatBlocks,
+    TokenSet,
     artifact_fingerprint,
     collate,
     source_kind,
@@ -565,7 +567,52 @@ def estimate_loss(model: torch.nn.Module, blocks: Blocks | None, n: int, batch: 
 
 
 # ---------------------------------------------------------------------------------------
-# The loop
+# The loop, in phases: setup, resume, the steps, the result
+
+
+@dataclass
+class _Setup:
+    """What one call of train() trains with, built by its setup phase."""
+
+    device: torch.device
+    precision: str
+    tokenizer: Any
+    pad_id: int
+    data_kind: str
+    train_set: TokenSet
+    main: Blocks
+    heldout: Blocks | None
+    data: TrainData
+    max_steps: int
+    model: torch.nn.Module
+    named: list[tuple[str, torch.nn.Parameter]]
+    """The trainable parameters, by name."""
+    total_params: int
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    names: dict[int, str]
+    """A parameter's index in the optimizer state -> its name (checked on resume)."""
+    base: str | None
+    """The frozen base model of an adapter run (base_reference)."""
+
+    @property
+    def trainable(self) -> int:
+        return sum(p.numel() for _, p in self.named)
+
+
+@dataclass
+class _Progress:
+    """Where a run is: from its checkpoint (or zero), advanced by every step."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    replay_seen: int = 0
+    train_seconds: float = 0.0
+    """In the training loop, all resumes added up."""
+    last_loss: float | None = None
+    call_tokens: int = 0
+    """Target tokens of this call alone (its throughput)."""
+    call_seconds: float = 0.0
 
 
 def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
@@ -591,7 +638,48 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
             log.info("run %s is finished (%d steps): nothing to do", run_dir, done["step"])
             return TrainResult(**done)
 
-    # -- setup -----------------------------------------------------------------------------
+    s = _setup(cfg, run_dir, dist)
+    progress = _resume(cfg, run_dir, s, dist)
+    log.info("train %s: %s on %s (%s, %d tokens, %d blocks of %d), %d steps of %d rows, "
+             "%s/%s x %d, %d of %d parameters trainable", run_dir.name, cfg.method,
+             cfg.train_data, s.data_kind, s.train_set.n_tokens, len(s.main), cfg.block_size,
+             s.max_steps, s.data.rows_per_step, s.device, s.precision, dist.world, s.trainable,
+             s.total_params)
+    _loop(cfg, run_dir, s, progress, dist, key, stop_at_step)
+    return _result(cfg, run_dir, s, progress, dist, key)
+
+
+def _setup(cfg: TrainConfig, run_dir: Path, dist: Dist) -> _Setup:
+    """The device, the tokenizer, the packed text and its batches, the model and its
+    optimizer. The seed is set before the start model is resolved and built (adapter weights,
+    dropout)."""
+    device, precision = _hardware(cfg, dist)
+    torch.manual_seed(cfg.seed)
+    start = resolve_start(cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer or start.tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    data_kind = source_kind(cfg.train_data)
+    _check_data_kind(cfg, data_kind)
+    train_set, main, replay, heldout = _text(cfg, tokenizer, run_dir, dist)
+    max_steps, replay_rows = plan_steps(cfg, len(main), dist.world)
+    data = TrainData(main, replay, replay_rows, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
+                     grad_accum=cfg.grad_accum, pad_id=pad_id, rank=dist.rank, world=dist.world)
+
+    model = _model(cfg, start, device)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = _optimizer(cfg, named)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (scaler is off).
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
+    param_name = {id(p): n for n, p in named}
+    order = [param_name[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    return _Setup(device, precision, tokenizer, pad_id, data_kind, train_set, main, heldout, data,
+                  max_steps, model, named, sum(p.numel() for p in model.parameters()), optimizer,
+                  scaler, dict(enumerate(order)), base_reference(cfg.method, start))
+
+
+def _hardware(cfg: TrainConfig, dist: Dist) -> tuple[torch.device, str]:
+    """(device, precision); joins the data-parallel group under torchrun."""
     device = pick_device(cfg.device)
     if dist.world > 1 and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -602,13 +690,13 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    torch.manual_seed(cfg.seed)
-    start = resolve_start(cfg.model)
-    tokenizer = load_tokenizer(cfg.tokenizer or start.tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return device, precision
 
-    data_kind = source_kind(cfg.train_data)
-    _check_data_kind(cfg, data_kind)
+
+def _text(cfg: TrainConfig, tokenizer, run_dir: Path, dist: Dist
+          ) -> tuple[TokenSet, Blocks, ConcatBlocks | None, Blocks | None]:
+    """(training split, its blocks, the replay text's blocks, the held-out blocks). Rank 0
+    tokenizes; the other processes then read its caches."""
     cache = Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "tokens"
     tok_args = dict(heldout_permille=cfg.heldout_permille, prepend_title=cfg.prepend_title)
 
@@ -620,7 +708,7 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
                        for p in cfg.replay_data]
         return train_set, heldout_set, replay_sets
 
-    if not dist.main:      # rank 0 tokenizes; the others then read its caches
+    if not dist.main:
         dist.barrier()
     train_set, heldout_set, replay_sets = tokenized()
     if dist.main:
@@ -635,12 +723,11 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
         if len(replay) == 0:
             raise ConfigError(f"the replay text {cfg.replay_data} is empty")
     heldout = Blocks(heldout_set.tokens, cfg.block_size) if heldout_set.n_tokens > 1 else None
+    return train_set, main, replay, heldout
 
-    max_steps, replay_rows = plan_steps(cfg, len(main), dist.world)
-    data = TrainData(main, replay, replay_rows, seed=cfg.seed, micro_batch_size=cfg.micro_batch_size,
-                     grad_accum=cfg.grad_accum, pad_id=pad_id, rank=dist.rank, world=dist.world)
-    rows_per_step = data.rows_per_step
 
+def _model(cfg: TrainConfig, start, device: torch.device) -> torch.nn.Module:
+    """The method's model on the device (block_size checked against its positions)."""
     model = build_model(cfg.method, start, cfg)
     limit = max_positions(model)
     if limit is not None and cfg.block_size > limit:
@@ -649,161 +736,176 @@ def train(cfg: TrainConfig, *, stop_at_step: int | None = None) -> TrainResult:
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(model)
     model.to(device)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    trainable = sum(p.numel() for _, p in named)
-    total_params = sum(p.numel() for p in model.parameters())
+    return model
+
+
+def _optimizer(cfg: TrainConfig, named: list[tuple[str, torch.nn.Parameter]]
+               ) -> torch.optim.Optimizer:
     groups = parameter_groups(iter(named), cfg.weight_decay)
     opt_args = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     if cfg.method == "recadam":
         # The anchors are the weights this month started from, taken before any resume.
         anchors = {p: p.detach().clone() for _, p in named}
-        optimizer = RecAdam(groups, anchors, gamma=cfg.recadam_gamma, anneal_k=cfg.recadam_k,
-                            anneal_t0=cfg.recadam_t0, anneal_w=cfg.recadam_w, **opt_args)
-    else:
-        # foreach on the CPU too (faster than the per-tensor loop); fused kernels are not
-        # used so that CPU and GPU runs do the same arithmetic steps.
-        optimizer = torch.optim.AdamW(groups, foreach=True, **opt_args)
-    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (scaler is off).
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16-mixed")
-    param_name = {id(p): n for n, p in named}
-    order = [param_name[id(p)] for g in optimizer.param_groups for p in g["params"]]
-    names = dict(enumerate(order))
+        return RecAdam(groups, anchors, gamma=cfg.recadam_gamma, anneal_k=cfg.recadam_k,
+                       anneal_t0=cfg.recadam_t0, anneal_w=cfg.recadam_w, **opt_args)
+    # foreach on the CPU too (faster than the per-tensor loop); fused kernels are not
+    # used so that CPU and GPU runs do the same arithmetic steps.
+    return torch.optim.AdamW(groups, foreach=True, **opt_args)
 
-    step, tokens_seen, replay_seen, train_seconds, last_loss = 0, 0, 0, 0.0, None
+
+def _resume(cfg: TrainConfig, run_dir: Path, s: _Setup, dist: Dist) -> _Progress:
+    """Load the run's checkpoint into the model, optimizer, RNGs and scaler, and return where
+    it was; a run without one starts at zero (and gets its train_config.json)."""
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is None and dist.main:  # written once setup has passed: a bad try blocks nothing
-        _write_config(run_dir, cfg)
-    if ckpt is not None:
-        info = read_checkpoint_info(ckpt)
-        if info.get("world_size", 1) != dist.world:
-            raise ConfigError(f"run {run_dir} was started on {info.get('world_size', 1)} "
-                              f"process(es); resume it on as many (its batches depend on it)")
-        load_model_part(model, cfg.method, ckpt)
-        load_optimizer(optimizer, names, ckpt)
-        load_rng(ckpt, dist.rank)
-        if info.get("grad_scaler") and scaler.is_enabled():
-            scaler.load_state_dict(info["grad_scaler"])
-        step, tokens_seen = info["step"], info["tokens_seen"]
-        replay_seen, train_seconds = info["replay_tokens_seen"], info["train_seconds"]
-        last_loss = info.get("loss")
-        log.info("resuming %s at step %d of %d", run_dir, step, max_steps)
-        if dist.main:
-            _trim_log(run_dir / "log.jsonl", step)
+    if ckpt is None:
+        if dist.main:  # written once setup has passed: a bad try blocks nothing
+            _write_config(run_dir, cfg)
+        return _Progress()
+    info = read_checkpoint_info(ckpt)
+    if info.get("world_size", 1) != dist.world:
+        raise ConfigError(f"run {run_dir} was started on {info.get('world_size', 1)} "
+                          f"process(es); resume it on as many (its batches depend on it)")
+    load_model_part(s.model, cfg.method, ckpt)
+    load_optimizer(s.optimizer, s.names, ckpt)
+    load_rng(ckpt, dist.rank)
+    if info.get("grad_scaler") and s.scaler.is_enabled():
+        s.scaler.load_state_dict(info["grad_scaler"])
+    progress = _Progress(info["step"], info["tokens_seen"], info["replay_tokens_seen"],
+                         info["train_seconds"], info.get("loss"))
+    log.info("resuming %s at step %d of %d", run_dir, progress.step, s.max_steps)
+    if dist.main:
+        _trim_log(run_dir / "log.jsonl", progress.step)
+    return progress
+
+
+def _save(cfg: TrainConfig, run_dir: Path, s: _Setup, p: _Progress, dist: Dist, key: str,
+          finished: bool) -> Path | None:
+    """Write the checkpoint (rank 0; every process gives its RNG states)."""
+    states = gather_rng(dist.world)
+    path = None
+    if dist.main:
+        info = {"method": cfg.method, "kind": checkpoint_kind(cfg.method), "base": s.base,
+                "step": p.step, "max_steps": s.max_steps, "tokens_seen": p.tokens_seen,
+                "replay_tokens_seen": p.replay_seen, "train_seconds": p.train_seconds,
+                "loss": p.last_loss, "finished": finished, "inputs_key": key,
+                "world_size": dist.world,
+                "grad_scaler": s.scaler.state_dict() if s.scaler.is_enabled() else None}
+
+        def write(folder: Path) -> None:
+            save_model_part(s.model, cfg.method, folder, s.tokenizer)
+            save_optimizer(s.optimizer, s.names, folder)
+            save_rng(folder, states)
+
+        path = write_checkpoint(run_dir, write, info)
+    dist.barrier()
+    return path
+
+
+def _loop(cfg: TrainConfig, run_dir: Path, s: _Setup, p: _Progress, dist: Dist, key: str,
+          stop_at_step: int | None) -> None:
+    """The steps from p.step to the end (or to stop_at_step), with log lines, held-out loss
+    estimates and checkpoints."""
     ddp = None
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                      else None)
-    train_model = ddp if ddp is not None else model
-
-    base = base_reference(cfg.method, start)
-
-    def save(finished: bool) -> Path | None:
-        states = gather_rng(dist.world)
-        path = None
-        if dist.main:
-            info = {"method": cfg.method, "kind": checkpoint_kind(cfg.method), "base": base,
-                    "step": step, "max_steps": max_steps, "tokens_seen": tokens_seen,
-                    "replay_tokens_seen": replay_seen, "train_seconds": train_seconds,
-                    "loss": last_loss, "finished": finished, "inputs_key": key,
-                    "world_size": dist.world,
-                    "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None}
-
-            def write(folder: Path) -> None:
-                save_model_part(model, cfg.method, folder, tokenizer)
-                save_optimizer(optimizer, names, folder)
-                save_rng(folder, states)
-
-            path = write_checkpoint(run_dir, write, info)
-        dist.barrier()
-        return path
-
-    log.info("train %s: %s on %s (%s, %d tokens, %d blocks of %d), %d steps of %d rows, "
-             "%s/%s x %d, %d of %d parameters trainable", run_dir.name, cfg.method,
-             cfg.train_data, data_kind, train_set.n_tokens, len(main), cfg.block_size,
-             max_steps, rows_per_step, device, precision, dist.world, trainable, total_params)
-
-    # -- the loop --------------------------------------------------------------------------
-    model.train()
-    call_tokens, call_seconds = 0, 0.0
+        ddp = DistributedDataParallel(s.model, device_ids=[s.device.index]
+                                      if s.device.type == "cuda" else None)
+    s.model.train()
     run_dir.mkdir(parents=True, exist_ok=True)
     logf = open(run_dir / "log.jsonl", "a") if dist.main else None
     try:
-        while step < max_steps:
+        while p.step < s.max_steps:
             t0 = time.perf_counter()
-            lr = get_lr(step, cfg, max_steps)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            batch = data.get_batch(step)
-            step_targets, step_replay = data.step_targets(step)
-            loss_total = 0.0
-            for m, (x, y, mask, _) in enumerate(batch):
-                x, y, mask = x.to(device), y.to(device), mask.to(device)
-                # Gradients are averaged over the processes only at the last micro-batch.
-                sync = ddp is None or m == len(batch) - 1
-                with contextlib.nullcontext() if sync else ddp.no_sync():
-                    with autocast(device, precision):
-                        loss = lm_loss_sum(train_model, x, y, mask) / step_targets
-                    # DDP averages over the processes; the loss is a share of the global sum.
-                    scaler.scale(loss * dist.world).backward()
-                loss_total += float(loss.detach())
-            loss_total = _all_sum(loss_total, dist)
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens_seen += step_targets
-            replay_seen += step_replay
-            call_tokens += step_targets
-            train_seconds += time.perf_counter() - t0
-            call_seconds += time.perf_counter() - t0
-            last_loss = loss_total
+            lr = get_lr(p.step, cfg, s.max_steps)
+            loss, targets, replay = _step(cfg, s, p.step, lr, dist, ddp)
+            p.step += 1
+            p.tokens_seen += targets
+            p.replay_seen += replay
+            p.call_tokens += targets
+            p.train_seconds += time.perf_counter() - t0
+            p.call_seconds += time.perf_counter() - t0
+            p.last_loss = loss
             heldout_loss = None
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size,
-                                             device, precision, pad_id)
-            if logf is not None and (step % cfg.log_every == 0 or step == max_steps
+            if cfg.eval_every and p.step % cfg.eval_every == 0:
+                heldout_loss = estimate_loss(s.model, s.heldout, cfg.eval_blocks,
+                                             cfg.micro_batch_size, s.device, s.precision, s.pad_id)
+            if logf is not None and (p.step % cfg.log_every == 0 or p.step == s.max_steps
                                      or heldout_loss is not None):
-                line = {"step": step, "loss": round(loss_total, 5), "lr": lr,
-                        "tokens_seen": tokens_seen, "replay_tokens_seen": replay_seen,
-                        "train_seconds": round(train_seconds, 3)}
-                if heldout_loss is not None:
-                    line["heldout_loss"] = round(heldout_loss, 5)
-                logf.write(json.dumps(line) + "\n")
-                logf.flush()
-                log.info("step %d/%d loss %.4f lr %.2e tokens %d (%.0f tok/s)", step, max_steps,
-                         loss_total, lr, tokens_seen, tokens_seen / max(train_seconds, 1e-9))
-            if step % cfg.save_every == 0 or step == max_steps:
-                save(finished=step == max_steps)
-            if stop_at_step is not None and step >= stop_at_step and step < max_steps:
-                if step % cfg.save_every:
-                    save(finished=False)
+                _log_step(logf, p, lr, heldout_loss, s.max_steps)
+            if p.step % cfg.save_every == 0 or p.step == s.max_steps:
+                _save(cfg, run_dir, s, p, dist, key, finished=p.step == s.max_steps)
+            if stop_at_step is not None and p.step >= stop_at_step and p.step < s.max_steps:
+                if p.step % cfg.save_every:
+                    _save(cfg, run_dir, s, p, dist, key, finished=False)
                 break
     finally:
         if logf is not None:
             logf.close()
 
-    finished = step >= max_steps
-    heldout_loss = estimate_loss(model, heldout, cfg.eval_blocks, cfg.micro_batch_size, device,
-                                 precision, pad_id) if finished else None
+
+def _step(cfg: TrainConfig, s: _Setup, step: int, lr: float, dist: Dist, ddp
+          ) -> tuple[float, int, int]:
+    """One optimizer step: (its loss, its target tokens, of which replay)."""
+    for g in s.optimizer.param_groups:
+        g["lr"] = lr
+    batch = s.data.get_batch(step)
+    step_targets, step_replay = s.data.step_targets(step)
+    train_model = ddp if ddp is not None else s.model
+    loss_total = 0.0
+    for m, (x, y, mask, _) in enumerate(batch):
+        x, y, mask = x.to(s.device), y.to(s.device), mask.to(s.device)
+        # Gradients are averaged over the processes only at the last micro-batch.
+        sync = ddp is None or m == len(batch) - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            with autocast(s.device, s.precision):
+                loss = lm_loss_sum(train_model, x, y, mask) / step_targets
+            # DDP averages over the processes; the loss is a share of the global sum.
+            s.scaler.scale(loss * dist.world).backward()
+        loss_total += float(loss.detach())
+    loss_total = _all_sum(loss_total, dist)
+    if cfg.grad_clip > 0:
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for _, p in s.named], cfg.grad_clip)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.optimizer.zero_grad(set_to_none=True)
+    return loss_total, step_targets, step_replay
+
+
+def _log_step(logf, p: _Progress, lr: float, heldout_loss: float | None, max_steps: int) -> None:
+    line = {"step": p.step, "loss": round(p.last_loss, 5), "lr": lr,
+            "tokens_seen": p.tokens_seen, "replay_tokens_seen": p.replay_seen,
+            "train_seconds": round(p.train_seconds, 3)}
+    if heldout_loss is not None:
+        line["heldout_loss"] = round(heldout_loss, 5)
+    logf.write(json.dumps(line) + "\n")
+    logf.flush()
+    log.info("step %d/%d loss %.4f lr %.2e tokens %d (%.0f tok/s)", p.step, max_steps,
+             p.last_loss, lr, p.tokens_seen, p.tokens_seen / max(p.train_seconds, 1e-9))
+
+
+def _result(cfg: TrainConfig, run_dir: Path, s: _Setup, p: _Progress, dist: Dist, key: str
+            ) -> TrainResult:
+    """The call's TrainResult; a finished run's gets its held-out loss and result.json."""
+    finished = p.step >= s.max_steps
+    heldout_loss = estimate_loss(s.model, s.heldout, cfg.eval_blocks, cfg.micro_batch_size,
+                                 s.device, s.precision, s.pad_id) if finished else None
     result = TrainResult(
-        run_dir=str(run_dir), method=cfg.method, finished=finished, step=step,
-        max_steps=max_steps, tokens_seen=tokens_seen, replay_tokens_seen=replay_seen,
-        token_budget=max_steps * rows_per_step * cfg.block_size,
-        train_tokens_available=main.total_targets, train_documents=train_set.meta["documents"],
-        data_kind=data_kind, train_seconds=round(train_seconds, 3),
-        tokens_per_s=round(call_tokens / call_seconds, 1) if call_seconds > 0 else 0.0,
-        final_loss=last_loss, heldout_loss=heldout_loss, checkpoint=str(run_dir / "checkpoint"),
-        device=str(device), precision=precision, trainable_params=trainable,
-        total_params=total_params, world_size=dist.world, inputs_key=key)
+        run_dir=str(run_dir), method=cfg.method, finished=finished, step=p.step,
+        max_steps=s.max_steps, tokens_seen=p.tokens_seen, replay_tokens_seen=p.replay_seen,
+        token_budget=s.max_steps * s.data.rows_per_step * cfg.block_size,
+        train_tokens_available=s.main.total_targets,
+        train_documents=s.train_set.meta["documents"], data_kind=s.data_kind,
+        train_seconds=round(p.train_seconds, 3),
+        tokens_per_s=round(p.call_tokens / p.call_seconds, 1) if p.call_seconds > 0 else 0.0,
+        final_loss=p.last_loss, heldout_loss=heldout_loss, checkpoint=str(run_dir / "checkpoint"),
+        device=str(s.device), precision=s.precision, trainable_params=s.trainable,
+        total_params=s.total_params, world_size=dist.world, inputs_key=key)
     if finished and dist.main:
-        result_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         log.info("run %s finished: %d steps, %d tokens seen (budget %d) in %.1f s",
-                 run_dir.name, step, tokens_seen, result.token_budget, train_seconds)
+                 run_dir.name, p.step, p.tokens_seen, result.token_budget, p.train_seconds)
     dist.barrier()
     return result
 
