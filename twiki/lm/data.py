@@ -1,7 +1,7 @@
 """Training text for the LM stage: documents -> a token file -> fixed-length packed blocks.
 
-Reads documents {page_id, title, text} from a diffset or snapshot artifact (twiki.stages.diff), a
-training-text export, or any Parquet file/folder with title + text (or a snapshot's
+Reads documents {page_id, title, text} from a diffset or snapshot artifact
+(twiki.stages.training_text), a training-text export, or any Parquet file/folder with title + text (or a snapshot's
 paragraphs), streaming by row groups. Writes a token cache folder (`tokens.bin` + `meta.json`,
 nanoGPT style) that training memory-maps, so a snapshot of billions of tokens is never in RAM.
 
@@ -80,7 +80,7 @@ def _parquet_files(path: Path) -> list[Path]:
 
 def snapshot_document(page_id: int, title: str, paragraphs: Iterable[dict] | None) -> dict:
     """A snapshot row (twiki.stages.extract.SCHEMA) as a document: its paragraphs joined with blank
-    lines, as twiki.stages.diff.iter_documents joins them, so both views read alike."""
+    lines, as twiki.stages.training_text.iter_documents joins them, so both views read alike."""
     return {"page_id": page_id, "title": title,
             "text": "\n\n".join(p["text"] for p in paragraphs or () if p["text"])}
 
@@ -89,8 +89,8 @@ def load_documents(path: str | Path) -> Iterator[dict]:
     """Yield {page_id, title, text} from a diffset, a snapshot, or a Parquet file/folder of
     documents, one row group at a time. Documents without text are skipped.
 
-    Artifact folders go through twiki.stages.diff.iter_documents (the diffset's rows of one article
-    joined into one document). A document without a page_id gets the CRC32 of its title, which
+    Artifact folders go through twiki.stages.training_text.iter_documents (the diffset's rows of
+    one article joined into one document). A document without a page_id gets the CRC32 of its title, which
     is what decides whether it is held out.
     """
     path = Path(path)

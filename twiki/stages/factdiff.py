@@ -101,7 +101,8 @@ def diff_shard(task: DiffTask) -> dict:
         rows["month_b"] = pa.array([task.month_b] * n, pa.string())
     table = pa.concat_tables([pa.table(b_rows, schema=FACTDIFF_SCHEMA),
                               pa.table(r_rows, schema=FACTDIFF_SCHEMA)])
-    order = pa.table({"s": id_numbers(table.column("subject")), "p": id_numbers(table.column("property")),
+    order = pa.table({"s": id_numbers(table.column("subject")),
+                      "p": id_numbers(table.column("property")),
                       "r": pc.equal(table.column("category"), "removed"),
                       "id": table.column("statement_id")})
     table = table.take(pc.sort_indices(order, [("s", "ascending"), ("p", "ascending"),
