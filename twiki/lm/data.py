@@ -2,8 +2,9 @@
 
 Reads documents {page_id, title, text} from a diffset or snapshot artifact
 (twiki.stages.training_text), a training-text export, or any Parquet file/folder with title +
-text (or a snapshot's paragraphs), streaming by row groups. Writes a token cache folder (`tokens.bin` + `meta.json`,
-nanoGPT style) that training memory-maps, so a snapshot of billions of tokens is never in RAM.
+text (or a snapshot's paragraphs), streaming by row groups. Writes a token cache folder
+(`tokens.bin` + `meta.json`, nanoGPT style) that training memory-maps, so a snapshot of
+billions of tokens is never in RAM.
 
 Packing: every document is followed by EOS (and starts with BOS where the model family
 expects one: `bos_token_id`) and the documents form one token stream, cut into
