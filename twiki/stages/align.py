@@ -40,7 +40,7 @@ from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, rele
                                 write_json_atomic)
 from ..engine.executors import Executor
 from ..engine.paths import DataRoot, check_wiki, month_pair
-from ..engine.shuffle import mark_done, task_report
+from ..engine.shuffle import markers, resumable
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, TwikiError
 from ..sources.wikidata import MONTHS, id_numbers, ordinal
@@ -641,12 +641,10 @@ def _id_array(col) -> np.ndarray:
     return np.asarray(id_numbers(col).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def map_factdiff(task: MapTask) -> dict:
+@resumable
+def map_factdiff(task: MapTask) -> tuple[dict, dict]:
     """Map task: the facts of one factdiff shard that can become probes, with their page."""
     work = Path(task.work)
-    sidecar = work / f"{task.name}.json"
-    if (done := task_report(sidecar)) is not None:
-        return done
     t0 = time.perf_counter()
     mp = pq.read_table(task.mapping, columns=["qid", "page_id", "title"])
     m_qid = _id_array(mp.column("qid"))
@@ -729,8 +727,7 @@ def map_factdiff(task: MapTask) -> dict:
     report = {"shard": task.shard, "counts": counts, "seconds": round(time.perf_counter() - t0, 4)}
     # index: {page shard: {page-id bucket: [batches]}}, two levels (the reduce reads a bucket
     # of one shard at a time), so not shuffle.PartitionedWriter's one
-    return mark_done(sidecar, {"candidates": {"file": f"{task.name}.arrow", "index": index}},
-                     report)
+    return {"candidates": {"file": f"{task.name}.arrow", "index": index}}, report
 
 
 def _value_counts(col) -> tuple[list, list]:
@@ -1021,7 +1018,7 @@ def align_month_pair(month_a: str, month_b: str, *, wiki: str = "enwiki",
     map_reports = run.map(map_factdiff, maps, phase="facts", unit="B",
                           weights=[path.stat().st_size + 1 for path in factdiff_files])
     map_s = run.seconds()
-    sidecars = tuple(f"{m.name}.json" for m in maps)
+    sidecars = markers(maps)
     demonyms = work / "demonyms.json"
     if not demonyms.exists():
         write_json_atomic(demonyms, collect_demonyms(folder["factdiff"], len(factdiff_files),

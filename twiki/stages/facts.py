@@ -26,15 +26,12 @@ and its work folder deleted.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -46,8 +43,8 @@ from ..engine.artifacts import (ArtifactBuild, ShardWriter, cyclic_gc_paused, fi
                                 release_memory, shard_array, sum_counts)
 from ..engine.executors import Executor
 from ..engine.paths import DataRoot, check_wiki, parse_month
-from ..engine.shuffle import (PartitionedWriter, iter_partition, mark_done, read_partition,
-                              task_report)
+from ..engine.shuffle import (PartitionedWriter, PartitionTask, first_per_key, markers,
+                              read_partition, resumable)
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, InputError, TwikiError
 from ..sources.download import (ENTITIES_DIR, WIKIDATA_JOB, WIKIDATA_WIKI,
@@ -230,46 +227,6 @@ def _dump_inputs(paths: list[Path]) -> list[dict]:
             entry["mtime_ns"] = st.st_mtime_ns
         out.append(entry)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Work-file helpers of this stage (the shuffle itself is twiki.engine.shuffle).
-
-def _first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
-    """Sorted by keys then `ord`; rows repeating the previous row's keys are dropped (an
-    entity present twice in the input keeps its first occurrence)."""
-    if table.num_rows == 0:
-        return table
-    table = table.take(pc.sort_indices(table, [(k, "ascending") for k in keys] +
-                                       [("ord", "ascending")]))
-    n = table.num_rows
-    if n < 2:
-        return table
-    same = None
-    for k in keys:
-        col = table.column(k)
-        eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
-        same = eq if same is None else pc.and_(same, eq)
-    keep = pa.concat_arrays([pa.array([True]), pc.invert(same).combine_chunks()])
-    return table.filter(keep)
-
-
-def _resumable(run: Callable[[Any], tuple[dict, dict]]) -> Callable[[Any], dict]:
-    """A map or join task done at most once: `run(task)` returns the task's (files, report);
-    the JSON sidecar <work>/<name>.json, written last, holds the files' partition index and
-    the report, and its existing marks the task done (run again, it returns that report).
-    The memory `run` held is released before the sidecar is written."""
-
-    @functools.wraps(run)
-    def resumable(task) -> dict:
-        sidecar = Path(task.work) / f"{task.name}.json"
-        if (done := task_report(sidecar)) is not None:
-            return done
-        files, report = run(task)
-        release_memory()
-        return mark_done(sidecar, files, report)
-
-    return resumable
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,7 +452,7 @@ class _MapRows:
         return {k: w.close() for k, w in self.writers.items()}
 
 
-@_resumable
+@resumable
 def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
     """Map task: one chunk of the dump into partitioned work files."""
     chunk = task.chunk
@@ -568,10 +525,9 @@ def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
 # Join: one object partition -> statements with their object's (or unit's) label.
 
 @dataclass(frozen=True)
-class JoinTask:
-    part: int
-    work: str
-    maps: tuple[str, ...]      # map sidecar names
+class JoinTask(PartitionTask):
+    """`part`: an object partition of the map's files (`sidecars`: the map's done-markers)."""
+
     name: str                  # "join-00007"
     shards: int
 
@@ -589,20 +545,18 @@ def _grouped(batches, schema: pa.Schema, rows: int = 16384):
         yield pa.Table.from_batches(group, schema=schema)
 
 
-@_resumable
+@resumable
 def join_partition(task: JoinTask) -> tuple[dict, dict]:
     """Attach labels to the statements whose object (or unit) hashes to this partition.
 
     Only the partition's labels are held (one row per item); statements stream through batch
     by batch, because their objects are skewed: 'instance of: human' alone is millions."""
-    work = Path(task.work)
-    labels = _first_per_key(read_partition(work, task.maps, "labels", task.part, W_LABELS), ["qid"])
+    labels = first_per_key(task.read("labels", W_LABELS), ["qid"], ["ord"])
     qids = labels.column("qid").combine_chunks()
     label_col, alias_col = labels.column("label"), labels.column("aliases")
-    writer = PartitionedWriter(work / f"{task.name}.joined.arrow", W_JOINED)
+    writer = PartitionedWriter(Path(task.work) / f"{task.name}.joined.arrow", W_JOINED)
     unlabeled = n_stmts = 0
-    stmt_batches = iter_partition(work, task.maps, "stmts", task.part)
-    for stmts in _grouped(stmt_batches, W_STMTS):
+    for stmts in _grouped(task.batches("stmts"), W_STMTS):
         n_stmts += stmts.num_rows
         is_item = pc.equal(stmts.column("value_type"), "item")
         key = pc.if_else(is_item, stmts.column("object"), stmts.column("unit"))
@@ -629,11 +583,10 @@ def join_partition(task: JoinTask) -> tuple[dict, dict]:
 # Reduce: one subject shard -> facts and entities shards.
 
 @dataclass(frozen=True)
-class SubjectShardTask:
-    shard: int
-    work: str
-    maps: tuple[str, ...]
-    joins: tuple[str, ...]
+class SubjectShardTask(PartitionTask):
+    """`part`: a subject shard; `sidecars`: the map's done-markers (entities and direct
+    statements) and the join's (labelled statements)."""
+
     props: str                 # the properties work table (whole)
     facts_out: str | None      # None: that artifact's shard is already there
     entities_out: str | None
@@ -643,14 +596,9 @@ class SubjectShardTask:
 def write_subject_shard(task: SubjectShardTask) -> dict:
     """The facts and entities shards of one subject shard, from the map's entities and direct
     statements and the join's labelled ones."""
-    work = Path(task.work)
-
-    def read(sidecars: tuple[str, ...], kind: str, schema: pa.Schema) -> pa.Table:
-        return read_partition(work, sidecars, kind, task.shard, schema)
-
-    entities = _first_per_key(read(task.maps, "entities", W_ENTITIES), ["qid"])
-    direct = read(task.maps, "direct", W_STMTS)
-    joined = read(task.joins, "joined", W_JOINED)
+    entities = first_per_key(task.read("entities", W_ENTITIES), ["qid"], ["ord"])
+    direct = task.read("direct", W_STMTS)
+    joined = task.read("joined", W_JOINED)
     if direct.num_rows:
         n = direct.num_rows
         direct = direct.append_column("object_label", pa.nulls(n, pa.string()))
@@ -659,9 +607,9 @@ def write_subject_shard(task: SubjectShardTask) -> dict:
                              [W_JOINED.empty_table()])
     before = stmts.num_rows
     # One sort gives the published order and puts repeats of a statement side by side.
-    stmts = _first_per_key(stmts, ["subject", "property", "statement_id"])
+    stmts = first_per_key(stmts, ["subject", "property", "statement_id"], ["ord"])
     duplicates = before - stmts.num_rows
-    props = pq.read_table(work / task.props)
+    props = pq.read_table(Path(task.work) / task.props)
     n = stmts.num_rows
     pidx = pc.index_in(stmts.column("property"), value_set=props.column("pid").combine_chunks())
     sidx = pc.index_in(stmts.column("subject"), value_set=entities.column("qid").combine_chunks())
@@ -704,7 +652,7 @@ def write_subject_shard(task: SubjectShardTask) -> dict:
         }, schema=ENTITIES_SCHEMA)
         with ShardWriter(Path(task.entities_out), ENTITIES_SCHEMA) as w:
             w.write(ents)
-    result = {"shard": task.shard, "facts": n, "entities": entities.num_rows,
+    result = {"shard": task.part, "facts": n, "entities": entities.num_rows,
               "duplicate_statements": duplicates}
     del facts, stmts, entities, direct, joined
     release_memory()
@@ -761,9 +709,9 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
                           weights=[max(c.size, 1) for c in chunks], unit="B")
     t_map = run.seconds()
     _check_dump_complete(paths, chunks, map_reports)
-    map_names = tuple(f"{m.name}.json" for m in maps)
+    map_names = markers(maps)
 
-    props = _first_per_key(read_partition(work, map_names, "props", 0, W_PROPS), ["pid"])
+    props = first_per_key(read_partition(work, map_names, "props", 0, W_PROPS), ["pid"], ["ord"])
     pq.write_table(props, work / "properties.parquet")
     if properties.pending_shards():
         table = pa.table({"property": id_strings(props.column("pid"), "P"),
@@ -778,10 +726,10 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
              for p in range(partitions)]
     join_reports = run.map(join_partition, joins, phase="object labels", unit="partition")
     t_join = run.seconds()
-    join_names = tuple(f"{j.name}.json" for j in joins)
+    join_names = markers(joins)
     pending_facts, pending_entities = set(facts.pending_shards()), set(entities.pending_shards())
     shard_tasks = [
-        SubjectShardTask(s, str(work), map_names, join_names, "properties.parquet",
+        SubjectShardTask(s, str(work), map_names + join_names, "properties.parquet",
                          str(facts.shard_path(s)) if s in pending_facts else None,
                          str(entities.shard_path(s)) if s in pending_entities else None, month)
         for s in sorted(pending_facts | pending_entities)]

@@ -38,7 +38,8 @@ from ..engine.artifacts import (ArtifactBuild, ShardWriter, file_sha256, require
                                 shard_array, shard_name, shard_of)
 from ..engine.executors import Executor
 from ..engine.paths import DataRoot, check_wiki, parse_month
-from ..engine.shuffle import PartitionedWriter, mark_done, read_partition, task_report
+from ..engine.shuffle import (PartitionedWriter, PartitionTask, first_per_key, markers,
+                              resumable)
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..sources.pageprops import iter_wikibase_items
 from ..sources.wikidata import id_strings, qid_number
@@ -78,40 +79,6 @@ def _title_parts(norms: list[str], parts: int) -> np.ndarray:
                     dtype=np.int64)
 
 
-def _first_per_key(table: pa.Table, keys: list[str], order: list[str]) -> pa.Table:
-    """Sorted by keys then `order`; rows repeating the previous row's keys are dropped."""
-    if table.num_rows < 2:
-        return table
-    table = table.take(pc.sort_indices(table, [(c, "ascending") for c in keys + order]))
-    n = table.num_rows
-    same = None
-    for k in keys:
-        col = table.column(k)
-        eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
-        same = eq if same is None else pc.and_(same, eq)
-    return table.filter(pa.concat_arrays([pa.array([True]), pc.invert(same).combine_chunks()]))
-
-
-def _sidecars(tasks) -> tuple[str, ...]:
-    """The done-markers' names of tasks whose `out` is their work file."""
-    return tuple(Path(t.out).with_suffix(".json").name for t in tasks)
-
-
-@dataclass(frozen=True)
-class _PartTask:
-    """A task over partition `part` of the work files listed by the done-markers `sidecars`
-    (in `work`), writing `out`."""
-
-    part: int
-    work: str
-    sidecars: tuple[str, ...]
-    out: str
-
-    def read(self, kind: str, schema: pa.Schema) -> pa.Table:
-        """Every row of this partition of `kind`."""
-        return read_partition(Path(self.work), self.sidecars, kind, self.part, schema)
-
-
 def _write_matches(writer: PartitionedWriter, qids, page_ids, titles, how: str,
                    shards: int) -> None:
     t = pa.table({"qid": qids, "page_id": page_ids, "title": titles,
@@ -128,21 +95,20 @@ class TitleMapTask:
     kind: str          # "sitelinks" | "articles" | "redirects"
     source: str        # artifact folder or file
     shard: int | None  # shard of that artifact (None: a plain Parquet file, whole)
-    out: str
+    work: str
+    name: str          # "sl-00003": its work file sl-00003.arrow, its done-marker .json
     parts: int
 
 
-def map_titles(task: TitleMapTask) -> dict:
+@resumable
+def map_titles(task: TitleMapTask) -> tuple[dict, dict]:
     """One shard of the sitelinks or the snapshot (or one redirects file), by normalized
     title into partitions."""
-    out = Path(task.out)
-    if (done := task_report(out.with_suffix(".json"))) is not None:
-        return done
     src = Path(task.source)
     pf = pq.ParquetFile(src / shard_name(task.shard) if task.shard is not None else src)
     cols = {"sitelinks": ["qid", "title"], "articles": ["page_id", "title"],
             "redirects": ["title", "target"]}[task.kind]
-    writer = PartitionedWriter(out, W_TITLES)
+    writer = PartitionedWriter(Path(task.work) / f"{task.name}.arrow", W_TITLES)
     n = 0
     for batch in pf.iter_batches(batch_size=65536, columns=cols):
         a, b = (batch.column(0).to_pylist(), batch.column(1).to_pylist())
@@ -160,27 +126,25 @@ def map_titles(task: TitleMapTask) -> dict:
             writer.write(pa.table({"norm": norms, "id": ids, "title": titles}, schema=W_TITLES),
                          _title_parts(norms, task.parts))
             n += len(norms)
-    files = {task.kind: writer.close()}
-    report = {"kind": task.kind, "rows": n}
-    return mark_done(out.with_suffix(".json"), files, report)
+    return {task.kind: writer.close()}, {"kind": task.kind, "rows": n}
 
 
 @dataclass(frozen=True)
-class TitleJoinTask(_PartTask):
+class TitleJoinTask(PartitionTask):
+    name: str           # "j1-00003": its work files j1-00003.arrow (+ .hops.arrow)
     shards: int
     round: int          # 1: direct titles (+ redirect hops out); 2: redirected titles
 
 
-def join_titles(task: TitleJoinTask) -> dict:
+@resumable
+def join_titles(task: TitleJoinTask) -> tuple[dict, dict]:
     """One title partition: sitelinks matched to articles by title (round 1, which sends the
     sitelinks that name a redirect on to its target's partition), or those redirect hops
     matched (round 2)."""
-    out = Path(task.out)
-    if (done := task_report(out.with_suffix(".json"))) is not None:
-        return done
-    articles = _first_per_key(task.read("articles", W_TITLES), ["norm"], ["id"])
+    work = Path(task.work)
+    articles = first_per_key(task.read("articles", W_TITLES), ["norm"], ["id"])
     report: dict = {"part": task.part}
-    matches = PartitionedWriter(out, W_MATCHES)
+    matches = PartitionedWriter(work / f"{task.name}.arrow", W_MATCHES)
     files: dict = {}
     if task.round == 1:
         links = task.read("sitelinks", W_TITLES)
@@ -191,14 +155,14 @@ def join_titles(task: TitleJoinTask) -> dict:
         _write_matches(matches, m.column("id"), articles.column("id").take(midx),
                        articles.column("title").take(midx), "title", task.shards)
         missed = links.filter(pc.invert(hit))
-        redirects = _first_per_key(task.read("redirects", W_TITLES), ["norm"], ["id"])
+        redirects = first_per_key(task.read("redirects", W_TITLES), ["norm"], ["id"])
         ridx = pc.index_in(missed.column("norm"),
                            value_set=redirects.column("norm").combine_chunks())
         rhit = pc.is_valid(ridx)
         hops = pa.table({"norm": redirects.column("title").take(ridx.filter(rhit)),
                          "id": missed.column("id").filter(rhit),
                          "title": missed.column("title").filter(rhit)}, schema=W_TITLES)
-        hop_writer = PartitionedWriter(out.with_name(out.stem + ".hops.arrow"), W_TITLES)
+        hop_writer = PartitionedWriter(work / f"{task.name}.hops.arrow", W_TITLES)
         if hops.num_rows:
             hop_writer.write(hops, _title_parts(hops.column("norm").to_pylist(), task.shards))
         files["hops"] = hop_writer.close()
@@ -215,7 +179,7 @@ def join_titles(task: TitleJoinTask) -> dict:
         report.update(matched=int(pc.sum(hit).as_py() or 0),
                       unmatched=hops.num_rows - int(pc.sum(hit).as_py() or 0))
     files["matches"] = matches.close()
-    return mark_done(out.with_suffix(".json"), files, report)
+    return files, report
 
 
 def _map_by_titles(run: StageRun, build: ArtifactBuild, entities: Path, snapshot: Path,
@@ -223,21 +187,20 @@ def _map_by_titles(run: StageRun, build: ArtifactBuild, entities: Path, snapshot
     """The mapping's shards by sitelink titles; returns the report."""
     work = run.work("mapping", month)
     shards = build.shards
-    tasks = [TitleMapTask("sitelinks", str(entities), i, str(work / f"sl-{i:05d}.arrow"), shards)
+    tasks = [TitleMapTask("sitelinks", str(entities), i, str(work), f"sl-{i:05d}", shards)
              for i in range(shards)]
-    tasks += [TitleMapTask("articles", str(snapshot), i, str(work / f"ar-{i:05d}.arrow"), shards)
+    tasks += [TitleMapTask("articles", str(snapshot), i, str(work), f"ar-{i:05d}", shards)
               for i in range(snapshot_shards)]
-    tasks += [TitleMapTask("redirects", str(p), None, str(work / f"rd-{i:05d}.arrow"), shards)
+    tasks += [TitleMapTask("redirects", str(p), None, str(work), f"rd-{i:05d}", shards)
               for i, p in enumerate(redirect_files)]
     run.map(map_titles, tasks, phase="titles")
-    title_joins = [TitleJoinTask(p, str(work), _sidecars(tasks), str(work / f"j1-{p:05d}.arrow"),
-                                 shards, 1) for p in range(shards)]
+    title_joins = [TitleJoinTask(p, str(work), markers(tasks), f"j1-{p:05d}", shards, 1)
+                   for p in range(shards)]
     by_title = run.map(join_titles, title_joins, phase="match titles", unit="part")
-    redirect_joins = [TitleJoinTask(p, str(work), _sidecars(tasks) + _sidecars(title_joins),
-                                    str(work / f"j2-{p:05d}.arrow"), shards, 2)
-                      for p in range(shards)]
+    redirect_joins = [TitleJoinTask(p, str(work), markers(tasks) + markers(title_joins),
+                                    f"j2-{p:05d}", shards, 2) for p in range(shards)]
     by_redirect = run.map(join_titles, redirect_joins, phase="follow redirects", unit="part")
-    written = _write_mapping(run, build, work, _sidecars(title_joins) + _sidecars(redirect_joins),
+    written = _write_mapping(run, build, work, markers(title_joins) + markers(redirect_joins),
                              month)
     sitelinks = sum(r["sitelinks"] for r in by_title)
     articles = sum(r["articles"] for r in by_title)
@@ -258,16 +221,15 @@ def _map_by_titles(run: StageRun, build: ArtifactBuild, entities: Path, snapshot
 @dataclass(frozen=True)
 class PagePropsMapTask:
     path: str          # the page_props dump
-    out: str
+    work: str
+    name: str          # its work file <name>.arrow, its done-marker <name>.json
     page_shards: int   # the snapshot's shard count: rows are partitioned like its pages
 
 
-def map_page_props(task: PagePropsMapTask) -> dict:
+@resumable
+def map_page_props(task: PagePropsMapTask) -> tuple[dict, dict]:
     """The dump's wikibase_item rows, partitioned by the snapshot shard of their page."""
-    out = Path(task.out)
-    if (done := task_report(out.with_suffix(".json"))) is not None:
-        return done
-    writer = PartitionedWriter(out, W_PAGE_ITEMS)
+    writer = PartitionedWriter(Path(task.work) / f"{task.name}.arrow", W_PAGE_ITEMS)
     pages: list[int] = []
     qids: list[int] = []
 
@@ -285,29 +247,27 @@ def map_page_props(task: PagePropsMapTask) -> dict:
             flush()
     if pages:
         flush()
-    report = {"page_props_items": n}
-    return mark_done(out.with_suffix(".json"), {"items": writer.close()}, report)
+    return {"items": writer.close()}, {"page_props_items": n}
 
 
 @dataclass(frozen=True)
-class PagePropsJoinTask(_PartTask):
+class PagePropsJoinTask(PartitionTask):
     """`part`: a snapshot shard."""
 
+    name: str          # "jp-00003": its work file jp-00003.arrow, its done-marker .json
     snapshot: str      # that shard's file
     shards: int        # mapping shards (by QID)
 
 
-def join_page_props(task: PagePropsJoinTask) -> dict:
+@resumable
+def join_page_props(task: PagePropsJoinTask) -> tuple[dict, dict]:
     """The snapshot shard's articles that the page_props rows link to an item."""
-    out = Path(task.out)
-    if (done := task_report(out.with_suffix(".json"))) is not None:
-        return done
     items = task.read("items", W_PAGE_ITEMS)
     items = items.take(pc.sort_indices(items, [("page_id", "ascending"), ("qid", "ascending")]))
     pages = pq.read_table(task.snapshot, columns=["page_id", "title"])
     idx = pc.index_in(pages.column("page_id"), value_set=items.column("page_id").combine_chunks())
     hit = pc.is_valid(idx)
-    matches = PartitionedWriter(out, W_MATCHES)
+    matches = PartitionedWriter(Path(task.work) / f"{task.name}.arrow", W_MATCHES)
     _write_matches(matches, items.column("qid").take(idx.filter(hit)),
                    pages.column("page_id").filter(hit), pages.column("title").filter(hit),
                    "page_props", task.shards)
@@ -316,20 +276,20 @@ def join_page_props(task: PagePropsJoinTask) -> dict:
                            value_set=pages.column("page_id").combine_chunks())
     report = {"shard": task.part, "articles": pages.num_rows, "matched": matched,
               "items_not_in_snapshot": items.num_rows - int(pc.sum(in_snapshot).as_py() or 0)}
-    return mark_done(out.with_suffix(".json"), {"matches": matches.close()}, report)
+    return {"matches": matches.close()}, report
 
 
 def _map_by_page_props(run: StageRun, build: ArtifactBuild, snapshot: Path,
                        snapshot_shards: int, page_props: Path, month: str) -> dict:
     """The mapping's shards by the page_props table's page ids; returns the report."""
     work = run.work("mapping", month)
-    read = PagePropsMapTask(str(page_props), str(work / "pp.arrow"), snapshot_shards)
+    read = PagePropsMapTask(str(page_props), str(work), "pp", snapshot_shards)
     [items] = run.map(map_page_props, [read], phase="page_props", unit="file")
-    joins = [PagePropsJoinTask(s, str(work), _sidecars([read]), str(work / f"jp-{s:05d}.arrow"),
+    joins = [PagePropsJoinTask(s, str(work), markers([read]), f"jp-{s:05d}",
                                str(snapshot / shard_name(s)), build.shards)
              for s in range(snapshot_shards)]
     by_page = run.map(join_page_props, joins, phase="match pages")
-    written = _write_mapping(run, build, work, _sidecars(joins), month)
+    written = _write_mapping(run, build, work, markers(joins), month)
     articles = sum(r["articles"] for r in by_page)
     return {"source": "page_props", "page_props": page_props.name, "counts": {
         "page_props_items": items["page_props_items"], "articles": articles,
@@ -342,9 +302,10 @@ def _map_by_page_props(run: StageRun, build: ArtifactBuild, snapshot: Path,
 # Write: one QID shard of the matches -> the mapping shard.
 
 @dataclass(frozen=True)
-class MappingShardTask(_PartTask):
+class MappingShardTask(PartitionTask):
     """`part`: a QID shard of the matches, and so of the mapping."""
 
+    out: str           # the mapping shard
     month: str
 
 
@@ -353,7 +314,7 @@ def write_mapping_shard(task: MappingShardTask) -> dict:
     # One page per item: a direct title match wins over a redirect, then the lower page id.
     matches = matches.append_column(
         "rank", pc.if_else(pc.equal(matches.column("match"), "title"), 0, 1))
-    t = _first_per_key(matches, ["qid"], ["rank", "page_id"])
+    t = first_per_key(matches, ["qid"], ["rank", "page_id"])
     out = pa.table({"qid": id_strings(t.column("qid")), "page_id": t.column("page_id"),
                     "title": t.column("title"), "match": t.column("match"),
                     "month": pa.array([task.month] * t.num_rows, pa.string())},

@@ -20,6 +20,7 @@ their cap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -28,7 +29,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +39,7 @@ from ..engine.artifacts import (ROW_GROUP_ROWS, ArtifactBuild, ShardWriter, iter
                                 write_json_atomic)
 from ..engine.executors import Executor
 from ..engine.paths import DataRoot, month_pair
-from ..engine.shuffle import PartitionedWriter, mark_done, read_partition, task_report
+from ..engine.shuffle import PartitionedWriter, PartitionTask, markers, resumable
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError
 from ..sources.wikidata import qid_number
@@ -218,8 +219,7 @@ def cap_value(share: float, n: int, min_cap: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------
-# Work files: Arrow IPC of rows, one batch per partition and flush; a JSON sidecar (written
-# last) holds the index and the task's report.
+# Work files: Arrow IPC of rows, one batch per partition and flush (twiki.engine.shuffle).
 
 WORK_SCHEMA = pa.schema(list(ALIGNED_SCHEMA) + [pa.field("priority", pa.uint64())])
 
@@ -257,6 +257,19 @@ class _Rejects:
         for w in self.writers.values():
             w.abort()
 
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, outs: dict[str, str | None]) -> Iterator["_Rejects"]:
+        """The rejects of a task's block: their shards are closed into place when it ends
+        without error, else dropped."""
+        rejects = cls(outs)
+        try:
+            yield rejects
+            rejects.close()
+        except BaseException:
+            rejects.abort()
+            raise
+
 
 class _PartWriter:
     """Rows into one work file of the shuffle, a batch per partition each time
@@ -292,9 +305,8 @@ def _write_rows(path: Path, rows: list[dict], part: int) -> dict:
     return w.close()
 
 
-def _read_rows(work: Path, sidecars: Iterable[str], part: int) -> list[dict]:
-    # each file is read once per partition, a few times a run: not kept open
-    return read_partition(work, tuple(sidecars), "rows", part, WORK_SCHEMA).to_pylist()
+def _read_rows(task: PartitionTask) -> list[dict]:
+    return task.read("rows", WORK_SCHEMA).to_pylist()
 
 
 def _row_order(row: dict) -> tuple:
@@ -309,20 +321,18 @@ class RowsTask:
     shard: int
     aligned: str
     work: str
+    name: str             # "rows-00003": its work file rows-00003.arrow, its done-marker .json
     parts: int
     rejected: dict        # reason -> shard path (None: built already / not this phase's)
     config: FilterConfig
 
 
-def filter_rows(task: RowsTask) -> dict:
-    sidecar = Path(task.work) / f"rows-{task.shard:05d}.json"
-    if (r := task_report(sidecar)) is not None:
-        return r
-    rejects = _Rejects(task.rejected)
+@resumable
+def filter_rows(task: RowsTask) -> tuple[dict, dict]:
     filters = row_filters(task.config)
-    parts = _PartWriter(Path(task.work) / f"rows-{task.shard:05d}.arrow")
+    parts = _PartWriter(Path(task.work) / f"{task.name}.arrow")
     leak = Counter()
-    try:
+    with _Rejects.open(task.rejected) as rejects:
         for t in iter_row_groups(Path(task.aligned)):
             rows = t.to_pylist()
             for r in rows:
@@ -338,39 +348,29 @@ def filter_rows(task: RowsTask) -> dict:
             for row in kept:
                 p = shard_of(zlib.crc32(search_form(row["subject"]).encode()), task.parts)
                 parts.add(p, {**row, "priority": priority(task.config.seed, row)})
-        index = parts.close()
-        rejects.close()
-    except BaseException:
-        rejects.abort()
-        raise
-    return mark_done(sidecar, index,
-                   {"rejected": rejects.counts, "leakage_aligned": dict(leak)})
+        files = parts.close()
+    return files, {"rejected": rejects.counts, "leakage_aligned": dict(leak)}
 
 
 # --- phase 2: dedupe
 
 @dataclass(frozen=True)
-class PartTask:
-    part: int
-    work: str
-    inputs: tuple[str, ...]         # sidecars of the previous phase
+class PartTask(PartitionTask):
+    """`part`: a partition of the previous phase's rows (`sidecars`: its done-markers)."""
+
+    name: str                       # "dedupe-00003": its work file and done-marker
     rejected: dict
-    caps: dict                      # phase 3: set -> subject cap; phase 4: thresholds
-    out: str | None = None          # phase 4: the probes shard
+    caps: dict                      # phase 2: drop_ambiguous; phase 3: subject caps, watched
 
 
-def dedupe_part(task: PartTask) -> dict:
-    work = Path(task.work)
-    sidecar = work / f"dedupe-{task.part:05d}.json"
-    if (r := task_report(sidecar)) is not None:
-        return r
-    rows = _read_rows(work, task.inputs, task.part)
+@resumable
+def dedupe_part(task: PartTask) -> tuple[dict, dict]:
+    rows = _read_rows(task)
     rows.sort(key=lambda r: (dedupe_key(r), _row_order(r)))
-    rejects = _Rejects(task.rejected)
     kept, last = [], None
     relations: dict = {}
     ambiguous = _ambiguous(rows) if task.caps.get("drop_ambiguous") else set()
-    try:
+    with _Rejects.open(task.rejected) as rejects:
         for r in rows:
             if _evidence_key(r) in ambiguous:
                 rejects.add("ambiguous_relation", r)
@@ -384,14 +384,9 @@ def dedupe_part(task: PartTask) -> dict:
             g = probe_set(r["kind"])
             relations.setdefault(g, {})
             relations[g][r["relation"]] = relations[g].get(r["relation"], 0) + 1
-        index = _write_rows(work / f"dedupe-{task.part:05d}.arrow", kept, task.part)
-        rejects.close()
-    except BaseException:
-        rejects.abort()
-        raise
+        files = _write_rows(Path(task.work) / f"{task.name}.arrow", kept, task.part)
     n = Counter(probe_set(r["kind"]) for r in kept)
-    return mark_done(sidecar, index,
-                   {"rejected": rejects.counts, "kept": dict(n), "relations": relations})
+    return files, {"rejected": rejects.counts, "kept": dict(n), "relations": relations}
 
 
 def _evidence_key(row: dict) -> tuple:
@@ -409,21 +404,17 @@ def _ambiguous(rows: list[dict]) -> set[tuple]:
 
 # --- phase 3: subject cap
 
-def cap_subjects(task: PartTask) -> dict:
-    """Each subject (QID) of each set keeps its `cap` rows of lowest priority. Returns, for the
+@resumable
+def cap_subjects(task: PartTask) -> tuple[dict, dict]:
+    """Each subject (QID) of each set keeps its `cap` rows of lowest priority. Reports, for the
     relations that may be over their cap, the priorities of the rows it kept."""
-    work = Path(task.work)
-    sidecar = work / f"subject-{task.part:05d}.json"
-    if (r := task_report(sidecar)) is not None:
-        return r
-    rows = _read_rows(work, task.inputs, task.part)
+    rows = _read_rows(task)
     rows.sort(key=lambda r: (probe_set(r["kind"]), r["subject_qid"], r["priority"],
                              r["statement_id"]))
-    rejects = _Rejects(task.rejected)
     kept: list[dict] = []
     watched = task.caps["watched"]       # set -> relations that may exceed the relation cap
     prio: dict = {}
-    try:
+    with _Rejects.open(task.rejected) as rejects:
         n, last = 0, None
         for r in rows:
             g = probe_set(r["kind"])
@@ -436,28 +427,29 @@ def cap_subjects(task: PartTask) -> dict:
             kept.append(r)
             if r["relation"] in watched.get(g, ()):
                 prio.setdefault(g, {}).setdefault(r["relation"], []).append(r["priority"])
-        index = _write_rows(work / f"subject-{task.part:05d}.arrow", kept, task.part)
-        rejects.close()
-    except BaseException:
-        rejects.abort()
-        raise
-    return mark_done(sidecar, index,
-                   {"rejected": rejects.counts, "priorities": prio})
+        files = _write_rows(Path(task.work) / f"{task.name}.arrow", kept, task.part)
+    return files, {"rejected": rejects.counts, "priorities": prio}
 
 
 # --- phase 4: relation cap, and the probes
 
-def cap_relations(task: PartTask) -> dict:
+@dataclass(frozen=True)
+class RelationTask(PartitionTask):
+    """`part`: a partition of the subject phase's rows, and so a shard of the probes."""
+
+    rejected: dict
+    thresholds: dict                # set -> relation -> the highest priority it keeps
+    out: str | None                 # the probes shard (None: built already)
+
+
+def cap_relations(task: RelationTask) -> dict:
     """Rows of a relation over its cap are kept when their priority is at most the relation's
     threshold (the cap-th lowest priority of the relation over every partition)."""
-    work = Path(task.work)
-    rows = _read_rows(work, task.inputs, task.part)
-    thresholds = task.caps["relation"]
-    rejects = _Rejects(task.rejected)
+    rows = _read_rows(task)
     kept = []
-    try:
+    with _Rejects.open(task.rejected) as rejects:
         for r in rows:
-            t = thresholds.get(probe_set(r["kind"]), {}).get(r["relation"])
+            t = task.thresholds.get(probe_set(r["kind"]), {}).get(r["relation"])
             if t is not None and r["priority"] > t:
                 rejects.add("relation_cap", r)
             else:
@@ -471,10 +463,6 @@ def cap_relations(task: PartTask) -> dict:
                          for r in kept[i:i + ROW_GROUP_ROWS]], schema=PROBES_SCHEMA))
                 if not kept:
                     w.write(PROBES_SCHEMA.empty_table())
-        rejects.close()
-    except BaseException:
-        rejects.abort()
-        raise
     probes: dict = {}
     for r in kept:
         g = probe_set(r["kind"])
@@ -548,24 +536,24 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
         return {r: (str(rejected[r].shard_path(s)) if s in pending[r] else None)
                 for r in reasons}
 
-    rows_reports = run.map(filter_rows, [
-        RowsTask(s, str(aligned / shard_name(s)), str(work), shards, outs(ROW_REASONS, s),
-                 config) for s in range(shards)], phase="filters")
-    rows_sidecars = tuple(f"rows-{s:05d}.json" for s in range(shards))
-    dedupe_reports = run.map(dedupe_part, [
-        PartTask(d, str(work), rows_sidecars, outs(["ambiguous_relation", "duplicate"], d),
-                 {"drop_ambiguous": config.drop_ambiguous}) for d in range(shards)],
-        phase="dedupe", unit="part")
+    row_tasks = [RowsTask(s, str(aligned / shard_name(s)), str(work), f"rows-{s:05d}", shards,
+                          outs(ROW_REASONS, s), config) for s in range(shards)]
+    rows_reports = run.map(filter_rows, row_tasks, phase="filters")
+    dedupe_tasks = [PartTask(d, str(work), markers(row_tasks), f"dedupe-{d:05d}",
+                             outs(["ambiguous_relation", "duplicate"], d),
+                             {"drop_ambiguous": config.drop_ambiguous}) for d in range(shards)]
+    dedupe_reports = run.map(dedupe_part, dedupe_tasks, phase="dedupe", unit="part")
     n = {g: sum(r["kept"].get(g, 0) for r in dedupe_reports) for g in SETS}
     subject_cap = {g: cap_value(config.subject_cap, n[g], config.min_cap) for g in SETS}
     relation_cap = {g: cap_value(config.relation_cap, n[g], config.min_cap) for g in SETS}
     rel_counts = sum_counts(r["relations"] for r in dedupe_reports)
     watched = {g: sorted(rel for rel, c in rel_counts.get(g, {}).items()
                          if c > relation_cap[g]) for g in SETS}
-    subject_reports = run.map(cap_subjects, [
-        PartTask(d, str(work), (f"dedupe-{d:05d}.json",), outs(["subject_cap"], d),
-                 {"subject": subject_cap, "watched": watched}) for d in range(shards)],
-        phase="subject caps", unit="part")
+    subject_tasks = [PartTask(d, str(work), markers([dedupe]), f"subject-{d:05d}",
+                              outs(["subject_cap"], d),
+                              {"subject": subject_cap, "watched": watched})
+                     for d, dedupe in enumerate(dedupe_tasks)]
+    subject_reports = run.map(cap_subjects, subject_tasks, phase="subject caps", unit="part")
     thresholds: dict = {}
     for g in SETS:
         for rel in watched[g]:
@@ -576,10 +564,9 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
                     p, relation_cap[g] - 1)[relation_cap[g] - 1])
     pending_probes = set(probes.pending_shards())
     relation_reports = run.map(cap_relations, [
-        PartTask(d, str(work), (f"subject-{d:05d}.json",), outs(["relation_cap"], d),
-                 {"relation": thresholds},
-                 str(probes.shard_path(d)) if d in pending_probes else None)
-        for d in range(shards)], phase="relation caps", unit="part")
+        RelationTask(d, str(work), markers([subject]), outs(["relation_cap"], d), thresholds,
+                     str(probes.shard_path(d)) if d in pending_probes else None)
+        for d, subject in enumerate(subject_tasks)], phase="relation caps", unit="part")
     caps = {g: {"n": n[g], "subject_cap": subject_cap[g], "relation_cap": relation_cap[g]}
             for g in SETS}
     report = _filter_report(aligned_manifest, {
