@@ -116,16 +116,6 @@ def unit_qid(unit: str | None) -> str | None:
     return unit[len(ENTITY_PREFIX):] if unit.startswith(ENTITY_PREFIX) else unit
 
 
-def entity_id(value: dict) -> str | None:
-    """The id of a `wikibase-entityid` value, in old (numeric-id only) and new forms."""
-    eid = value.get("id")
-    if eid:
-        return eid
-    prefix = ENTITY_TYPE_PREFIX.get(value.get("entity-type", "item"))
-    num = value.get("numeric-id")
-    return f"{prefix}{num}" if prefix and num is not None else None
-
-
 def qid_number(qid: str) -> int:
     """'Q42' -> 42 (and 'P31' -> 31)."""
     return int(qid[1:])
@@ -180,15 +170,6 @@ def sitelink_title(entity: dict, wiki: str) -> str | None:
         return None
     link = links.get(wiki)
     return link.get("title") if link else None
-
-
-def best_statements(statements: list) -> tuple[str, list]:
-    """Statements of the best rank of one property: preferred if any, else normal;
-    deprecated never. Returns (rank, statements)."""
-    preferred = [s for s in statements if s.get("rank") == "preferred"]
-    if preferred:
-        return "preferred", preferred
-    return "normal", [s for s in statements if s.get("rank", "normal") == "normal"]
 
 
 # --------------------------------------------------------------------------------------------
