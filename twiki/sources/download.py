@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 
@@ -54,6 +55,14 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # Transport failures worth another try: refused or cut connections, stalls, truncated bodies.
 RETRY_EXCEPTIONS = (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError)
+# Redirects followed for one request, each within the mirror's host (see _within_host);
+# requests alone would follow 30, to any host.
+MAX_REDIRECTS = 5
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The longest file name most filesystems hold (NAME_MAX of ext4, XFS, btrfs): a longer name from
+# dump metadata, with our .part suffix, could never be written.
+MAX_NAME_BYTES = 255
 RUN_DATE_RE = re.compile(r"^\d{8}$")
 # A run folder in an HTML directory listing (nginx autoindex on dumps.wikimedia.org).
 LISTING_HREF = re.compile(r'href="(?:[^"]*/)?(\d{8})/"')
@@ -96,14 +105,32 @@ class DownloadConfig:
     chunk_bytes: int = 1 << 20
     """Bytes read, hashed and written at a time; a cut connection loses at most the chunk
     being read (the rest is kept for the resume)."""
+    request_deadline_s: float = 300.0
+    """Longest one request may take to bring a whole metadata file (listing, dumpstatus.json,
+    sums file), or the next chunk_bytes of a dump file (a floor of 3.5 KB/s with the
+    defaults; a 100 GB file may take hours, but never stall). A server that trickles bytes
+    never trips read_timeout_s; past this deadline its connection is cut and the request
+    counts as a failed try (a file resumes where it stopped)."""
+    max_metadata_bytes: int = 1 << 24
+    """Largest metadata file read (16 MiB; enwiki's dumpstatus.json is ~130 KB, a listing or
+    sums file a few KB). Above it the mirror's answer is refused, not read into memory."""
+    max_unsized_file_bytes: int = 1 << 39
+    """Largest dump file written when the metadata publishes no size for it, as for the
+    Wikidata JSON dump (512 GiB, several times today's all.json): a mirror that sends more
+    is stopped there, and nothing of it is kept. A file with a published size is stopped at
+    that size."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ConfigError(f"download attempts must be at least 1, not {self.attempts}")
         if min(self.backoff_s, self.max_backoff_s) < 0:
             raise ConfigError("download backoff delays must not be negative")
-        if min(self.connect_timeout_s, self.read_timeout_s) <= 0 or self.chunk_bytes <= 0:
-            raise ConfigError("download timeouts and chunk size must be positive")
+        if min(self.connect_timeout_s, self.read_timeout_s, self.request_deadline_s) <= 0 \
+                or self.chunk_bytes <= 0:
+            raise ConfigError("download timeouts, deadline and chunk size must be positive")
+        if min(self.max_metadata_bytes, self.max_unsized_file_bytes) <= 0:
+            raise ConfigError("download size caps (max_metadata_bytes, "
+                              "max_unsized_file_bytes) must be positive")
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number `attempt` (1-based)."""
@@ -182,17 +209,46 @@ class HttpMirror(Mirror):
     def url(self, relpath: str) -> str:
         return f"{self.label}/{quote(relpath, safe='/')}"
 
-    def _get(self, relpath: str, headers: dict | None = None, stream: bool = False
-             ) -> requests.Response:
+    def _get(self, relpath: str, headers: dict | None = None) -> requests.Response:
+        """The streamed answer to GET `relpath`, after the redirects within the mirror's host
+        (one to another host fails this mirror: its metadata and files would come from a
+        server nobody chose)."""
         url = self.url(relpath)
+        for _ in range(MAX_REDIRECTS + 1):
+            r = self._send(url, headers)
+            if r.status_code not in REDIRECT_STATUS:
+                return self._checked(r, url, headers)
+            r.close()
+            url = self._redirect_target(url, r)
+        raise _MirrorFailed(f"{self.url(relpath)}: more than {MAX_REDIRECTS} redirects")
+
+    def _send(self, url: str, headers: dict | None) -> requests.Response:
         try:
-            r = self.session.get(url, headers=headers or {}, stream=stream,
-                                 timeout=(self.config.connect_timeout_s,
-                                          self.config.read_timeout_s))
+            return self.session.get(url, headers=headers or {}, stream=True,
+                                    allow_redirects=False,
+                                    timeout=(self.config.connect_timeout_s,
+                                             self.config.read_timeout_s))
         except RETRY_EXCEPTIONS as e:
             raise _Retryable(f"{url}: {_short(e)}") from None
         except requests.RequestException as e:
             raise _MirrorFailed(f"{url}: {_short(e)}") from None
+
+    def _redirect_target(self, url: str, r: requests.Response) -> str:
+        """Where redirect `r` of `url` points, if that is on the mirror's host."""
+        location = r.headers.get("Location")
+        if not location:
+            raise _MirrorFailed(f"{url}: HTTP {r.status_code} redirect without a Location")
+        target = urljoin(url, location)
+        if not _within_host(self.label, target):
+            raise _MirrorFailed(
+                f"{url}: redirected to {_clip(target)}, another host: only redirects within "
+                f"{urlsplit(self.label).netloc} are followed; pass that host as a --mirror "
+                f"to use it")
+        return target
+
+    @staticmethod
+    def _checked(r: requests.Response, url: str, headers: dict | None) -> requests.Response:
+        """`r` when it is an answer to use; else the failure it stands for."""
         if r.status_code in RETRY_STATUS:
             r.close()
             raise _Retryable(f"{url}: HTTP {r.status_code}", _retry_after(r))
@@ -202,14 +258,24 @@ class HttpMirror(Mirror):
         if r.status_code == 416 and headers and "Range" in headers:
             r.close()
             raise _RangeNotSatisfiable(url)
-        if r.status_code >= 400:
+        if r.status_code >= 300:  # redirects are followed before; 300, 304, 305 are not
             r.close()
             raise _MirrorFailed(f"{url}: HTTP {r.status_code}")
         return r
 
     def get_text(self, relpath: str) -> str:
+        url = self.url(relpath)
+        cap = self.config.max_metadata_bytes
         r = self._get(relpath)
-        return r.content.decode("utf-8", errors="replace")
+        body = bytearray()
+        with r, _Deadline(r, self.config.request_deadline_s, url, "the whole file"):
+            if _content_length(r) > cap:
+                raise _metadata_too_large(url, cap)
+            for chunk in r.iter_content(self.config.chunk_bytes):
+                body += chunk
+                if len(body) > cap:  # decoded bytes: a compressed answer counts unpacked
+                    raise _metadata_too_large(url, cap)
+        return body.decode("utf-8", errors="replace")
 
     def list_runs(self, folder: str) -> list[str]:
         runs = sorted(set(LISTING_HREF.findall(self.get_text(f"{folder}/"))))
@@ -223,8 +289,9 @@ class HttpMirror(Mirror):
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        r = self._get(relpath, headers=headers, stream=True)
-        with r:
+        r = self._get(relpath, headers=headers)
+        with r, _Deadline(r, self.config.request_deadline_s, self.url(relpath),
+                          f"the next {self.config.chunk_bytes} bytes") as deadline:
             start = 0
             if r.status_code == 206:
                 start = _content_range_start(r.headers.get("Content-Range", ""))
@@ -233,13 +300,58 @@ class HttpMirror(Mirror):
                                      f"{r.headers.get('Content-Range')!r}")
             elif offset:
                 log.info("%s ignored the range request: downloading from the start", self.label)
-            yield start, self._chunks(r, relpath)
+            yield start, self._chunks(r, deadline)
 
-    def _chunks(self, r: requests.Response, relpath: str) -> Iterator[bytes]:
-        try:
-            yield from r.iter_content(self.config.chunk_bytes)
-        except RETRY_EXCEPTIONS as e:  # cut connection, stalled read
-            raise _Retryable(f"{self.url(relpath)}: {_short(e)}") from None
+    def _chunks(self, r: requests.Response, deadline: _Deadline) -> Iterator[bytes]:
+        for chunk in r.iter_content(self.config.chunk_bytes):
+            deadline.renew()  # the deadline is for each chunk: a big file may take hours
+            yield chunk
+
+
+class _Deadline:
+    """While reading a streamed response: cuts its connection when `seconds` pass without a
+    `renew()`, and then ends the `with` with a _Retryable that says the transfer stalled (a
+    connection cut by the server or the read timeout is a _Retryable too).
+
+    A server that sends a byte now and then never trips the read timeout, which is per
+    byte, and a blocking read cannot look at the clock: a thread watching it can."""
+
+    def __init__(self, r: requests.Response, seconds: float, url: str, what: str):
+        self.response = r
+        self.seconds = seconds
+        self.url = url
+        self.what = what
+        self.due = time.monotonic() + seconds
+        self.expired = False
+        self.done = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="twiki-download-deadline",
+                                        daemon=True)
+
+    def __enter__(self) -> _Deadline:
+        self.watcher.start()
+        return self
+
+    def renew(self) -> None:
+        self.due = time.monotonic() + self.seconds
+
+    def _watch(self) -> None:
+        while not self.done.wait(max(0.0, self.due - time.monotonic())):
+            if time.monotonic() >= self.due:
+                self.expired = True
+                try:
+                    self.response.raw.shutdown()  # wakes the blocked read, ends the body
+                except (RuntimeError, ValueError, OSError):
+                    pass  # the body was read to its end and the connection released meanwhile
+                return
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.done.set()
+        self.watcher.join()
+        if self.expired:
+            raise _Retryable(f"{self.url}: stalled: {self.what} not received within "
+                             f"{self.seconds:g} s (download.request_deadline_s)") from None
+        if kind is not None and issubclass(kind, RETRY_EXCEPTIONS):  # cut connection
+            raise _Retryable(f"{self.url}: {_short(error)}") from None
 
 
 class LocalMirror(Mirror):
@@ -255,10 +367,16 @@ class LocalMirror(Mirror):
         return path
 
     def get_text(self, relpath: str) -> str:
+        path = self._path(relpath)
+        cap = self.config.max_metadata_bytes
         try:
-            return self._path(relpath).read_text(encoding="utf-8", errors="replace")
+            with open(path, "rb") as f:
+                data = f.read(cap + 1)
         except OSError as e:
-            raise _MirrorFailed(f"{self.root / relpath}: {e}") from None
+            raise _MirrorFailed(f"{path}: {e}") from None
+        if len(data) > cap:
+            raise _metadata_too_large(str(path), cap)
+        return data.decode("utf-8", errors="replace")
 
     def list_runs(self, folder: str) -> list[str]:
         path = self._path(folder)
@@ -282,6 +400,34 @@ def _content_range_start(value: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _content_length(r: requests.Response) -> int:
+    """The length a response announces; 0 when it announces none (or nonsense)."""
+    try:
+        return int(r.headers.get("Content-Length", 0))
+    except ValueError:
+        return 0
+
+
+def _metadata_too_large(where: str, cap: int) -> _MirrorFailed:
+    return _MirrorFailed(f"{where}: more than {cap} bytes, too large for dump metadata "
+                         f"(the cap is download.max_metadata_bytes)")
+
+
+def _within_host(base: str, target: str) -> bool:
+    """Whether URL `target` is on the host of mirror `base`: the same host name and port, or
+    the same host name moved from http to https on the default ports."""
+    a, b = urlsplit(base), urlsplit(target)
+    try:
+        ports = (a.port, b.port)
+    except ValueError:  # a port that is not a number
+        return False
+    if a.hostname != b.hostname or b.scheme not in DEFAULT_PORTS:
+        return False
+    if a.scheme == b.scheme:
+        return (ports[0] or DEFAULT_PORTS[a.scheme]) == (ports[1] or DEFAULT_PORTS[b.scheme])
+    return (a.scheme, b.scheme) == ("http", "https") and ports == (None, None)
+
+
 def _retry_after(r: requests.Response) -> float | None:
     try:
         return float(r.headers["Retry-After"])
@@ -290,8 +436,12 @@ def _retry_after(r: requests.Response) -> float | None:
 
 
 def _short(e: Exception) -> str:
-    text = str(e) or type(e).__name__
-    return text if len(text) <= 200 else text[:200] + "..."
+    return _clip(str(e) or type(e).__name__)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters, saying how long it was: a message stays one line."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _with_retries(config: DownloadConfig, what: str, call, *args):
@@ -367,7 +517,7 @@ def _read_text(mirrors: Sequence[Mirror], relpath: str, config: DownloadConfig
     if answered:
         return None
     raise DownloadError(f"could not read {relpath} from any mirror: " + "; ".join(errors)
-                        + ". Check the network or pass another mirror.")
+                        + ". Check the mirror address and the network, or pass another mirror.")
 
 
 def _list_runs(ms: Sequence[Mirror], folder: str, config: DownloadConfig
@@ -457,7 +607,7 @@ def _resolve(ms: list[Mirror], wiki: str, month: str, job: str,
             jobs = json.loads(text)["jobs"]
             if not isinstance(jobs, dict):
                 raise TypeError("jobs is not an object")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested deep
             seen.append(f"{run}: unreadable dumpstatus.json on {mirror}")
             continue
         jobs_seen.update(jobs)
@@ -471,7 +621,12 @@ def _resolve(ms: list[Mirror], wiki: str, month: str, job: str,
             updated = entry.get("updated") or ""
             seen.append(f"{run}: {job} {state}" + (f" (updated {updated})" if updated else ""))
             continue
-        files = _job_files(entry, wiki, run)
+        listed = entry.get("files") or {}
+        if not isinstance(listed, dict):
+            seen.append(f"{run}: unreadable dumpstatus.json on {mirror}: the files of {job} are "
+                        f"a {type(listed).__name__}, not an object of file names")
+            continue
+        files = _job_files(listed, wiki, run)
         _fill_checksums(files, ms, mirror, wiki, run, config)
         log.info("%s %s -> run %s on %s (%d files)", wiki, month, run, mirror, len(files))
         return RunInfo(run_date=run, mirror=str(mirror),
@@ -495,9 +650,9 @@ def _resolve(ms: list[Mirror], wiki: str, month: str, job: str,
     )
 
 
-def _job_files(entry: dict, wiki: str, run: str) -> list[dict]:
+def _job_files(listed: dict, wiki: str, run: str) -> list[dict]:
     files = []
-    for name, meta in (entry.get("files") or {}).items():
+    for name, meta in listed.items():
         meta = meta if isinstance(meta, dict) else {}
         files.append({
             "name": name,
@@ -551,9 +706,10 @@ def _parse_sums(text: str, algo: str) -> dict[str, str]:
 
 def _check_url(url: str, name: str) -> str:
     """The mirror-relative path of a metadata URL; refuses hosts, schemes and `..`."""
-    bad = f"refusing URL {url!r} for {name!r} from dump metadata"
     if not isinstance(url, str) or "\\" in url or "\x00" in url:
-        raise UnsafePathError(f"{bad}: not a plain path")
+        raise UnsafePathError(f"refusing URL {url!r} for {_clip(name, 80)!r} from dump "
+                              "metadata: not a plain path")
+    bad = f"refusing URL {_clip(url, 80)!r} for {_clip(name, 80)!r} from dump metadata"
     parts = urlsplit(url)
     if parts.scheme or parts.netloc or url.startswith("//"):
         raise UnsafePathError(f"{bad}: it names a host; only paths on the mirror are followed")
@@ -563,7 +719,23 @@ def _check_url(url: str, name: str) -> str:
     segments = [s for s in path.split("/") if s]
     if not segments or any(s in ("..", ".") for s in segments) or "\\" in path:
         raise UnsafePathError(f"{bad}: it leaves the mirror's dump folder")
+    if any(len(s.encode()) > MAX_NAME_BYTES for s in segments):
+        raise UnsafePathError(f"{bad}: a part of it is longer than the {MAX_NAME_BYTES} bytes "
+                              "a file name may have")
     return "/".join(segments)
+
+
+def _check_file_name(name: str) -> None:
+    """Refuse a file name from dump metadata that is not one plain file of the run's folder,
+    is one of ours (hidden, underscore and .part names: temporary files, the manifest), or
+    is too long to be written with its .part suffix."""
+    bad = f"refusing file name {_clip(name, 80)!r} from dump metadata"
+    if len(PurePosixPath(name).parts) != 1 or name.startswith((".", "_")) \
+            or name.endswith(PART_SUFFIX):
+        raise UnsafePathError(f"{bad}: not a plain dump file name")
+    if len((name + PART_SUFFIX).encode()) > MAX_NAME_BYTES:
+        raise UnsafePathError(f"{bad}: longer than the {MAX_NAME_BYTES} bytes a file name may "
+                              f"have (with the {PART_SUFFIX} suffix of a download)")
 
 
 def _plan(run: RunInfo, folder: Path) -> list[tuple[dict, Path, str]]:
@@ -572,13 +744,8 @@ def _plan(run: RunInfo, folder: Path) -> list[tuple[dict, Path, str]]:
     plan = []
     for f in run.files:
         name = f["name"]
-        target = safe_join(folder, name)
-        if len(PurePosixPath(name).parts) != 1 or name.startswith((".", "_")) \
-                or name.endswith(PART_SUFFIX):
-            # Hidden, underscore and .part names are ours (temporary files, the manifest).
-            raise UnsafePathError(f"refusing file name {name!r} from dump metadata: "
-                                  "not a plain dump file name")
-        plan.append((f, target, _check_url(f["url"], name)))
+        _check_file_name(name)
+        plan.append((f, safe_join(folder, name), _check_url(f["url"], name)))
     if not plan:
         raise NoDumpError(f"{run.wiki} run {run.run_date}: job {run.job!r} lists no files")
     unverifiable = [f["name"] for f in run.files if not f["sha1"] and not f["md5"]]
@@ -639,13 +806,15 @@ class _Shown:
 def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
                 config: DownloadConfig, shown: _Shown) -> _Hashes:
     """Fill `part` from one mirror, resuming what is there, and verify it. Raises _Mismatch
-    (the bytes differ from the metadata) or _MirrorFailed (this mirror cannot deliver)."""
+    (the bytes differ from the metadata) or _MirrorFailed (this mirror cannot deliver, or
+    sends more than a file without a published size may have)."""
     size = entry["size"]
+    limit = size if size is not None else config.max_unsized_file_bytes
     restarted = False  # a resumed file that fails verification gets one fresh download
     attempt = 0
     while True:
         offset = part.stat().st_size if part.exists() else 0
-        if size is not None and offset > size:
+        if offset > limit:
             part.unlink()
             offset = 0
         # Resuming: the bytes already there are hashed first, so the digest covers the file.
@@ -666,8 +835,14 @@ def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
                             out.write(chunk)
                             hashes.update(chunk)
                             shown.set(hashes.size)
-                            if size is not None and hashes.size > size:
+                            if hashes.size > limit:
                                 break
+            if size is None and hashes.size > limit:
+                part.unlink()
+                shown.set(0)
+                raise _MirrorFailed(f"{mirror}/{relpath}: more than {limit} bytes, and the dump "
+                                    f"publishes no size for this file: stopped there "
+                                    f"(the cap is download.max_unsized_file_bytes)")
             if size is not None and hashes.size < size:
                 raise _Retryable(f"{mirror}/{relpath}: connection closed at byte "
                                  f"{hashes.size} of {size}")
@@ -729,9 +904,11 @@ def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror
             f"{mismatch.expected}, got {mismatch.actual} (tried {'; '.join(failures)}). "
             f"The file was not kept; rerun later or use another mirror."
         )
+    resume = (f"Rerun to resume (the partial file {part.name} is kept)" if part.exists()
+              else "Rerun later")
     raise DownloadError(
-        f"could not download {entry['name']}: {'; '.join(failures)}. Rerun to resume "
-        f"(the partial file {part.name} is kept), or use another mirror."
+        f"could not download {entry['name']}: {'; '.join(failures)}. {resume}, or use "
+        f"another mirror."
     )
 
 
