@@ -790,7 +790,7 @@ class _Mismatch(Exception):
         self.algo, self.expected, self.actual = algo, expected, actual
 
 
-class _Shown:
+class _FileBytesShown:
     """The bytes of one file counted in the run's progress bar, kept equal to what is on disk
     across resumes, restarts and mirrors."""
 
@@ -804,7 +804,7 @@ class _Shown:
 
 
 def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
-                config: DownloadConfig, shown: _Shown) -> _Hashes:
+                config: DownloadConfig, shown: _FileBytesShown) -> _Hashes:
     """Fill `part` from one mirror, resuming what is there, and verify it. Raises _Mismatch
     (the bytes differ from the metadata) or _MirrorFailed (this mirror cannot deliver, or
     sends more than a file without a published size may have)."""
@@ -879,7 +879,7 @@ def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror
                    config: DownloadConfig, progress: Progress) -> tuple[_Hashes, Mirror]:
     """Download one file into place, trying each mirror in turn; nothing unverified is kept."""
     part = target.with_name(target.name + PART_SUFFIX)
-    shown = _Shown(progress)
+    shown = _FileBytesShown(progress)
     failures: list[str] = []
     mismatch: _Mismatch | None = None
     for m in mirrors:
