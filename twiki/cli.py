@@ -1,17 +1,21 @@
-"""The `twiki` command line: parses arguments, calls one library function per command, and
-turns a TwikiError into one clear line (exit status from the error) instead of a traceback."""
+"""The `twiki` command line: parses arguments, calls one library function per command under
+the data root's lock when it writes there, and turns a TwikiError (or a full disk, a folder it
+may not write) into one clear line (exit status from the error) instead of a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .version import __version__
 from .errors import ConfigError, TwikiError
-from .engine.paths import DataRoot, default_root
+from .engine.lock import DataRootLock
+from .engine.paths import DataRoot, default_root, os_error_line
 
 if TYPE_CHECKING:
     from .engine.executors import Executor
@@ -59,7 +63,7 @@ def _mirrors(p: argparse.ArgumentParser) -> None:
 
 def _executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes (default: 1)")
+                   help="worker processes (default: 1; at most this machine's CPUs)")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="where tasks run: the local process pool (default) or Ray "
                         "(pip install 'twiki[ray]'; see pipelines/CLUSTER.md)")
@@ -84,13 +88,29 @@ def _config(args, **flags):
     return load_build_config(args.config, args.set, flags)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a container's or taskset's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def make_executor(name: str = "local", workers: int = 1, **options) -> Executor:
     """The executor named on the command line (`--executor`): the local pool, or Ray (an
-    optional extra, imported only when asked for)."""
+    optional extra, imported only when asked for).
+
+    The local pool gets at most usable_cpus() workers, with a warning when --workers asked
+    for more: extra workers only add memory (each holds its tasks' data), never speed. It is
+    a cap, not a refusal, so that a crontab line written for a bigger machine still runs."""
     from .engine.executors import LocalExecutor
     if name == "local":
         if options.get("address"):
             raise ConfigError("--address needs --executor ray")
+        cpus = usable_cpus()
+        if workers > cpus:
+            log.warning("--workers %d is more than the %d CPUs this machine lets twiki use: "
+                        "running %d workers", workers, cpus, cpus)
+            workers = cpus
         return LocalExecutor(workers)
     if name == "ray":
         try:
@@ -191,10 +211,15 @@ def cmd_training_text(args) -> None:
 
 def cmd_facts(args) -> None:
     from pipelines.snapshot import facts_and_mapping
+    from .stages.facts import resolve_dump
     config = _config(args, shards=args.shards,
                      **{"facts.require_sitelink": False if args.all_items else None})
+    root = _root(args)
+    # Each --dump is a file or a folder holding one: the stage takes the list of files.
+    dump = ([f for d in args.dump for f in resolve_dump(d, root, args.month)]
+            if args.dump else None)
     facts, mapping = facts_and_mapping(
-        args.month, dump=args.dump or None, wiki=args.wiki, data_root=_root(args),
+        args.month, dump=dump, wiki=args.wiki, data_root=root,
         executor=make_executor(args.executor, args.workers, address=args.address), config=config)
     print(facts.summary())
     if mapping is not None:
@@ -335,6 +360,20 @@ def _root(args) -> DataRoot:
     return DataRoot(args.data_root) if args.data_root else DataRoot.default()
 
 
+# Commands that run without the data root's lock: `config` writes nothing; the LM commands
+# write only their own run or model folder (atomically, under names with their pid), run for
+# hours (a lock would stop the monthly build meanwhile) and run several at once (torchrun
+# starts one process per GPU, each running the same command).
+UNLOCKED_COMMANDS = frozenset({"config", "train", "eval", "import-gguf"})
+
+
+def _writer_lock(args) -> contextlib.AbstractContextManager:
+    """The data root's lock for a command that writes under it (twiki/engine/lock.py)."""
+    if args.command in UNLOCKED_COMMANDS:
+        return contextlib.nullcontext()
+    return DataRootLock(_root(args).root, f"twiki {args.command}")
+
+
 COMMANDS = {
     "download": (cmd_download, "download and verify a month's dump files",
                  "twiki download --month 2023-03 --mirror https://dumps.wikimedia.org",
@@ -413,10 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        status = args.func(args)
+        with _writer_lock(args):
+            status = args.func(args)
     except TwikiError as e:
         print(f"twiki: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:   # a full disk, a read-only folder: the user's to fix, not a bug
+        line = os_error_line(e, _root(args).root)
+        if line is None:
+            raise
+        print(f"twiki: error: {line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("twiki: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -16,17 +16,23 @@ from pathlib import Path, PurePosixPath
 from ..errors import ConfigError, UnsafePathError
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Wikipedia began in January 2001: no dump holds an earlier month.
+FIRST_YEAR = 2001
 RUN_DATE_RE = re.compile(r"^\d{8}$")
 WIKI_RE = re.compile(r"^[a-z][a-z0-9_]*wiki[a-z]*$")
 
 
 def parse_month(month: str) -> str:
-    """Validate a month written YYYY-MM and return it; anything else is a ConfigError."""
+    """Validate a month written YYYY-MM, from FIRST_YEAR on, and return it; anything else is
+    a ConfigError."""
     if not isinstance(month, str) or not MONTH_RE.match(month):
         if isinstance(month, str) and re.fullmatch(r"\d{4}-\d{2}", month):
             raise ConfigError(f"month {month!r} does not exist: MM runs from 01 to 12 "
                               f"(for example 2022-01)")
         raise ConfigError(f"month {month!r} is not of the form YYYY-MM (for example 2022-01)")
+    if int(month[:4]) < FIRST_YEAR:
+        raise ConfigError(f"month {month!r} is before Wikipedia began ({FIRST_YEAR}-01): no "
+                          f"dump holds it")
     return month
 
 
@@ -80,6 +86,30 @@ def pair_name(month_a: str, month_b: str) -> str:
     """'2016-06' when A is the month before B, else '2015-02_2015-05'."""
     a, b = parse_month(month_a), parse_month(month_b)
     return b if a == previous_month(b) else f"{a}_{b}"
+
+
+# OSErrors that a run cannot get past and its user can: a full disk or quota, and a place it
+# may not write. They end a command with one line naming the place (see os_error_line).
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_WRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def os_error_line(error: OSError, root: Path) -> str | None:
+    """One line for an OSError of NO_SPACE_ERRNOS or NOT_WRITABLE_ERRNOS, naming the file (or,
+    when the error does not say, e.g. from Arrow's writers, the data root `root`) and what to
+    do; None for any other OSError."""
+    where = Path(error.filename) if error.filename else root
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    if error.errno in NO_SPACE_ERRNOS:
+        folder = next((p for p in [where, *where.parents] if p.is_dir()), Path("."))
+        free_mb = shutil.disk_usage(folder).free // 10**6
+        return (f"{reason} writing {'under ' if where == root else ''}{where} ({free_mb} MB "
+                f"free there now): free some space (or pass a --data-root on a larger disk), "
+                f"then rerun the same command: it resumes where it stopped")
+    if error.errno in NOT_WRITABLE_ERRNOS:
+        return (f"{reason} {'under' if where == root else 'on'} {where}: fix its permissions "
+                f"or mount (or pass another --data-root), then rerun the same command")
+    return None
 
 
 def default_root() -> Path:

@@ -19,6 +19,7 @@ import bz2
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -130,6 +131,11 @@ class ExtractRunOptions:
     incremental: bool = True
     """Reuse the clean text of the latest earlier snapshot for pages whose revision sha1 is
     unchanged (same output as a cold extract, a fraction of the work)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.chunk_mb) and self.chunk_mb > 0):
+            raise ConfigError(f"--chunk-mb (extract_run.chunk_mb) must be a positive number "
+                              f"of MB such as 2, not {self.chunk_mb!r}")
 
 
 @dataclass(frozen=True)
@@ -249,6 +255,14 @@ def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
                              f"month again")
 
 
+# Telling a dump in another encoding from a malformed one, once expat has refused it: UTF-8
+# XML never holds a NUL byte, while in UTF-16 (UTF-32) every second (fourth) byte of its ASCII
+# markup is one. Refused data whose first 4 KB are over a quarter NULs is not UTF-8; a stray
+# NUL in a UTF-8 dump is still reported as malformed XML at its position.
+NOT_UTF8_PROBE_BYTES = 4096
+NOT_UTF8_NUL_SHARE = 0.25
+
+
 class _PageParser:
     """Streams `<page>` elements out of dump XML with expat, refusing any DTD.
 
@@ -317,6 +331,12 @@ class _PageParser:
         try:
             self.parser.Parse(data, False)
         except expat.ExpatError as e:
+            probe = data[:NOT_UTF8_PROBE_BYTES]
+            if probe.count(0) > NOT_UTF8_NUL_SHARE * len(probe):
+                raise InputError(f"{self.where}: the dump is not UTF-8 (over a quarter of its "
+                                 f"decompressed bytes are NULs: UTF-16 or UTF-32?), and "
+                                 f"Wikimedia dumps always are: convert it (iconv -f UTF-16 -t "
+                                 f"UTF-8) or download it again") from None
             raise InputError(f"{self.where}: malformed XML ({expat.errors.messages[e.code]}) "
                              f"at line {e.lineno}, column {e.offset} of the decompressed "
                              f"text{offset_hint}") from None
@@ -515,7 +535,7 @@ def extract_chunk(task: MapTask) -> dict:
               "seconds": round(time.perf_counter() - t0, 3)}
     meta = {b"twiki.shards": json.dumps(shard_map).encode(),
             b"twiki.stages.report": json.dumps(report).encode()}
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     schema = WORK_SCHEMA.with_metadata(meta)
     with pa.OSFile(str(tmp), "wb") as sink, \
             pa.ipc.new_file(sink, schema, options=WORK_IPC_OPTIONS) as w:
