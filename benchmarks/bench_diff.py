@@ -335,12 +335,12 @@ def _page(articles: list[Article], pid: int, seed: int) -> tuple[Article, random
 
 
 def write_month_pair(root: Path, articles: list[Article], pages: int, seed: int = SEED) -> dict:
-    """Write snapshots 2000-01 and 2000-02 under root/snapshots/enwiki (extract's format)."""
+    """Write snapshots 2001-01 and 2001-02 under root/snapshots/enwiki (extract's format)."""
     donor = Donor(articles)
     ts = datetime(2000, 1, 1, tzinfo=timezone.utc)
     stats = {"pages_a": 0, "pages_b": 0, "edited": 0, "new": 0, "deleted": 0}
     new_ids = range(pages, pages + int(pages * NEW_SHARE))
-    for month, is_b in (("2000-01", False), ("2000-02", True)):
+    for month, is_b in (("2001-01", False), ("2001-02", True)):
         build = ArtifactBuild(DataRoot(root).snapshot("enwiki", month), stage=EXTRACT_STAGE,
                               stage_version=1, inputs={"synthetic": pages, "seed": seed},
                               config={"month": month}, shards=SHARDS, schema=SCHEMA)
@@ -394,7 +394,7 @@ from twiki.stages.diff import diff_months
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
 t0 = time.perf_counter()
-res = diff_months("2000-01", "2000-02", data_root=DataRoot(Path(sys.argv[1])),
+res = diff_months("2001-01", "2001-02", data_root=DataRoot(Path(sys.argv[1])),
                   executor=LocalExecutor(1))
 print(json.dumps({"wall_s": time.perf_counter() - t0,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

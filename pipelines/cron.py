@@ -1,7 +1,8 @@
 """Scheduled monthly builds: `twiki cron` builds a month's benchmark without anyone watching.
 
-- One run at a time: an exclusive lock on <data root>/.twiki-cron.lock; a second run exits at
-  once with EXIT_LOCKED and a one-line message.
+- One run at a time: the data root's writer lock (<data root>/.twiki.lock, twiki/engine/lock.py,
+  shared with every command that writes there); a second run exits at once with EXIT_LOCKED and
+  a one-line message naming the holder.
 - Dumps not finished yet: exit EXIT_NOT_READY with a one-line "try later" message (not an
   error: the next scheduled run will find them).
 - Every run logs to <data root>/logs/cron-<UTC time>.log and appends one JSON line to
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from twiki.engine.lock import EXIT_LOCKED, DataRootLock
 from twiki.errors import ConfigError, DumpNotReadyError, TwikiError
 from twiki.engine.paths import DataRoot, parse_month, previous_month
 
@@ -28,7 +29,6 @@ log = logging.getLogger("twiki")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_LOCKED = 73   # another cron run holds the lock
 EXIT_NOT_READY = 75  # EX_TEMPFAIL: the month's dumps are not finished; try later
 
 # Run logs kept in <data root>/logs/ (about three months of a daily schedule).
@@ -41,42 +41,9 @@ def default_month(now: datetime | None = None) -> str:
     return previous_month(f"{now.year:04d}-{now.month:02d}")
 
 
-class CronLock:
-    """An exclusive, non-blocking flock; released by the OS if the holder dies (kill -9)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}\n".encode())
-        self.fd = fd
-        return True
-
-    def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
              build=None, keep_logs: int = KEEP_LOGS, **build_options) -> tuple[int, str]:
-    """Build `month` (default: last month) under the cron lock. Returns (exit status, line).
+    """Build `month` (default: last month) under the data root's lock. Returns (exit status, line).
 
     `build` is the monthly build function (default: pipelines.snapshot.build_month); the
     newest `keep_logs` run logs are kept, older ones deleted."""
@@ -86,10 +53,9 @@ def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
     month = parse_month(month) if month else default_month()
     if build is None:
         from pipelines.snapshot import build_month as build
-    lock = CronLock(data_root.root / ".twiki-cron.lock")
+    lock = DataRootLock(data_root.root, "twiki cron")
     if not lock.acquire():
-        return EXIT_LOCKED, (f"another twiki cron run holds {lock.path} (pid and start: "
-                             f"{lock.holder()}); not starting a second one")
+        return EXIT_LOCKED, lock.busy_message()
     logs = data_root.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

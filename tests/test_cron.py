@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.cron import EXIT_LOCKED, EXIT_NOT_READY, CronLock, default_month
+from pipelines.cron import EXIT_LOCKED, EXIT_NOT_READY, default_month
+from twiki.engine.lock import LOCK_NAME, DataRootLock
 from twiki.engine.artifacts import read_manifest
 
 
@@ -39,7 +40,7 @@ def test_cron_builds_and_logs(tmp_path, mirror):
 def test_second_concurrent_run_exits_with_the_lock_message(tmp_path, mirror):
     first = subprocess.Popen(cron(tmp_path, mirror, "--chunk-mb", "0.02"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = tmp_path / ".twiki-cron.lock"
+    lock = tmp_path / LOCK_NAME
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (
             lock.exists() and lock.read_text().startswith(f"{first.pid} ")):
@@ -54,7 +55,7 @@ def test_second_concurrent_run_exits_with_the_lock_message(tmp_path, mirror):
 
 
 def test_lock_held_elsewhere_means_no_second_build(tmp_path, mirror):
-    lock = CronLock(tmp_path / ".twiki-cron.lock")
+    lock = DataRootLock(tmp_path, "twiki test")
     assert lock.acquire()
     try:
         res = subprocess.run(cron(tmp_path, mirror), capture_output=True, text=True)

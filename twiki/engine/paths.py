@@ -67,7 +67,8 @@ def safe_join(base: Path, name: str) -> Path:
     if not name or "\x00" in name or "\\" in name:
         raise UnsafePathError(f"refusing file name {name!r} from dump metadata: not a plain name")
     pure = PurePosixPath(name)
-    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or ":" in pure.parts[0]:
+    if (not pure.parts or pure.is_absolute() or any(part in ("..", "") for part in pure.parts)
+            or ":" in pure.parts[0]):
         raise UnsafePathError(
             f"refusing file name {name!r} from dump metadata: it would land outside {base}"
         )

@@ -42,7 +42,7 @@ class PartitionedWriter:
 
     def __init__(self, path: Path, schema: pa.Schema, compress: bool = False):
         self.path, self.schema = path, schema
-        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         options = pa.ipc.IpcWriteOptions(compression="lz4" if compress else None)
         self.writer = pa.ipc.new_file(self.tmp, schema, options=options)
         self.index: dict[int, list[int]] = {}

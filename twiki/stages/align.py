@@ -655,7 +655,7 @@ def map_factdiff(task: MapTask) -> tuple[dict, dict]:
     del mp
     pf = pq.ParquetFile(task.factdiff)
     schema = _candidate_schema(pf.schema_arrow)
-    tmp = work / f".{task.name}.arrow.tmp"
+    tmp = work / f".{task.name}.arrow.tmp-{os.getpid()}"
     options = pa.ipc.IpcWriteOptions(compression="lz4" if task.compress else None)
     writer = pa.ipc.new_file(str(tmp), schema, options=options)
     index: dict[str, dict[str, list[int]]] = {}

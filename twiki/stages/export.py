@@ -850,7 +850,7 @@ def write_lm_eval(folder: Path, export: Path, wiki: str, name: str, month_a: str
             continue
         probe_set = config.removeprefix("probes_")
         data_file = f"{config}.jsonl"
-        tmp = folder / f".{data_file}.tmp"
+        tmp = folder / f".{data_file}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
             for path in sorted((export / config).glob(f"{PART_PREFIX}*.parquet")):
                 for t in iter_row_groups(path, list(LM_EVAL_COLUMNS)):

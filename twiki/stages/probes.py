@@ -576,7 +576,7 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
                 keep_work=keep_work)
     published = probes.manifest["report"]
     write_json_atomic(folder / "report.json", published)
-    tmp = folder / ".report.md.tmp"
+    tmp = folder / f".report.md.tmp-{os.getpid()}"
     tmp.write_text(probes_markdown(published))
     os.replace(tmp, folder / "report.md")
     result = run.result(_describe, what="probes", parts=parts)
