@@ -304,6 +304,23 @@ def _export_opts(p: argparse.ArgumentParser) -> None:
     _config_opts(p)
 
 
+def cmd_verify(args) -> None:
+    from .engine.artifacts import verify_artifacts
+    root = _root(args).root
+    if not root.is_dir():
+        raise ConfigError(f"no data root at {root}: pass the folder the builds wrote to "
+                          f"with --data-root DIR")
+    found = verify_artifacts(root)
+    for path, why, stage in found.damaged:
+        print(f"twiki: {path} ({stage} artifact) {why}: removed", file=sys.stderr)
+    if found.damaged:
+        raise TwikiError(f"{len(found.damaged)} of {found.files} published files under {root} "
+                         f"were damaged and are removed (listed above): rerun the build "
+                         f"(`twiki snapshot --month M`, or the stages named) to rebuild them")
+    print(f"{found.files} files ({found.bytes / 1e6:.1f} MB) of {found.artifacts} artifacts "
+          f"under {root} match the sha256 their manifests record")
+
+
 def cmd_config(args) -> None:
     from .config import to_toml
     print(to_toml(_config(args)), end="")
@@ -405,6 +422,10 @@ COMMANDS = {
     "config": (cmd_config, "print the effective build config (defaults, --config, --set) as "
                "TOML", "twiki config --set filter.max_object_words=3 > my.toml   # then "
                "twiki snapshot --config my.toml", [_config_opts]),
+    "verify": (cmd_verify, "hash every published file and compare it with its manifest; "
+               "damaged files are removed, so that the next build rebuilds them",
+               "twiki verify --data-root data   # e.g. weekly, or after copying a data root",
+               []),
     "train": (cmd_train, "continue pretraining a causal LM on a month's diffset or snapshot",
               "twiki train --month 2016-06 --method diff --model gpt2", [_month, _train_opts]),
     "eval": (cmd_eval, "probe perplexity (Unchanged, Changed, average) of a model",

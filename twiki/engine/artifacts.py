@@ -1,10 +1,18 @@
 """The artifact layer every stage uses: Parquet shards, `_manifest.json`, atomic publish,
-no-op detection, per-shard resume and repair (DESIGN.md rules 1-5).
+no-op detection, per-shard resume and repair, damage checks (DESIGN.md rules 1-5).
 
 An artifact is a folder of `part-NNNNN.parquet` shards plus `_manifest.json`, written last.
 It is built in a sibling `<name>.partial/` folder and renamed into place, so a reader never
 sees half an artifact. Its identity is a key: the hash of stage, stage version, inputs and
-config. Same key and every shard present -> nothing to do; another key -> rebuild.
+config. Same key and every shard intact -> nothing to do; a shard missing or damaged -> that
+shard rebuilt (and checked against the manifest's sha256); another key -> rebuild.
+
+Damage is checked two ways (`damaged_files`). Every run of a stage does the cheap check: each
+file's size, and the sha256 of any file written after its manifest (a change in place after
+publishing: a flipped byte, an editor, a copy over it), so a no-op rerun costs a stat per file
+however big the month. `verify_artifacts` (`twiki verify`) hashes every file: it also finds
+damage that kept the size and the time, such as a disk's bit rot, and removes the damaged files
+so that the next run of their stage rebuilds them.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import ctypes
 import gc
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -29,8 +38,14 @@ import pyarrow.parquet as pq
 from ..version import __version__
 from ..errors import TwikiError
 
+log = logging.getLogger("twiki")
+
 MANIFEST = "_manifest.json"
 PARTIAL_SUFFIX = ".partial"
+# In a staging folder: the report of each shard's task, kept until the artifact is published,
+# so that a resumed build reports on every shard, those a killed run wrote included
+# (StageRun.map_shards).
+SHARD_REPORTS = "_reports"
 # Parquet writer settings are fixed so that the same rows give the same bytes.
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 # Rows per row group in published shards: small enough to stream, large enough to compress well.
@@ -247,10 +262,10 @@ class ArtifactBuild:
         self.staging = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
         manifest = read_manifest(self.final)
         if manifest is not None and manifest.get("key") == self.key:
-            self.missing = [
-                s["index"] for s in manifest["shards"]
-                if not _shard_intact(self.final / s["file"], s)
-            ]
+            damaged = damaged_files(self.final, manifest["shards"])
+            for entry, why in damaged:
+                log.warning("%s %s: rebuilding it", self.final / entry["file"], why)
+            self.missing = [entry["index"] for entry, _ in damaged]
             self.state = "repair" if self.missing else "current"
             self.manifest = manifest
         else:
@@ -271,6 +286,7 @@ class ArtifactBuild:
         if not marker.exists():
             marker.write_text(self.key + "\n")
         drop_temporaries(self.staging)
+        drop_temporaries(self.staging / SHARD_REPORTS)
 
     @property
     def folder(self) -> Path:
@@ -300,6 +316,7 @@ class ArtifactBuild:
                         f"rebuilt {path} differs from the shard its manifest records; "
                         f"delete {self.final} and rerun to rebuild it whole"
                     )
+            mark_checked(self.final / MANIFEST, self.manifest["shards"])
             return self.manifest
         shards = []
         total = 0
@@ -328,6 +345,7 @@ class ArtifactBuild:
             **(extra or {}),
         }
         (self.staging / "_key").unlink(missing_ok=True)
+        shutil.rmtree(self.staging / SHARD_REPORTS, ignore_errors=True)
         write_json_atomic(self.staging / MANIFEST, manifest)
         replace_folder(self.staging, self.final)
         self.manifest = manifest
@@ -341,11 +359,110 @@ def drop_temporaries(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _shard_intact(path: Path, entry: dict) -> bool:
+def damaged_files(folder: Path, entries: list[dict], *, manifest: str = MANIFEST,
+                  full: bool = False) -> list[tuple[dict, str]]:
+    """The entries of a published folder's manifest `folder/manifest` (each a `file` with its
+    `bytes` and `sha256`) whose file is missing or damaged, each with what is wrong, in a few
+    words.
+
+    By default (every run of a stage) the cheap check: the size, and the sha256 of the files
+    written after the manifest, which is written last; the others cost a stat each. With `full`
+    every file is hashed (`twiki verify`). When the files hashed are all intact the manifest is
+    marked checked (`mark_checked`), so the next cheap check hashes nothing again."""
+    reference = (folder / manifest).stat().st_mtime_ns
+    damaged: list[tuple[dict, str]] = []
+    hashed = False
+    for e in entries:
+        path = folder / e["file"]
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            damaged.append((e, "is missing"))
+            continue
+        if st.st_size != e["bytes"]:
+            damaged.append((e, f"has {st.st_size} bytes where its manifest says {e['bytes']}"))
+        elif full or st.st_mtime_ns > reference:
+            hashed = True
+            if file_sha256(path) != e["sha256"]:
+                damaged.append((e, "differs from the sha256 its manifest records (changed "
+                                   "after it was published)"))
+    if hashed and not damaged:
+        mark_checked(folder / manifest, entries)
+    return damaged
+
+
+def mark_checked(manifest: Path, entries: list[dict]) -> None:
+    """Move the manifest's time past that of every file it lists, once they were found (or
+    rebuilt) intact: the cheap check of `damaged_files` then hashes none of them until one is
+    written again. Best effort: on a read-only data root the files are only hashed again."""
+    folder = manifest.parent
     try:
-        return path.stat().st_size == entry["bytes"]
-    except FileNotFoundError:
-        return False
+        newest = max((folder / e["file"]).stat().st_mtime_ns for e in entries)
+        now = max(time.time_ns(), newest + 1)
+        os.utime(manifest, ns=(now, now))
+    except (OSError, ValueError):   # read-only, or no entries
+        pass
+
+
+@dataclass
+class Verified:
+    """What `verify_artifacts` checked, and the damaged files it removed: (path, what is
+    wrong, the stage that built it)."""
+
+    artifacts: int = 0
+    files: int = 0
+    bytes: int = 0
+    damaged: list[tuple[Path, str, str]] = field(default_factory=list)
+
+
+def verify_artifacts(root: Path) -> Verified:
+    """Hash every file that a published manifest under `root` lists (an artifact's shards, a
+    dataset or report folder's files) and compare it with the manifest's sha256. Damaged files
+    are removed: the next run of the stage that built them finds them missing and rebuilds them
+    (byte-identical, checked against the manifest). An unreadable `_manifest.json` is removed
+    too (its folder is then rebuilt whole). Work files and unfinished (.partial) folders are not
+    artifacts and are skipped."""
+    out = Verified()
+    for path in _manifests(root):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            if path.name == MANIFEST:
+                path.unlink(missing_ok=True)
+                out.damaged.append((path, f"is unreadable ({e})", "unknown"))
+            continue
+        entries = listed_files(manifest)
+        if entries is None:
+            continue
+        out.artifacts += 1
+        out.files += len(entries)
+        out.bytes += sum(e["bytes"] for e in entries)
+        for entry, why in damaged_files(path.parent, entries, manifest=path.name, full=True):
+            (path.parent / entry["file"]).unlink(missing_ok=True)
+            out.damaged.append((path.parent / entry["file"], why, str(manifest.get("stage"))))
+    return out
+
+
+def _manifests(root: Path) -> Iterator[Path]:
+    """The JSON files under `root` that may be published manifests, in path order: not under
+    its work/ folder nor in a .partial one."""
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.endswith(PARTIAL_SUFFIX)
+                         and not (here == root and d == "work"))
+        yield from (here / f for f in sorted(files) if f.endswith(".json"))
+
+
+def listed_files(manifest: Any) -> list[dict] | None:
+    """The file entries of a manifest that ArtifactBuild ("shards") or FolderBuild ("files")
+    wrote; None for any other JSON (a download's manifest, a stage's report)."""
+    if not isinstance(manifest, dict) or "key" not in manifest:
+        return None
+    entries = manifest.get("shards", manifest.get("files"))
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and {"file", "bytes", "sha256"} <= e.keys() for e in entries):
+        return None
+    return entries
 
 
 def replace_folder(src: Path, dst: Path) -> None:

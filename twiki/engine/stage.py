@@ -18,10 +18,13 @@ the rest of a run:
 - `StageRun.work(...)` is the stage's folder of intermediate files under data/work/, named by
   the main artifact's key (plus whatever else shapes the work files, passed as parts), so work
   cut for other inputs or options is never reused; it is removed once the stage publishes.
+- `StageRun.map_shards(...)` runs the tasks that write the artifacts' shards and returns every
+  shard's report: each is kept in the staging folder beside the shards, so a build resumed
+  after a kill reports on the whole artifact, not only on the shards it wrote itself.
 - `StageResult` is what every stage call returns: path, state, manifest, summary().
 - `FolderBuild` does for a folder of other files (the export's dataset folder, the report) what
   `ArtifactBuild` does for Parquet shards: staging, resume for the same key, a manifest with
-  every file's sha256 written last, atomic publish.
+  every file's sha256 written last, atomic publish, the same damage check.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
-from .artifacts import (MANIFEST, PARTIAL_SUFFIX, ArtifactBuild, drop_temporaries, file_sha256,
-                        replace_folder, write_json_atomic)
+from .artifacts import (MANIFEST, PARTIAL_SUFFIX, SHARD_REPORTS, ArtifactBuild, damaged_files,
+                        drop_temporaries, file_sha256, listed_files, replace_folder,
+                        write_json_atomic)
 from .executors import Executor, LocalExecutor
 from .paths import DataRoot
 
 log = logging.getLogger("twiki")
+
+T = TypeVar("T")
 
 VERBS = {"current": "was up to date", "built": "built", "repaired": "repaired"}
 PLURAL_VERBS = {**VERBS, "current": "were up to date"}
@@ -137,6 +143,37 @@ class StageRun:
             return self.executor.run(fn, tasks, desc=desc, unit=unit)
         return self.executor.run(fn, tasks, desc=desc, unit=unit, weights=weights)
 
+    def map_shards(self, fn: Callable[[T], dict], task: Callable[..., T], *,
+                   builds: Sequence[ArtifactBuild] = (), phase: str = "",
+                   unit: str = "shard") -> list[dict]:
+        """Run `fn(task(shard, *outs))` for every shard that `builds` (default: the main
+        artifact; they have the same shard count and are written by the same tasks) still need,
+        `outs` being each build's shard path, or None where that build needs no new shard.
+
+        Each task's report is kept in the staging folder of the first build being built (not
+        repaired), written by the task once its shards are written; a shard without a kept
+        report is written again. Returns the report of every shard, in shard order, those of
+        shards a killed run finished included, so that a resumed build counts the whole
+        artifact. Only repairs: the rebuilt shards' reports (the published report stands)."""
+        builds = tuple(builds) or (self.main,)
+        shards = range(builds[0].shards)
+        keeper = next((b for b in builds if b.state == "build"), None)
+        kept = None if keeper is None else keeper.staging / SHARD_REPORTS
+        unreported: set[int] = set()
+        if kept is not None:
+            kept.mkdir(exist_ok=True)
+            unreported = {s for s in shards if not (kept / _report_name(s)).exists()}
+        pending = [set(b.pending_shards()) | (unreported if b is keeper else set())
+                   for b in builds]
+        jobs = [(task(s, *(str(b.shard_path(s)) if s in p else None
+                           for b, p in zip(builds, pending))),
+                 None if kept is None else str(kept / _report_name(s)))
+                for s in sorted(set().union(*pending))]
+        reports = self.map(KeepingReport(fn), jobs, phase=phase, unit=unit)
+        if kept is None:
+            return reports
+        return [json.loads((kept / _report_name(s)).read_text()) for s in shards]
+
     def result(self, describe: Callable[[StageResult], str] | None = None, *, what: str,
                path: Path | None = None, **kw) -> StageResult:
         """The result of this call as it stands (a no-op is logged as one)."""
@@ -161,16 +198,38 @@ class StageRun:
             self.data_root.remove_work(self._work)
 
 
+class KeepingReport:
+    """What `StageRun.map_shards` hands the executor: `fn`, run on (task, where its report is
+    kept or None) where the task runs; the report is written (atomically) after the task's
+    shards. Named as `fn`, so that logs and progress still name the stage's function."""
+
+    def __init__(self, fn: Callable[[T], dict]) -> None:
+        self.fn = fn
+        self.__name__ = fn.__name__
+
+    def __call__(self, job: tuple[T, str | None]) -> dict:
+        task, kept = job
+        report = self.fn(task)
+        if kept is not None:
+            write_json_atomic(Path(kept), report)
+        return report
+
+
+def _report_name(shard: int) -> str:
+    return f"part-{shard:05d}.json"
+
+
 class FolderBuild:
     """A folder of files of any kind (an export's configs, card and task files; a report's
     Markdown and plots) published whole, as an `ArtifactBuild` publishes shards: made in
     <name>.partial/, `manifest` (a JSON file of the folder) written last with the key and every
     other file's size and sha256, then moved into place.
 
-    "current" when the published manifest has this key and every file it lists is there with
-    its size; else "build". With `resume`, a staging folder that a killed run left for the
-    same key is kept (the caller skips its finished files); without, or for another key, it
-    is started afresh."""
+    "current" when the published manifest has this key and every file it lists is intact (the
+    cheap check of `damaged_files`); else "build": a missing or damaged file rebuilds the
+    folder. With `resume`, a staging folder that a killed run left for the same key is kept
+    (the caller skips its finished files); without, or for another key, it is started
+    afresh."""
 
     def __init__(self, final: Path, key: str, *, manifest: str = MANIFEST,
                  resume: bool = True) -> None:
@@ -178,7 +237,7 @@ class FolderBuild:
         self.staging = final.with_name(final.name + PARTIAL_SUFFIX)
         self.manifest = _read_json(final / manifest)
         if (self.manifest is not None and self.manifest.get("key") == key
-                and _files_intact(final, self.manifest)):
+                and self._intact()):
             self.state = "current"
             return
         self.state = "build"
@@ -191,6 +250,16 @@ class FolderBuild:
             marker.write_text(key + "\n")
         for folder in [self.staging, *(p for p in self.staging.iterdir() if p.is_dir())]:
             drop_temporaries(folder)
+
+    def _intact(self) -> bool:
+        """Every file the published manifest lists is intact; each one that is not is logged."""
+        files = listed_files(self.manifest)
+        if files is None:
+            return False
+        damaged = damaged_files(self.final, files, manifest=self.manifest_name)
+        for entry, why in damaged:
+            log.warning("%s %s: rebuilding %s", self.final / entry["file"], why, self.final)
+        return not damaged
 
     def publish(self, fields: dict) -> dict:
         """Write the manifest (`fields`, the key and the list of files), last, and move the
@@ -214,11 +283,3 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _files_intact(folder: Path, manifest: dict) -> bool:
-    """Every file the manifest lists is there with its size (a lost file rebuilds the folder)."""
-    try:
-        return all((folder / f["file"]).stat().st_size == f["bytes"] for f in manifest["files"])
-    except (OSError, KeyError, TypeError):
-        return False

@@ -780,10 +780,12 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
         for s, info in done["shards"].items():
             pieces.setdefault(int(s), []).append(
                 (info["min"], info["max"], task.out, info["row_group"]))
-    reduce_tasks = [ReduceTask(s, tuple(pieces.get(s, ())), str(build.shard_path(s)),
-                               str(previous / shard_name(s)) if previous else None)
-                    for s in build.pending_shards()]
-    reduce_reports = run.map(reduce_shard, reduce_tasks, phase="clean")
+
+    def reduce_task(s: int, out: str) -> ReduceTask:
+        return ReduceTask(s, tuple(pieces.get(s, ())), out,
+                          str(previous / shard_name(s)) if previous else None)
+
+    reduce_reports = run.map_shards(reduce_shard, reduce_task, phase="clean")
 
     task_reports = map_reports + reduce_reports
     counts = sum_counts([r["counts"] for r in task_reports])

@@ -154,11 +154,10 @@ def diff_facts(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                    executor=executor)
     if run.current:
         return run.result(_describe, what="factdiff")
-    tasks = [DiffTask(s, str(fa / "facts" / shard_name(s)), str(fb / "facts" / shard_name(s)),
-                      str(fa / "entities" / shard_name(s)), str(build.shard_path(s)), month_a,
-                      month_b)
-             for s in build.pending_shards()]
-    counts = sum_counts(r["counts"] for r in run.map(diff_shard, tasks))
+    reports = run.map_shards(diff_shard, lambda s, out: DiffTask(
+        s, str(fa / "facts" / shard_name(s)), str(fb / "facts" / shard_name(s)),
+        str(fa / "entities" / shard_name(s)), out, month_a, month_b))
+    counts = sum_counts(r["counts"] for r in reports)
     counts["changed"] = counts.get("new", 0) + counts.get("updated", 0)
     run.publish({"counts": counts, "initial_categorization": {
         "unchanged": counts.get("unchanged", 0), "changed": counts["changed"]}})
