@@ -11,7 +11,8 @@ The file is read as text, never executed: only the value tuples of its
 `INSERT INTO `page_props` VALUES (pp_page,'pp_propname','pp_value',pp_sortkey),...;` lines
 whose property is `wikibase_item` are taken. mysqldump escapes every quote inside a string
 (\\'), so a tuple start `(<digits>,'wikibase_item','Q<digits>'` right after `VALUES ` or `),`
-cannot occur inside another row's value.
+cannot occur inside another row's value. A row whose page id or item number no int64 column
+holds (a corrupt file: enwiki's are below 1e8 and 2e8) is skipped and counted with its line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import gzip
 import logging
 import re
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -35,6 +37,39 @@ PAGE_PROPS_JOB = "pagepropstable"
 _INSERT = b"INSERT INTO `page_props` VALUES "
 _ROW = re.compile(rb"(?:VALUES |\),)\((\d+),'wikibase_item','Q([1-9]\d*)'")
 
+# The largest page id and item number the mapping's int64 columns hold.
+MAX_ROW_ID = 2**63 - 1
+# Skipped rows listed by line in the mapping's report; beyond this only the count grows.
+MAX_LISTED_SKIPPED = 1000
+
+
+@dataclass
+class SkippedRows:
+    """Rows a read skipped: how many, and the first MAX_LISTED_SKIPPED of them by line."""
+
+    count: int = 0
+    listed: list[dict] = field(default_factory=list)
+
+    def add(self, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED_SKIPPED:
+            self.listed.append({"line": line, "reason": reason})
+
+
+def _row_id(digits: bytes) -> int | None:
+    """A row's decimal id, or None when no int64 column holds it (the length is checked
+    first: Python refuses int() of over 4300 digits, and a corrupt line may hold millions)."""
+    digits = digits.lstrip(b"0") or b"0"
+    if len(digits) > len(str(MAX_ROW_ID)):
+        return None
+    number = int(digits)
+    return number if number <= MAX_ROW_ID else None
+
+
+def _shown(digits: bytes) -> str:
+    """An id as a message shows it: whole up to 40 digits, else its length."""
+    return digits.decode() if len(digits) <= 40 else f"<{len(digits)} digits>"
+
 
 def _open(path: Path):
     name = path.name
@@ -45,20 +80,29 @@ def _open(path: Path):
     return open(path, "rb")
 
 
-def iter_wikibase_items(path: Path) -> Iterator[tuple[int, int]]:
+def iter_wikibase_items(path: Path, skipped: SkippedRows | None = None
+                        ) -> Iterator[tuple[int, int]]:
     """(page_id, item number) of every `wikibase_item` row of a page_props dump, streamed
-    (one INSERT line, about a MB, at a time). A file that is not a page_props dump, or that
-    ends early, is an InputError naming it."""
+    (one INSERT line, about a MB, at a time); a row with an id out of range is added to
+    `skipped` instead. A file that is not a page_props dump, or that ends early, is an
+    InputError naming it."""
     path = Path(path)
+    skipped = SkippedRows() if skipped is None else skipped
     inserts = 0
     table_seen = False
     try:
         with _open(path) as f:
-            for line in f:
+            for line_no, line in enumerate(f, 1):
                 if line.startswith(_INSERT):
                     inserts += 1
                     for m in _ROW.finditer(line):
-                        yield int(m.group(1)), int(m.group(2))
+                        page_id, qid = _row_id(m.group(1)), _row_id(m.group(2))
+                        if page_id is None or qid is None:
+                            skipped.add(line_no, f"page {_shown(m.group(1))} -> item "
+                                                 f"Q{_shown(m.group(2))}: an id above "
+                                                 f"{MAX_ROW_ID}")
+                            continue
+                        yield page_id, qid
                 elif not table_seen and line.startswith(b"CREATE TABLE `page_props`"):
                     table_seen = True
     except (EOFError, OSError, zlib.error) as e:

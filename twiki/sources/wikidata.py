@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bz2
 import re
+import reprlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,14 @@ JULIAN = "http://www.wikidata.org/entity/Q1985786"
 ENTITY_PREFIX = "http://www.wikidata.org/entity/"
 TIME_RE = re.compile(r"^([+-]?)(\d+)-(\d\d)-(\d\d)T")
 ENTITY_TYPE_PREFIX = {"item": "Q", "property": "P", "lexeme": "L", "form": "L", "sense": "L"}
+
+# The entity numbers the facts' columns hold: items (subjects, objects, units) in int64 ones,
+# properties in int32 ones. Wikidata's are far below (Q1.3e8 and P1.3e4 in 2024): an id above
+# them in a dump is a corrupt value, skipped and counted like any other (see qid_number).
+MAX_ITEM_NUMBER = 2**63 - 1
+MAX_PROPERTY_NUMBER = 2**31 - 1
+# The time precisions Wikibase defines: 0 (a billion years) .. 14 (a second); see time_precision.
+TIME_PRECISIONS = range(0, 15)
 
 
 def ordinal(n: int) -> str:
@@ -86,6 +95,16 @@ def render_time(value: str, precision: int) -> str:
     return f"{amount} years{bce}"
 
 
+def time_precision(value: dict) -> int:
+    """The precision of a Wikibase time value; ValueError for one Wikibase never writes (it
+    would not fit the facts' int8 precision column, nor mean anything)."""
+    precision = int(value["precision"])
+    if precision not in TIME_PRECISIONS:
+        raise ValueError(f"time precision {precision} is not one of Wikibase's "
+                         f"{TIME_PRECISIONS.start}..{TIME_PRECISIONS.stop - 1}")
+    return precision
+
+
 def time_key(value: str, precision: int, calendar: str | None) -> str:
     """Canonical form of a time for comparing months: only the digits the precision keeps, so
     `+00000001952-03-11` (2015 dumps) and `+1952-03-11` (later dumps) are the same value."""
@@ -116,9 +135,33 @@ def unit_qid(unit: str | None) -> str | None:
     return unit[len(ENTITY_PREFIX):] if unit.startswith(ENTITY_PREFIX) else unit
 
 
-def qid_number(qid: str) -> int:
-    """'Q42' -> 42 (and 'P31' -> 31)."""
-    return int(qid[1:])
+def qid_number(qid: str, largest: int = MAX_ITEM_NUMBER) -> int:
+    """'Q42' -> 42 (and 'P31' -> 31, with `largest` MAX_PROPERTY_NUMBER for a property id: the
+    column it goes to). ValueError for a number below 0 or above `largest`: no column holds it."""
+    number = int(qid[1:])
+    if not 0 <= number <= largest:
+        raise ValueError(f"id {reprlib.repr(qid)} is out of range (0..{largest})")
+    return number
+
+
+def item_number(value: dict) -> int:
+    """The item number of a wikibase-entityid value: its `numeric-id`, else its `id` (dumps
+    have both since 2015). ValueError for a numeric-id that is not an integer in range."""
+    number = value.get("numeric-id")
+    if number is None:
+        return qid_number(value["id"])
+    if type(number) is not int or not 0 <= number <= MAX_ITEM_NUMBER:
+        raise ValueError(f"numeric-id {reprlib.repr(number)} is not an item number "
+                         f"(0..{MAX_ITEM_NUMBER})")
+    return number
+
+
+def text_value(value, what: str) -> str | None:
+    """`value` when it is a string or None; a TypeError naming `what` otherwise (a label or a
+    statement value that is a number or an object: no string column holds it)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{what} is {type(value).__name__} {reprlib.repr(value)}, not a string")
 
 
 def id_numbers(col: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -136,12 +179,12 @@ def id_strings(col: pa.Array | pa.ChunkedArray, prefix: str = "Q") -> pa.Array:
 
 def _term(entity: dict, terms: str, lang: str) -> str | None:
     """The entity's `terms` ("labels" or "descriptions") value in `lang`, else the
-    language-neutral `mul` one Wikidata added in 2024."""
+    language-neutral `mul` one Wikidata added in 2024 (a TypeError when it is not a string)."""
     by_lang = entity.get(terms)
     if not by_lang or not isinstance(by_lang, dict):
         return None
     v = by_lang.get(lang) or by_lang.get("mul")
-    return v.get("value") if v else None
+    return text_value(v.get("value"), terms[:-1]) if v else None
 
 
 def label_of(entity: dict, lang: str) -> str | None:
@@ -153,10 +196,10 @@ def aliases_of(entity: dict, lang: str) -> list[str]:
     aliases = entity.get("aliases")
     if not aliases or not isinstance(aliases, dict):
         return []
-    out = [a["value"] for a in aliases.get(lang) or () if a.get("value")]
+    out = [text_value(a["value"], "alias") for a in aliases.get(lang) or () if a.get("value")]
     for a in aliases.get("mul") or ():
         if a.get("value") and a["value"] not in out:
-            out.append(a["value"])
+            out.append(text_value(a["value"], "alias"))
     return out
 
 
@@ -169,7 +212,7 @@ def sitelink_title(entity: dict, wiki: str) -> str | None:
     if not links or not isinstance(links, dict):
         return None
     link = links.get(wiki)
-    return link.get("title") if link else None
+    return text_value(link.get("title"), "sitelink title") if link else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,10 @@ the entities of the same dump, so a build can be redone years later.
 Three phases, all resumable per task (work files under data/work/facts/...):
   map    one dump chunk -> labels of every item (partitioned by QID hash), statements whose
          object (or unit) is an item (partitioned by that item's hash), other statements and
-         the kept entities (partitioned by subject shard), property labels
+         the kept entities (partitioned by subject shard), property labels. A bad line (or
+         an entity holding a value no column can: an id out of range, a label that is a
+         number) is skipped and listed; above facts_run.max_bad_line_share of them the stage
+         stops here, publishing nothing
   join   one object partition -> its statements get the object's label and aliases (or the
          unit's label), re-partitioned by subject shard
   reduce one subject shard -> facts and entities shards, property labels attached, sorted
@@ -27,6 +30,7 @@ and its work folder deleted.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -49,11 +53,12 @@ from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, InputError, TwikiError
 from ..sources.download import (ENTITIES_DIR, WIKIDATA_JOB, WIKIDATA_WIKI,
                                 find_downloaded_wikidata, read_download_manifest)
-from ..sources.wikidata import (DumpChunk, DumpFormatError, aliases_of, check_entity,
-                                description_of, entities_of, id_strings, iter_chunk_pieces,
-                                iter_owned_lines, label_of, normalize_amount, plan_chunks,
-                                qid_number, read_document, render_time, sitelink_title,
-                                time_key, unit_qid)
+from ..sources.wikidata import (MAX_PROPERTY_NUMBER, DumpChunk, DumpFormatError, aliases_of,
+                                check_entity, description_of, entities_of, id_strings,
+                                item_number, iter_chunk_pieces, iter_owned_lines, label_of,
+                                normalize_amount, plan_chunks, qid_number, read_document,
+                                render_time, sitelink_title, text_value, time_key,
+                                time_precision, unit_qid)
 
 log = logging.getLogger("twiki")
 
@@ -62,6 +67,14 @@ STAGE_VERSION = 1
 
 # Failed lines/entities listed in the report; beyond this only the count grows.
 MAX_LISTED = 1000
+
+# Below this many bad lines a build is never stopped for their share (tiny samples, a
+# hand-made dump), as extract does for failed pages.
+MIN_BAD_LINES_TO_STOP = 10
+
+# A work row's `ord` is its chunk's index shifted by LINE_BITS, plus its line in the chunk
+# (or its entity's index in a whole-document file): the low bits give a bad value's line back.
+LINE_BITS = 32
 
 FACTS_SCHEMA = pa.schema([
     pa.field("subject", pa.string(), nullable=False),      # QID of the item, "Q42"
@@ -144,7 +157,9 @@ class FactsConfig:
 
 @dataclass(frozen=True)
 class FactsRunOptions:
-    """How the work is done; never changes the output."""
+    """How the work is done; never changes the output. chunk_mb and partitions, which cut the
+    work files, also name their folder (data/work/facts/<month>/chunks-<bytes>/partitions-<n>/
+    <key>): a run resumed with other values never reuses files cut with these."""
 
     chunk_mb: float = 64.0
     """Compressed MB of dump per map task (cut at gzip members / bz2 blocks / newlines)."""
@@ -158,10 +173,20 @@ class FactsRunOptions:
     uncompressed), at ~1.5 s more CPU per GB of facts."""
     keep_work: bool = False
     """Keep data/work/facts/... after publishing."""
+    max_bad_line_share: float = 0.05
+    """Above this share of bad lines (invalid JSON, an entity that cannot be read) the stage
+    stops instead of publishing: a few are skipped and listed in the report, a dump of them is
+    a broken download, and its facts would read as every fact removed (real dumps have
+    none). MIN_BAD_LINES_TO_STOP (10) or fewer never stop a build."""
 
     def __post_init__(self) -> None:
-        if self.chunk_mb <= 0 or self.partitions < 1 or self.spill_rows < 1:
-            raise ConfigError("chunk_mb, partitions and spill_rows must be positive")
+        if not (math.isfinite(self.chunk_mb) and self.chunk_mb > 0) or self.partitions < 1 \
+                or self.spill_rows < 1:
+            raise ConfigError("facts_run.chunk_mb, partitions and spill_rows must be positive "
+                              "numbers")
+        if not 0 <= self.max_bad_line_share <= 1:
+            raise ConfigError(f"facts_run.max_bad_line_share must be a share between 0 and 1 "
+                              f"(0.05 is 5%), not {self.max_bad_line_share!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,6 +279,7 @@ class _Buffer:
         self.writer, self.key, self.nparts = writer, key, nparts
         self.rows: list[tuple] = []
         self.append = self.rows.append
+        self.extend = self.rows.extend
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -295,6 +321,9 @@ class _MapRows:
         self.skipped_values: Counter = Counter()
         self.skipped_entities: Counter = Counter()
         self.bad: list[dict] = []
+        self.first_bad_line: dict | None = None
+        # where a bad record is: its line, or in a whole-document file its entity's index
+        self.position_key = "entity_index" if task.chunk.codec == "document" else "line"
         self.redirects: list[list[str]] = []
         self.old_format_checked = False
 
@@ -304,10 +333,43 @@ class _MapRows:
             if len(b) >= limit:
                 b.flush()
 
-    def bad_line(self, line_no: int, reason: str) -> None:
+    def bad_line(self, position: int, reason: str) -> None:
         self.counts["bad_lines"] += 1
+        entry = {self.position_key: position, "reason": reason[:200]}
+        if self.first_bad_line is None:
+            self.first_bad_line = entry
         if len(self.bad) < MAX_LISTED:
-            self.bad.append({"line": line_no, "reason": reason[:200]})
+            self.bad.append(entry)
+
+    def malformed_value(self, eid: str, statement, ord_: int, reason: str) -> None:
+        """A statement whose value cannot be read or stored: skipped, counted, listed."""
+        self.skipped_values["malformed_value"] += 1
+        if len(self.bad) < MAX_LISTED:
+            self.bad.append({"entity": eid, "statement": statement,
+                             self.position_key: ord_ & ((1 << LINE_BITS) - 1),
+                             "reason": reason[:200]})
+
+    def read(self, obj, ord_: int, where: str, position: int) -> None:
+        """One record: a line of the dump (an entity, or an API response of several) or an
+        entity of a whole-document file. One that fails is a bad line at `position`, never the
+        end of the run (DESIGN.md rule 8): a value that is odd in any way (an id too large for
+        its column, a label that is a number) is refused before any row of its entity is kept."""
+        counts = self.counts
+        try:
+            if isinstance(obj, dict) and "entities" in obj and "id" not in obj:
+                for e in entities_of(obj):
+                    counts["entities"] += 1
+                    self.entity(e, ord_, where)
+            elif isinstance(obj, dict):
+                counts["entities"] += 1
+                self.entity(obj, ord_, where)
+            else:
+                self.bad_line(position, "not a JSON object")
+        except DumpFormatError:
+            raise
+        except Exception as ex:
+            eid = obj.get("id") if isinstance(obj, dict) else "?"
+            self.bad_line(position, f"entity {eid} failed: {type(ex).__name__}: {ex}")
 
     def entity(self, e: dict, ord_: int, where: str) -> None:
         t = e.get("type")
@@ -327,8 +389,9 @@ class _MapRows:
             self.item(e, eid, ord_)
         elif t == "property" and eid:
             self.counts["properties"] += 1
-            self.props.append((qid_number(eid), label_of(e, self.lang), aliases_of(e, self.lang),
-                               e.get("datatype"), ord_))
+            self.props.append((qid_number(eid, MAX_PROPERTY_NUMBER), label_of(e, self.lang),
+                               aliases_of(e, self.lang), text_value(e.get("datatype"), "datatype"),
+                               ord_))
         elif t:
             self.skipped_entities[t] += 1      # lexeme, mediainfo, ...: never subjects
         else:
@@ -344,23 +407,38 @@ class _MapRows:
         # entity has none (the common case for aliases and descriptions): this runs per item
         label = label_of(e, lang) if e.get("labels") else None
         aliases = aliases_of(e, lang) if e.get("aliases") else []
+        title = sitelink_title(e, self.task.wiki) if e.get("sitelinks") else None
+        kept = title is not None or not self.task.require_sitelink
+        if kept:
+            description = description_of(e, lang) if e.get("descriptions") else None
+            to_join, direct = self.statements(e, eid, num, ord_)
+        # Rows are kept once the whole item is read: one that fails midway leaves none.
         if label is not None or aliases:
             self.labels.append((num, label, aliases, ord_))
-        title = sitelink_title(e, self.task.wiki) if e.get("sitelinks") else None
-        if title is None and self.task.require_sitelink:
+        if not kept:
             counts["items_without_sitelink"] += 1
             return
         counts["items_kept"] += 1
-        description = description_of(e, lang) if e.get("descriptions") else None
         self.entities.append((num, label, aliases, description, title, ord_))
+        self.stmts.extend(to_join)
+        self.direct.extend(direct)
+
+    def statements(self, e: dict, eid: str, num: int, ord_: int
+                   ) -> tuple[list[tuple], list[tuple]]:
+        """The work rows of an item's best-rank statements: those whose object (or unit) is
+        an item, to join with its label, and the others. A value that cannot be read or
+        stored skips its statement; a claim that is not Wikibase's shape (a property id out of
+        range, statements that are not a list of objects) fails the item."""
+        to_join: list[tuple] = []
+        direct: list[tuple] = []
         claims = e.get("claims")
         if claims is None:
             claims = e.get("statements")
         if not claims or not isinstance(claims, dict):
-            return
+            return to_join, direct
+        counts = self.counts
         skipped = self.skipped_values
-        to_join, direct = self.stmts.append, self.direct.append
-        n_all = n_best = n_facts = 0
+        n_all = n_best = 0
         for pid, statements in claims.items():
             n_all += len(statements)
             # best rank: preferred if the property has any, else normal (one statement, the
@@ -375,7 +453,7 @@ class _MapRows:
                     if s.get("rank") == "preferred":
                         rank = "preferred"
                         break
-            p = qid_number(pid)
+            p = qid_number(pid, MAX_PROPERTY_NUMBER)
             for i, s in enumerate(statements):
                 if s.get("rank", "normal") != rank:
                     continue
@@ -396,18 +474,16 @@ class _MapRows:
                         if etype != "item":
                             skipped[f"{etype}_value"] += 1
                             continue
-                        obj = v.get("numeric-id")
-                        if obj is None:
-                            obj = qid_number(v["id"])
+                        obj = item_number(v)
                         value, vt = f"Q{obj}", "item"
                     elif vtype == "string":
                         if not v:
                             skipped["empty_string"] += 1
                             continue
-                        value = text = v
+                        value = text = text_value(v, "string value")
                         vt = "string"
                     elif vtype == "time":
-                        precision = int(v["precision"])
+                        precision = time_precision(v)
                         text = render_time(v["time"], precision)
                         value = time_key(v["time"], precision, v.get("calendarmodel"))
                         vt = "time"
@@ -421,30 +497,29 @@ class _MapRows:
                             value = text
                         vt = "quantity"
                     elif vtype == "monolingualtext":
-                        text = v["text"]
+                        text = text_value(v["text"], "monolingual text")
                         value = f"{v['language']}:{text}"
                         vt = "monolingualtext"
                     else:
                         skipped[vtype or "no_datavalue"] += 1
                         continue
+                    sid = text_value(s.get("id"), "statement id") or f"{eid}${pid}#{i}"
+                    datatype = (text_value(m.get("datatype"), "datatype")
+                                or DATATYPE_OF_VALUE.get(vtype))
                 except (KeyError, TypeError, ValueError, AttributeError) as ex:
-                    skipped["malformed_value"] += 1
-                    if len(self.bad) < MAX_LISTED:
-                        self.bad.append({"entity": eid, "statement": s.get("id"),
-                                         "reason": f"malformed {vtype} value: {ex!r}"[:200]})
+                    self.malformed_value(eid, s.get("id"), ord_,
+                                         f"malformed {vtype} value: {ex!r}")
                     continue
-                sid = s.get("id") or f"{eid}${pid}#{i}"
-                datatype = m.get("datatype") or DATATYPE_OF_VALUE.get(vtype)
                 if obj is not None or unit is not None:
-                    to_join((num, p, sid, rank, vt, datatype, value, text, obj, unit, precision,
-                             ord_, obj if obj is not None else unit))
+                    to_join.append((num, p, sid, rank, vt, datatype, value, text, obj, unit,
+                                    precision, ord_, obj if obj is not None else unit))
                 else:
-                    direct((num, p, sid, rank, vt, datatype, value, text, obj, unit, precision,
-                            ord_))
-                n_facts += 1
+                    direct.append((num, p, sid, rank, vt, datatype, value, text, obj, unit,
+                                   precision, ord_))
         counts["statements"] += n_all
         counts["statements_best_rank"] += n_best
-        counts["facts"] += n_facts
+        counts["facts"] += len(to_join) + len(direct)
+        return to_join, direct
 
     def close(self) -> dict:
         for b in (self.labels, self.stmts, self.direct, self.entities, self.props):
@@ -460,14 +535,14 @@ def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
     where = f"{path.name} (chunk at {'bit' if chunk.codec == 'bz2' else 'byte'} {chunk.start})"
     rows = _MapRows(task, Path(task.work) / task.name)
     t0 = time.perf_counter()
-    base = chunk.index << 32
+    base = chunk.index << LINE_BITS
     n_lines = 0
-    entity = rows.entity
+    read, counts = rows.read, rows.counts
     with cyclic_gc_paused():     # rows pile up in buffers: see cyclic_gc_paused
         if chunk.codec == "document":
             for i, e in enumerate(entities_of(read_document(path))):
-                entity(e, base + i, where)
-                rows.counts["entities"] += 1
+                counts["records"] += 1
+                read(e, base + i, where, i)
                 if i % 1024 == 0:
                     rows.spill_if_full()
         else:
@@ -487,37 +562,24 @@ def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
                 if s == b"]":
                     saw_close = True
                     continue
+                counts["records"] += 1
                 try:
                     obj = loads(s)
                 except JSONDecodeError as ex:
                     rows.bad_line(n_lines, f"invalid JSON: {ex}")
                     continue
-                ord_ = base + n_lines
-                try:
-                    if isinstance(obj, dict) and "entities" in obj and "id" not in obj:
-                        for e in entities_of(obj):
-                            rows.counts["entities"] += 1
-                            entity(e, ord_, where)
-                    elif isinstance(obj, dict):
-                        rows.counts["entities"] += 1
-                        entity(obj, ord_, where)
-                    else:
-                        rows.bad_line(n_lines, "not a JSON object")
-                except DumpFormatError:
-                    raise
-                except Exception as ex:  # one bad entity never kills the run (DESIGN.md rule 8)
-                    eid = obj.get("id") if isinstance(obj, dict) else "?"
-                    rows.bad_line(n_lines, f"entity {eid} failed: {type(ex).__name__}: {ex}")
+                read(obj, base + n_lines, where, n_lines)
                 if n_lines & 1023 == 0:
                     rows.spill_if_full()
-            rows.counts["dump_open_bracket"] = int(saw_open)
-            rows.counts["dump_close_bracket"] = int(saw_close)
+            counts["dump_open_bracket"] = int(saw_open)
+            counts["dump_close_bracket"] = int(saw_close)
     files = rows.close()
     seconds = time.perf_counter() - t0
     report = {"chunk": chunk.index, "file": path.name, "first": chunk.first, "lines": n_lines,
               "counts": dict(rows.counts), "skipped_values": dict(rows.skipped_values),
               "skipped_entities": dict(rows.skipped_entities), "bad": rows.bad,
-              "redirects": rows.redirects, "seconds": round(seconds, 3)}
+              "first_bad_line": rows.first_bad_line, "redirects": rows.redirects,
+              "seconds": round(seconds, 3)}
     return files, report
 
 
@@ -699,9 +761,13 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     if run.current:
         return run.result(_describe, what="facts", parts=parts)
 
-    work = run.work("facts", month)
-    chunks = plan_chunks(paths, max(1, int(options.chunk_mb * 1e6)))
+    chunk_bytes = max(1, int(options.chunk_mb * 1e6))
     partitions = options.partitions
+    # Besides the artifact's key, where the dump is cut and how many object partitions its
+    # rows go to shape the work files: a run resumed with other options never reuses files cut
+    # differently (spill_rows and compress_work only change how the same rows are written).
+    work = run.work("facts", month, f"chunks-{chunk_bytes}", f"partitions-{partitions}")
+    chunks = plan_chunks(paths, chunk_bytes)
     maps = [ChunkTask(c, str(work), f"map-{c.index:05d}", wiki, config.language,
                       config.require_sitelink, config.shards, partitions,
                       options.spill_rows, options.compress_work) for c in chunks]
@@ -709,6 +775,8 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
                           weights=[max(c.size, 1) for c in chunks], unit="B")
     t_map = run.seconds()
     _check_dump_complete(paths, chunks, map_reports)
+    lines_before = _lines_before(chunks, map_reports)
+    _check_bad_lines(month, map_reports, lines_before, options.max_bad_line_share)
     map_names = markers(maps)
 
     props = first_per_key(read_partition(work, map_names, "props", 0, W_PROPS), ["pid"], ["ord"])
@@ -735,7 +803,8 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
         for s in sorted(pending_facts | pending_entities)]
     shard_reports = run.map(write_subject_shard, shard_tasks, phase="write shards")
 
-    report = _facts_report(chunks, map_reports, join_reports, shard_reports, props.num_rows)
+    report = _facts_report(chunks, map_reports, lines_before, join_reports, shard_reports,
+                           props.num_rows)
     cpu = sum(r["seconds"] for r in map_reports)
     report["entities_per_cpu_second_map"] = round(report["counts"].get("entities", 0) / cpu, 1) \
         if cpu else None
@@ -760,7 +829,46 @@ def _check_dump_complete(paths: list[Path], chunks: list[DumpChunk], reports: li
                              f"truncated; delete it and download it again")
 
 
-def _facts_report(chunks, map_reports, join_reports, shard_reports, n_props) -> dict:
+def _lines_before(chunks: list[DumpChunk], reports: list[dict]) -> list[int]:
+    """For each chunk, the lines of its file before it: each chunk counts the lines it owns and
+    numbers them from 1, a report numbers them from its file's first line."""
+    before, seen = [], {}
+    for c, r in zip(chunks, reports):
+        before.append(seen.get(c.path, 0))
+        seen[c.path] = before[-1] + r["lines"]
+    return before
+
+
+def _placed(entry: dict, lines_before: int, file: str) -> dict:
+    """A chunk's bad line or value as the report lists it: with its file, and its line
+    numbered from the file's first line."""
+    out = dict(entry, file=file)
+    if "line" in out:
+        out["line"] += lines_before
+    return out
+
+
+def _check_bad_lines(month: str, reports: list[dict], lines_before: list[int],
+                     max_share: float) -> None:
+    """Stop, before any shard is written, when more than `max_share` of the dump's records
+    (its lines) are bad: a broken dump, not a few corrupt lines."""
+    bad = sum(r["counts"].get("bad_lines", 0) for r in reports)
+    records = sum(r["counts"].get("records", 0) for r in reports)
+    if bad <= MIN_BAD_LINES_TO_STOP or bad <= max_share * records:
+        return
+    first = next(_placed(r["first_bad_line"], n, r["file"])
+                 for r, n in zip(reports, lines_before) if r["first_bad_line"])
+    at = (f"line {first['line']}" if "line" in first
+          else f"the entity at index {first['entity_index']}")
+    raise InputError(f"facts {month}: {bad} of the dump's {records} records (lines) are bad "
+                     f"({bad / records:.0%}, more than facts_run.max_bad_line_share = "
+                     f"{max_share:g}); nothing published. The first is {at} of {first['file']}: "
+                     f"{first['reason']}. Download the dump again, or rerun with --set "
+                     f"facts_run.max_bad_line_share=SHARE to skip them")
+
+
+def _facts_report(chunks, map_reports, lines_before, join_reports, shard_reports,
+                  n_props) -> dict:
     counts = sum_counts(r["counts"] for r in map_reports)
     for k in ("dump_open_bracket", "dump_close_bracket"):
         counts.pop(k, None)
@@ -770,18 +878,7 @@ def _facts_report(chunks, map_reports, join_reports, shard_reports, n_props) -> 
     counts["duplicate_statements"] = sum(r["duplicate_statements"] for r in shard_reports)
     counts["item_objects_without_label"] = sum(r["items_without_label"] for r in join_reports)
     counts["property_entities"] = n_props
-    # Line numbers: each chunk counts the lines it owns; a file's lines are numbered from 1.
-    bad = []
-    offset: dict[str, int] = {}
-    for c, r in zip(chunks, map_reports):
-        base = offset.get(c.path, 0)
-        for b in r["bad"]:
-            entry = dict(b)
-            if "line" in entry:
-                entry["line"] += base
-            entry["file"] = r["file"]
-            bad.append(entry)
-        offset[c.path] = base + r["lines"]
+    bad = [_placed(b, n, r["file"]) for r, n in zip(map_reports, lines_before) for b in r["bad"]]
     return {"counts": counts,
             "skipped_values": sum_counts(r["skipped_values"] for r in map_reports),
             "skipped_entities": sum_counts(r["skipped_entities"] for r in map_reports),

@@ -41,7 +41,7 @@ from ..engine.paths import DataRoot, check_wiki, parse_month
 from ..engine.shuffle import (PartitionedWriter, PartitionTask, first_per_key, markers,
                               resumable)
 from ..engine.stage import StageResult, StageRun, stage_defaults
-from ..sources.pageprops import iter_wikibase_items
+from ..sources.pageprops import SkippedRows, iter_wikibase_items
 from ..sources.wikidata import id_strings, qid_number
 
 log = logging.getLogger("twiki")
@@ -228,8 +228,10 @@ class PagePropsMapTask:
 
 @resumable
 def map_page_props(task: PagePropsMapTask) -> tuple[dict, dict]:
-    """The dump's wikibase_item rows, partitioned by the snapshot shard of their page."""
+    """The dump's wikibase_item rows, partitioned by the snapshot shard of their page (a row
+    with an id out of range skipped, counted and listed by line)."""
     writer = PartitionedWriter(Path(task.work) / f"{task.name}.arrow", W_PAGE_ITEMS)
+    skipped = SkippedRows()
     pages: list[int] = []
     qids: list[int] = []
 
@@ -240,14 +242,15 @@ def map_page_props(task: PagePropsMapTask) -> tuple[dict, dict]:
         pages.clear(), qids.clear()
 
     n = 0
-    for page_id, qid in iter_wikibase_items(Path(task.path)):
+    for page_id, qid in iter_wikibase_items(Path(task.path), skipped):
         pages.append(page_id), qids.append(qid)
         n += 1
         if len(pages) >= 1_000_000:
             flush()
     if pages:
         flush()
-    return {"items": writer.close()}, {"page_props_items": n}
+    return {"items": writer.close()}, {"page_props_items": n, "rows_skipped": skipped.count,
+                                       "skipped": skipped.listed}
 
 
 @dataclass(frozen=True)
@@ -291,8 +294,10 @@ def _map_by_page_props(run: StageRun, build: ArtifactBuild, snapshot: Path,
     by_page = run.map(join_page_props, joins, phase="match pages")
     written = _write_mapping(run, build, work, markers(joins), month)
     articles = sum(r["articles"] for r in by_page)
-    return {"source": "page_props", "page_props": page_props.name, "counts": {
-        "page_props_items": items["page_props_items"], "articles": articles,
+    return {"source": "page_props", "page_props": page_props.name,
+            "skipped_rows": items["skipped"], "counts": {
+        "page_props_items": items["page_props_items"],
+        "page_props_rows_skipped": items["rows_skipped"], "articles": articles,
         **_mapped_counts(written, articles),
         "matched_by_page_props": sum(r["matched"] for r in by_page),
         "page_props_items_not_in_snapshot": sum(r["items_not_in_snapshot"] for r in by_page)}}
