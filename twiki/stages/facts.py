@@ -795,13 +795,12 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     join_reports = run.map(join_partition, joins, phase="object labels", unit="partition")
     t_join = run.seconds()
     join_names = markers(joins)
-    pending_facts, pending_entities = set(facts.pending_shards()), set(entities.pending_shards())
-    shard_tasks = [
-        SubjectShardTask(s, str(work), map_names + join_names, "properties.parquet",
-                         str(facts.shard_path(s)) if s in pending_facts else None,
-                         str(entities.shard_path(s)) if s in pending_entities else None, month)
-        for s in sorted(pending_facts | pending_entities)]
-    shard_reports = run.map(write_subject_shard, shard_tasks, phase="write shards")
+    shard_reports = run.map_shards(
+        write_subject_shard,
+        lambda s, facts_out, entities_out: SubjectShardTask(
+            s, str(work), map_names + join_names, "properties.parquet", facts_out, entities_out,
+            month),
+        builds=(facts, entities), phase="write shards")
 
     report = _facts_report(chunks, map_reports, lines_before, join_reports, shard_reports,
                            props.num_rows)

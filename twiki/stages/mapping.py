@@ -332,9 +332,9 @@ def write_mapping_shard(task: MappingShardTask) -> dict:
 
 def _write_mapping(run: StageRun, build: ArtifactBuild, work: Path, sidecars: tuple[str, ...],
                    month: str) -> list[dict]:
-    tasks = [MappingShardTask(s, str(work), sidecars, str(build.shard_path(s)), month)
-             for s in build.pending_shards()]
-    return run.map(write_mapping_shard, tasks, phase="write")
+    return run.map_shards(write_mapping_shard,
+                          lambda s, out: MappingShardTask(s, str(work), sidecars, out, month),
+                          builds=(build,), phase="write")
 
 
 def _mapped_counts(written: list[dict], articles: int) -> dict:
