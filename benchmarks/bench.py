@@ -303,7 +303,12 @@ def bench_lm(work: Path, scale: float) -> dict:
     return run(work / "lm")
 
 
-BENCHES = {"extract": bench_extract, "incremental": bench_incremental,
+def bench_download(work: Path, scale: float) -> dict:
+    from benchmarks.bench_download import bench_download as run
+    return run(work / "download", scale)
+
+
+BENCHES = {"download": bench_download, "extract": bench_extract, "incremental": bench_incremental,
            "wikitext": bench_wikitext, "diff": bench_diff, "facts": bench_facts,
            "probes": bench_probes, "lm": bench_lm}
 

@@ -19,8 +19,10 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
@@ -48,6 +50,12 @@ DEFAULT_JOB = "articlesmultistreamdump"
 CONVENTIONAL_RUN_DAYS = ("01", "20")
 # A file being downloaded; renamed to its final name only once verified.
 PART_SUFFIX = ".part"
+# Beside a file fetched in segments: the segments finished (JSON, written atomically), so that
+# a rerun after a kill keeps them.
+SEGMENTS_SUFFIX = ".part.segments"
+# Seconds between two writes of a segments file (each write also flushes the .part to disk):
+# a kill loses at most the segments of this last second.
+SEGMENTS_SAVE_S = 1.0
 # Wikimedia asks clients to identify themselves: meta.wikimedia.org/wiki/User-Agent_policy
 USER_AGENT = f"twiki/{__version__} (TemporalWiki benchmark builder) python-requests"
 # Status codes worth another try: the server is busy or broken now, not the request.
@@ -119,6 +127,26 @@ class DownloadConfig:
     Wikidata JSON dump (512 GiB, several times today's all.json): a mirror that sends more
     is stopped there, and nothing of it is kept. A file with a published size is stopped at
     that size."""
+    parallel_files: int = 4
+    """Files of a run downloaded at once, each over its own connection (within the
+    per-host caps below): the small files of a run do not wait for each other."""
+    segmented_min_bytes: int = 64 << 20
+    """A file whose published size is at least this (64 MiB) is fetched in segments (HTTP
+    Range requests) from every http(s) mirror at once, each mirror taking the next segment
+    whenever one of its connections is free, so that a mirror's share follows its speed.
+    Smaller files, files without a published size and folder mirrors are read whole, from
+    one mirror at a time."""
+    segment_bytes: int = 8 << 20
+    """Bytes of one segment (8 MiB): what a stalled or dead mirror's connection holds up, and
+    what a kill loses at most per connection (finished segments are kept for the resume)."""
+    connections_per_host: int = 4
+    """Connections open at once to one host name, all files and segments of the run together,
+    for a host that host_connections does not name."""
+    host_connections: tuple[tuple[str, int], ...] = ((urlsplit(DEFAULT_MIRROR).hostname, 2),)
+    """(host name, connections) pairs that override connections_per_host. dumps.wikimedia.org
+    asks for at most 2-3 connections at once (its usage rules), hence 2. In TOML:
+    host_connections = [["dumps.wikimedia.org", 2], ["mirror.example.org", 8]]; a list given
+    replaces this one, so keep dumps.wikimedia.org in it."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -131,6 +159,24 @@ class DownloadConfig:
         if min(self.max_metadata_bytes, self.max_unsized_file_bytes) <= 0:
             raise ConfigError("download size caps (max_metadata_bytes, "
                               "max_unsized_file_bytes) must be positive")
+        if min(self.parallel_files, self.segmented_min_bytes, self.segment_bytes,
+               self.connections_per_host) < 1:
+            raise ConfigError("download parallel_files, segmented_min_bytes, segment_bytes and "
+                              "connections_per_host must be at least 1")
+        try:
+            caps = tuple((str(host).lower(), int(n)) for host, n in self.host_connections
+                         if isinstance(host, str) and not isinstance(n, bool) and n >= 1
+                         and int(n) == n)
+        except (TypeError, ValueError):
+            caps = ()
+        if len(caps) != len(self.host_connections):
+            raise ConfigError(f"download host_connections must be [host name, connections >= 1] "
+                              f"pairs, not {self.host_connections!r}")
+        object.__setattr__(self, "host_connections", caps)
+
+    def connections(self, host: str | None) -> int:
+        """The most connections open at once to `host` (a host name)."""
+        return dict(self.host_connections).get((host or "").lower(), self.connections_per_host)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number `attempt` (1-based)."""
@@ -200,11 +246,34 @@ class Mirror(ABC):
         return self.label
 
 
+class _HostSlots:
+    """The per-host cap on connections (DownloadConfig.connections): one semaphore per host
+    name, shared by every mirror on that host and every file and segment of a run. A transfer
+    holds a slot while its connection is open; a transfer waiting for one has not asked the
+    host for anything yet."""
+
+    def __init__(self, config: DownloadConfig):
+        self.config = config
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.Semaphore] = {}
+
+    @contextmanager
+    def hold(self, host: str) -> Iterator[None]:
+        with self._lock:
+            slot = self._slots.setdefault(
+                host, threading.BoundedSemaphore(self.config.connections(host)))
+        with slot:
+            yield
+
+
 class HttpMirror(Mirror):
-    def __init__(self, base: str, session: requests.Session, config: DownloadConfig):
+    def __init__(self, base: str, session: requests.Session, config: DownloadConfig,
+                 slots: _HostSlots | None = None):
         self.label = base.rstrip("/")
+        self.host = (urlsplit(self.label).hostname or "").lower()
         self.session = session
         self.config = config
+        self.slots = slots or _HostSlots(config)
 
     def url(self, relpath: str) -> str:
         return f"{self.label}/{quote(relpath, safe='/')}"
@@ -284,23 +353,28 @@ class HttpMirror(Mirror):
         return runs
 
     @contextmanager
-    def open(self, relpath: str, offset: int) -> Iterator[tuple[int, Iterator[bytes]]]:
+    def open(self, relpath: str, offset: int,
+             end: int | None = None) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """As Mirror.open; with `end`, asks for bytes offset..end-1 only (a segment), and the
+        caller reads no further. Holds a slot of the host's connection cap throughout."""
         # identity: a range of a compressed-on-the-fly body would not be a range of the file.
         headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        r = self._get(relpath, headers=headers)
-        with r, _Deadline(r, self.config.request_deadline_s, self.url(relpath),
-                          f"the next {self.config.chunk_bytes} bytes") as deadline:
-            start = 0
-            if r.status_code == 206:
-                start = _content_range_start(r.headers.get("Content-Range", ""))
-                if start != offset:
-                    raise _Retryable(f"{self.url(relpath)}: unusable Content-Range "
-                                     f"{r.headers.get('Content-Range')!r}")
-            elif offset:
-                log.info("%s ignored the range request: downloading from the start", self.label)
-            yield start, self._chunks(r, deadline)
+        if offset or end is not None:
+            headers["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
+        with self.slots.hold(self.host):
+            r = self._get(relpath, headers=headers)
+            with r, _Deadline(r, self.config.request_deadline_s, self.url(relpath),
+                              f"the next {self.config.chunk_bytes} bytes") as deadline:
+                start = 0
+                if r.status_code == 206:
+                    start = _content_range_start(r.headers.get("Content-Range", ""))
+                    if start != offset:
+                        raise _Retryable(f"{self.url(relpath)}: unusable Content-Range "
+                                         f"{r.headers.get('Content-Range')!r}")
+                elif offset and end is None:
+                    log.info("%s ignored the range request: downloading from the start",
+                             self.label)
+                yield start, self._chunks(r, deadline)
 
     def _chunks(self, r: requests.Response, deadline: _Deadline) -> Iterator[bytes]:
         for chunk in r.iter_content(self.config.chunk_bytes):
@@ -493,9 +567,16 @@ def _mirrors(mirrors, config: DownloadConfig,
     if own:
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
+        # One pooled connection per transfer the caps allow (requests keeps 10 a host).
+        pool = max([config.connections_per_host, config.parallel_files]
+                   + [n for _, n in config.host_connections])
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    slots = _HostSlots(config)
     try:
-        yield [HttpMirror(v, session, config) if kind == "http" else LocalMirror(v, config)
-               for kind, v in specs]
+        yield [HttpMirror(v, session, config, slots) if kind == "http"
+               else LocalMirror(v, config) for kind, v in specs]
     finally:
         if own:
             session.close()
@@ -731,11 +812,11 @@ def _check_file_name(name: str) -> None:
     is too long to be written with its .part suffix."""
     bad = f"refusing file name {_clip(name, 80)!r} from dump metadata"
     if len(PurePosixPath(name).parts) != 1 or name.startswith((".", "_")) \
-            or name.endswith(PART_SUFFIX):
+            or name.endswith((PART_SUFFIX, SEGMENTS_SUFFIX)):
         raise UnsafePathError(f"{bad}: not a plain dump file name")
-    if len((name + PART_SUFFIX).encode()) > MAX_NAME_BYTES:
+    if len((name + SEGMENTS_SUFFIX).encode()) > MAX_NAME_BYTES:
         raise UnsafePathError(f"{bad}: longer than the {MAX_NAME_BYTES} bytes a file name may "
-                              f"have (with the {PART_SUFFIX} suffix of a download)")
+                              f"have (with the {SEGMENTS_SUFFIX} suffix of a download)")
 
 
 def _plan(run: RunInfo, folder: Path) -> list[tuple[dict, Path, str]]:
@@ -790,17 +871,39 @@ class _Mismatch(Exception):
         self.algo, self.expected, self.actual = algo, expected, actual
 
 
+# Progress.update is not thread-safe, and the files of a run (and the segments of a file)
+# report from several threads.
+_PROGRESS_LOCK = threading.Lock()
+
+
+class _Stopped(Exception):
+    """The run is stopping (another file failed, or Ctrl-C): this transfer ends here."""
+
+
+class _Superseded(Exception):
+    """The other copy of a segment arrived first: this fetch of it stops, writing nothing."""
+
+
 class _FileBytesShown:
     """The bytes of one file counted in the run's progress bar, kept equal to what is on disk
-    across resumes, restarts and mirrors."""
+    across resumes, restarts and mirrors. Every chunk passes here, so this is also where a
+    transfer learns that the run is stopping (`stop` set): more bytes then raise _Stopped."""
 
-    def __init__(self, progress: Progress):
+    def __init__(self, progress: Progress, stop: threading.Event | None = None):
         self.progress = progress
+        self.stop = stop
         self.count = 0
 
     def set(self, n: int) -> None:
-        self.progress.update(n - self.count)
-        self.count = n
+        self.add(n - self.count)
+
+    def add(self, n: int) -> None:
+        """`n` more bytes (fewer when negative), from any thread."""
+        if n > 0 and self.stop is not None and self.stop.is_set():
+            raise _Stopped()
+        with _PROGRESS_LOCK:
+            self.progress.update(n)
+            self.count += n
 
 
 def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
@@ -876,13 +979,31 @@ def _fetch_from(mirror: Mirror, entry: dict, relpath: str, part: Path,
 
 
 def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror],
-                   config: DownloadConfig, progress: Progress) -> tuple[_Hashes, Mirror]:
-    """Download one file into place, trying each mirror in turn; nothing unverified is kept."""
+                   config: DownloadConfig, shown: _FileBytesShown
+                   ) -> tuple[_Hashes, list[str]]:
+    """Download one file into place and return its hashes and the mirrors that served it:
+    in segments from every http(s) mirror at once when it is large (_SegmentedFile), else
+    whole from each mirror in turn; nothing unverified is kept."""
     part = target.with_name(target.name + PART_SUFFIX)
-    shown = _FileBytesShown(progress)
     failures: list[str] = []
     mismatch: _Mismatch | None = None
-    for m in mirrors:
+    rest = mirrors
+    if _segmented(entry, mirrors, config):
+        segments = _SegmentedFile(entry, relpath, part, config, shown)
+        try:
+            got = segments.download([m for m in mirrors if isinstance(m, HttpMirror)])
+        except _Mismatch as e:
+            segments.discard()
+            raise _checksum_error(entry, e, segments.failures) from None
+        if got is not None:
+            os.replace(part, target)
+            segments.sidecar.unlink(missing_ok=True)
+            return got
+        failures += segments.failures
+        rest = [m for m in mirrors if not isinstance(m, HttpMirror)]
+    if rest:
+        _keep_prefix(part, config.segment_bytes)
+    for m in rest:
         try:
             hashes = _fetch_from(m, entry, relpath, part, config, shown)
         except _Mismatch as e:
@@ -897,19 +1018,454 @@ def _download_file(entry: dict, target: Path, relpath: str, mirrors: list[Mirror
             log.warning("%s: %s", entry["name"], e)
             continue
         os.replace(part, target)
-        return hashes, m
+        return hashes, [str(m)]
     if mismatch is not None:
-        raise ChecksumError(
-            f"checksum mismatch for {entry['name']}: expected {mismatch.algo} "
-            f"{mismatch.expected}, got {mismatch.actual} (tried {'; '.join(failures)}). "
-            f"The file was not kept; rerun later or use another mirror."
-        )
+        raise _checksum_error(entry, mismatch, failures)
     resume = (f"Rerun to resume (the partial file {part.name} is kept)" if part.exists()
               else "Rerun later")
     raise DownloadError(
         f"could not download {entry['name']}: {'; '.join(failures)}. {resume}, or use "
         f"another mirror."
     )
+
+
+def _checksum_error(entry: dict, mismatch: _Mismatch, failures: list[str]) -> ChecksumError:
+    return ChecksumError(
+        f"checksum mismatch for {entry['name']}: expected {mismatch.algo} "
+        f"{mismatch.expected}, got {mismatch.actual} (tried {'; '.join(failures)}). "
+        f"The file was not kept; rerun later or use another mirror."
+    )
+
+
+def _segmented(entry: dict, mirrors: list[Mirror], config: DownloadConfig) -> bool:
+    """Whether `entry` is fetched in segments: its size is published and at least
+    segmented_min_bytes, and an http(s) mirror is there to serve ranges."""
+    size = entry["size"]
+    return (size is not None and size >= config.segmented_min_bytes
+            and size > config.segment_bytes
+            and any(isinstance(m, HttpMirror) for m in mirrors))
+
+
+def _sidecar(part: Path) -> Path:
+    """The segments file of a .part: `<name>.part.segments`."""
+    return part.with_name(part.name.removesuffix(PART_SUFFIX) + SEGMENTS_SUFFIX)
+
+
+def _keep_prefix(part: Path, segment_bytes: int) -> None:
+    """Before a one-connection download resumes `part`: when segments of it were fetched
+    (a segments file is there), keep only its leading run of finished segments, since the
+    resume takes every byte before the end of the file as fetched."""
+    sidecar = _sidecar(part)
+    if not sidecar.exists():
+        return
+    try:
+        state = json.loads(sidecar.read_text(encoding="utf-8"))
+        done = {int(i) for i, _ in state["done"]}
+        step = int(state["file"]["segment_bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        done, step = set(), segment_bytes
+    prefix = 0
+    while prefix in done:
+        prefix += 1
+    if part.exists():
+        with open(part, "r+b") as f:
+            f.truncate(min(prefix * step, f.seek(0, os.SEEK_END)))
+    sidecar.unlink()
+
+
+class _SegmentedFile:
+    """One large file of published size fetched as segments of segment_bytes into its .part
+    (made full size first) from several http(s) mirrors at once.
+
+    Work stealing: each mirror opens as many connections as its host's cap allows, and each
+    connection takes the next missing segment whenever it is free, so that a fast mirror
+    serves more segments than a slow one, and a mirror that stalls or dies holds up at most
+    one segment a connection, which goes back to the others. `done` maps each finished segment
+    to the mirror that served it: written to the segments file beside the .part (the resume
+    keeps those segments) and used to find the mirror at fault when the whole file does not
+    verify. The file's published checksum is the only proof; segments have none of their own.
+    """
+
+    def __init__(self, entry: dict, relpath: str, part: Path, config: DownloadConfig,
+                 shown: _FileBytesShown):
+        self.entry, self.relpath, self.part = entry, relpath, part
+        self.config, self.shown = config, shown
+        self.name: str = entry["name"]
+        self.size: int = entry["size"]
+        self.step = config.segment_bytes
+        self.count = -(-self.size // self.step)
+        self.sidecar = _sidecar(part)
+        self.done: dict[int, str] = {}
+        self.failures: list[str] = []
+        self.lock = threading.Condition()
+        self.save_lock = threading.Lock()
+        self.saved_at = 0.0
+        self.saves = self.saved = 0  # segments files taken, and the last one written
+        self.mismatch: tuple[str, str, str] | None = None
+        self.speed: dict[str, float] = {}  # bytes/s of a connection of each mirror, last segment
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        """Byte offsets [start, end) of segment `i`."""
+        return i * self.step, min(self.size, (i + 1) * self.step)
+
+    def _identity(self) -> dict:
+        """What a segments file must say to be about this very file and segment size."""
+        return {"name": self.name, "size": self.size, "segment_bytes": self.step,
+                "sha1": self.entry.get("sha1"), "md5": self.entry.get("md5")}
+
+    def download(self, mirrors: list[HttpMirror]) -> tuple[_Hashes, list[str]] | None:
+        """Fetch the missing segments, verify the whole file (repairing it when a mirror
+        served bad bytes) and return its hashes and the mirrors that served it. None when the
+        mirrors could not serve every segment (self.failures says why; the .part and its
+        segments file stay for a rerun or a folder mirror). Raises _Mismatch when the file
+        does not verify and no mirror can be found at fault."""
+        self._resume()
+        if self.fetch([i for i in range(self.count) if i not in self.done], mirrors):
+            return None
+        hashes = self._verified() or self._repair(mirrors)
+        if hashes is None:
+            return None
+        return hashes, sorted(set(self.done.values()))
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)
+        self.shown.set(0)
+
+    # -- resume
+
+    def _resume(self) -> None:
+        """Keep the finished segments of an earlier run: those its segments file lists when
+        it was written for this file and segment size, else the whole segments of a .part
+        left by a one-connection download (its leading bytes). Anything else starts afresh."""
+        have = self.part.stat().st_size if self.part.exists() else None
+        try:
+            state = json.loads(self.sidecar.read_text(encoding="utf-8"))
+            if state["file"] != self._identity() or have != self.size:
+                raise ValueError("another file")
+            labels = [str(label) for label in state["mirrors"]]
+            self.done = {int(i): labels[j] for i, j in state["done"] if 0 <= int(i) < self.count}
+        except FileNotFoundError:
+            if have is not None and have <= self.size:
+                self.done = {i: "an earlier download" for i in range(have // self.step)}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            self.done = {}
+        if not self.done:
+            self.part.unlink(missing_ok=True)
+        with open(self.part, "r+b" if self.part.exists() else "wb") as f:
+            f.truncate(self.size)
+        self.shown.set(sum(self._length(i) for i in self.done))
+        if self.done:
+            log.info("%s: resuming with %d of %d segments already here", self.name,
+                     len(self.done), self.count)
+
+    def _length(self, i: int) -> int:
+        start, end = self.bounds(i)
+        return end - start
+
+    def _save(self, force: bool = False) -> None:
+        """Write the segments file, at most every SEGMENTS_SAVE_S unless forced. What it lists
+        is taken first and the .part flushed to disk next, so that a segment listed there is on
+        disk; both happen outside self.lock, so that the segments being fetched never wait for
+        the disk. Call without self.lock."""
+        with self.lock:
+            now = time.monotonic()
+            if not force and now - self.saved_at < SEGMENTS_SAVE_S:
+                return
+            self.saved_at = now
+            self.saves += 1
+            number, done = self.saves, dict(self.done)
+        with self.save_lock:
+            if number < self.saved:  # a later list was written meanwhile
+                return
+            self.saved = number
+            with open(self.part, "r+b") as f:
+                os.fsync(f.fileno())
+            labels = sorted(set(done.values()))
+            index = {label: j for j, label in enumerate(labels)}
+            write_json_atomic(self.sidecar, {
+                "file": self._identity(), "mirrors": labels,
+                "done": sorted([i, index[label]] for i, label in done.items())})
+
+    # -- fetching
+
+    def fetch(self, todo: list[int], mirrors: list[HttpMirror]) -> list[int]:
+        """Fetch (again) segments `todo` from `mirrors`, work stealing (see the class). A
+        mirror is dropped for this file after `attempts` failed tries in a row, or at once when
+        it cannot serve ranges of this file at all. Endgame: once no segment is left to hand
+        out, a free connection fetches again, into memory, the segment under way with the most
+        bytes still to come on another mirror; the first copy to arrive is kept and the other
+        stops, so that a slow or stalled mirror does not hold up the end of the file. Returns
+        the segments left when every mirror was dropped (empty when all were fetched)."""
+        for i in todo:
+            self.done.pop(i, None)
+        pending = deque(sorted(todo))
+        writing: dict[int, list] = {}  # segment -> [mirror, bytes written] of its fetch to disk
+        copying: set[int] = set()      # segments with a second fetch, into memory, under way
+        settled: set[int] = set()      # segments of this call fetched (the late copy stops)
+        streak = {m.label: 0 for m in mirrors}
+        dropped: set[str] = set()
+        crashed: list[BaseException] = []
+        live = [0]
+        over = [False]  # set when this call returns: a late copy still running just ends
+
+        def take(m: HttpMirror) -> tuple[int, bool] | None:
+            """The next segment for `m` (and whether it is a second copy), with the lock."""
+            while m.label not in dropped and not over[0]:
+                if pending:
+                    i = pending.popleft()
+                    writing[i] = [m.label, 0]
+                    return i, False
+                spare = [i for i, (label, _) in writing.items()
+                         if i not in settled and i not in copying and label != m.label
+                         and self._copy_wins(i, writing[i], m.label)]
+                if spare:
+                    i = max(spare, key=lambda i: self._length(i) - writing[i][1])
+                    copying.add(i)
+                    return i, True
+                if all(i in settled for i in writing):
+                    return None
+                self.lock.wait()
+            return None
+
+        def worker(m: HttpMirror) -> None:
+            try:
+                while True:
+                    with self.lock:
+                        task = take(m)
+                    if task is None:
+                        return
+                    i, copy = task
+                    error, fatal, began = None, False, time.monotonic()
+                    try:
+                        if copy:
+                            self._copy_segment(m, i, writing, settled)
+                        else:
+                            self._write_segment(m, i, writing, settled)
+                    except _Superseded:
+                        error = _Superseded()
+                    except _Retryable as e:
+                        error = e
+                    except (_MirrorFailed, _RangeNotSatisfiable) as e:
+                        error, fatal = e, True
+                    except BaseException as e:  # noqa: BLE001 - stops every worker; re-raised
+                        error, fatal = e, True
+                        crashed.append(e)
+                        dropped.update(streak)
+                    with self.lock:
+                        tries = self._settle(m, i, copy, began, error, fatal, pending,
+                                             writing, copying, settled, streak, dropped, over)
+                        self.lock.notify_all()
+                    if error is None:
+                        self._save()
+                    if tries:
+                        wait = self.config.delay(tries, getattr(error, "retry_after", None))
+                        log.warning("%s: %s; segment %d goes back, %s tries again in %.1fs",
+                                    self.name, error, i, m, wait)
+                        time.sleep(wait)
+            finally:
+                with self.lock:
+                    live[0] -= 1
+                    self.lock.notify_all()
+
+        workers = [threading.Thread(target=worker, args=(m,), daemon=True,
+                                    name=f"twiki-segments-{m.host}")
+                   for m in mirrors for _ in range(min(self.config.connections(m.host),
+                                                       len(pending)))]
+        live[0] = len(workers)
+        for t in workers:
+            t.start()
+        # Until every segment is fetched or no mirror is left; a copy that lost the race (on
+        # a stalled connection, say) ends on its own, writing nothing.
+        with self.lock:
+            while live[0] and (pending or not all(i in settled for i in writing)):
+                self.lock.wait()
+            over[0] = True
+        self._save(force=True)
+        if crashed:
+            raise crashed[0]
+        return sorted(pending)
+
+    def _settle(self, m: HttpMirror, i: int, copy: bool, began: float,
+                error: BaseException | None, fatal: bool, pending: deque, writing: dict, copying: set, settled: set,
+                streak: dict, dropped: set, over: list[bool]) -> int:
+        """Book the end of one fetch of segment `i` from `m` (with the lock held): the segment
+        done, superseded by the other copy, or back in the queue. Returns the failed tries in
+        a row of `m` when it should wait before its next try, else 0."""
+        if copy:
+            copying.discard(i)
+        elif writing.get(i, [None])[0] == m.label:
+            del writing[i]
+        if error is None:
+            settled.add(i)
+            self.done[i] = m.label
+            streak[m.label] = 0
+            self.speed[m.label] = self._length(i) / max(time.monotonic() - began, 1e-3)
+            return 0
+        if isinstance(error, _Superseded) or i in settled or over[0]:
+            return 0  # the other copy arrived first, or the call is over: nothing to retry
+        if not copy and i not in settled:
+            pending.appendleft(i)
+        streak[m.label] += 1
+        tries = streak[m.label]
+        if m.label in dropped:
+            return 0
+        if fatal or tries >= self.config.attempts:
+            dropped.add(m.label)
+            self.failures.append(f"{_segment_error(error, self.relpath)} ({tries} tries)")
+            log.warning("%s: %s; %s is dropped for this file, its segments go to the other "
+                        "mirrors", self.name, self.failures[-1], m)
+            return 0
+        return tries
+
+    def _copy_wins(self, i: int, fetch: list, label: str) -> bool:
+        """Whether a copy of segment `i` from mirror `label` should arrive before the fetch
+        under way (`fetch`: [its mirror, bytes written]) ends, at the speeds a connection of
+        each mirror last had; yes while a speed is not known yet (a stalled fetch has none)."""
+        theirs, mine = self.speed.get(fetch[0]), self.speed.get(label)
+        if not theirs or not mine:
+            return True
+        return (self._length(i) - fetch[1]) / theirs > self._length(i) / mine
+
+    def _segment_chunks(self, m: HttpMirror, i: int) -> Iterator[bytes]:
+        """The bytes of segment `i` from mirror `m`, chunk by chunk, and not one more."""
+        start, end = self.bounds(i)
+        left = end - start
+        with m.open(self.relpath, start, end) as (got, chunks):
+            if got != start:
+                raise _MirrorFailed(f"{m.url(self.relpath)}: answered a range request with "
+                                    f"the whole file")
+            for chunk in chunks:
+                chunk = chunk[:left]
+                left -= len(chunk)
+                yield chunk
+                if not left:
+                    return
+        raise _Retryable(f"{m.url(self.relpath)}: connection closed at byte {end - left} of "
+                         f"segment {start}-{end - 1}")
+
+    def _write_segment(self, m: HttpMirror, i: int, writing: dict, settled: set) -> None:
+        """Segment `i` from `m` into its place in the .part; each chunk is written with the
+        lock held, and none once the segment is settled (a copy of it arrived first)."""
+        written = 0
+        try:
+            with open(self.part, "r+b") as out, closing(self._segment_chunks(m, i)) as chunks:
+                out.seek(self.bounds(i)[0])
+                for chunk in chunks:
+                    with self.lock:
+                        if i in settled:
+                            raise _Superseded()
+                        out.write(chunk)
+                        writing[i][1] += len(chunk)
+                    written += len(chunk)
+                    self.shown.add(len(chunk))
+        except BaseException:
+            self.shown.add(-written)
+            raise
+
+    def _copy_segment(self, m: HttpMirror, i: int, writing: dict, settled: set) -> None:
+        """The endgame's second copy of segment `i`, from `m`, read into memory and written
+        to the .part only if it arrives before the fetch to disk has written all its bytes."""
+        copy = bytearray()
+        with closing(self._segment_chunks(m, i)) as chunks:
+            for chunk in chunks:
+                if i in settled:
+                    raise _Superseded()
+                copy += chunk
+        with self.lock:
+            if i in settled or writing.get(i, [None, 0])[1] == len(copy):
+                raise _Superseded()
+            with open(self.part, "r+b") as out:
+                out.seek(self.bounds(i)[0])
+                out.write(copy)
+            settled.add(i)  # the fetch to disk writes nothing more
+        self.shown.add(len(copy))
+
+    # -- verification
+
+    def _verified(self) -> _Hashes | None:
+        """The whole file's hashes when they match the published checksums, else None."""
+        hashes = _Hashes()
+        hashes.feed_file(self.part, self.config.chunk_bytes)
+        self.mismatch = hashes.mismatch(self.entry)
+        return hashes if self.mismatch is None else None
+
+    def _digest(self, i: int) -> str:
+        start, end = self.bounds(i)
+        with open(self.part, "rb") as f:
+            f.seek(start)
+            return hashlib.sha1(f.read(end - start)).hexdigest()
+
+    def _repair(self, mirrors: list[HttpMirror]) -> _Hashes | None:
+        """After the whole file failed its checksum: find the mirror that served bad bytes and
+        drop it. Each mirror's segments (the largest share first) are fetched again from the
+        other mirrors and their sha1 compared; where two copies differ a third mirror, if
+        there is one, says which is wrong; the wrong mirror's segments are all fetched again
+        from the rest, and the file is verified anew. Returns the hashes once it verifies;
+        raises _Mismatch when every mirror's segments were checked and it still does not;
+        None when the mirrors left could not serve the segments."""
+        alive = list(mirrors)
+        agreed: set[int] = set()  # segments two mirrors served alike
+        examined: set[str] = set()
+        log.warning("%s does not verify (%s): checking which mirror served bad segments",
+                    self.name, _Mismatch(*self.mismatch))
+        while True:
+            shares = Counter(label for i, label in self.done.items()
+                             if i not in agreed and label not in examined)
+            if not shares:
+                raise _Mismatch(*self.mismatch)
+            label = shares.most_common(1)[0][0]
+            examined.add(label)
+            others = [m for m in alive if m.label != label]
+            if not others:
+                continue
+            mine = sorted(i for i, lab in self.done.items() if lab == label and i not in agreed)
+            before = {i: self._digest(i) for i in mine}
+            if self.fetch(mine, others):
+                return None
+            differ = [i for i in mine if self._digest(i) != before[i]]
+            agreed.update(set(mine) - set(differ))
+            if not differ:
+                continue
+            culprit, left = self._blame(differ[0], label, before[differ[0]], others)
+            if left:
+                return None
+            start, end = self.bounds(differ[0])
+            log.warning("%s: mirror %s served corrupt bytes (bytes %d-%d differ from the other "
+                        "mirrors' copies): %s is dropped for this file", self.name, culprit,
+                        start, end - 1, culprit)
+            self.failures.append(f"{culprit}: served corrupt bytes")
+            alive = [m for m in alive if m.label != culprit]
+            redo = [i for i, lab in self.done.items() if lab == culprit]
+            agreed.difference_update(redo)
+            if redo and self.fetch(redo, alive):
+                return None
+            hashes = self._verified()
+            if hashes is not None:
+                return hashes
+
+    def _blame(self, i: int, first: str, first_digest: str,
+               others: list[HttpMirror]) -> tuple[str, list[int]]:
+        """Which of two mirrors whose copies of segment `i` differ is wrong: `first`, whose
+        copy had `first_digest`, or the mirror whose copy is in the .part now. A third mirror
+        decides when there is one (its copy stays in the .part); without one, `first` is
+        taken to be wrong and the file's checksum decides. Returns (the mirror at fault,
+        segments left unfetched)."""
+        second, second_digest = self.done[i], self._digest(i)
+        third = [m for m in others if m.label != second]
+        if not third:
+            return first, []
+        left = self.fetch([i], third)
+        if left:
+            return first, left
+        digest = self._digest(i)
+        return (second if digest == first_digest and digest != second_digest else first), []
+
+
+def _segment_error(error: BaseException, relpath: str) -> str:
+    if isinstance(error, _RangeNotSatisfiable):
+        return f"{error}: HTTP 416, shorter than the published size of {relpath}"
+    return str(error)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1014,18 +1570,30 @@ def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConf
     order = [served] + [m for m in ms if m is not served]
     total = sum(f["size"] or 0 for f in run.files) or None
     records, used, fetched = [], set(), 0
-    with Progress(f"download {run.wiki} {run.run_date}", total=total, unit="B") as progress:
-        for entry, target, relpath in plan:
-            hashes = _reuse(entry, target, config)
-            if hashes is not None:
-                progress.update(hashes.size)
-                log.info("%s: already here and verified", entry["name"])
-            else:
-                hashes, m = _download_file(entry, target, relpath, order, config, progress)
-                used.add(str(m))
-                fetched += hashes.size
-                log.info("%s: downloaded and verified (%s)", entry["name"],
-                         _verified_with(entry))
+    with Progress(f"download {run.wiki} {run.run_date}", total=total, unit="B") as progress, \
+            ThreadPoolExecutor(config.parallel_files, thread_name_prefix="twiki-download") as pool:
+        stop = threading.Event()
+        futures = [pool.submit(_place, entry, target, relpath, order, config,
+                               _FileBytesShown(progress, stop))
+                   for entry, target, relpath in plan]
+        # The first failure (or Ctrl-C) stops the run: files not started yet are not, those
+        # under way end at their next chunk (their bytes stay for the resume), and the error
+        # of the first file in plan order is raised.
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            if not all(f.done() for f in futures):
+                stop.set()
+            for f in futures:
+                f.cancel()
+            wait(futures)
+        for f in futures:
+            if not f.cancelled() and not isinstance(f.exception(), (type(None), _Stopped)):
+                raise f.exception()
+        for (entry, _, _), f in zip(plan, futures):
+            hashes, served = f.result()
+            used.update(served)
+            fetched += hashes.size if served else 0
             records.append({
                 "name": entry["name"],
                 "size": hashes.size,
@@ -1034,6 +1602,21 @@ def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConf
                 "verified_with": _verified_with(entry),
             })
     return records, sorted(used), fetched
+
+
+def _place(entry: dict, target: Path, relpath: str, mirrors: list[Mirror],
+           config: DownloadConfig, shown: _FileBytesShown) -> tuple[_Hashes, list[str]]:
+    """One file of a run in place and verified (one task of _transfer's pool): kept when it is
+    already there and verifies, else downloaded. Returns its hashes and the mirrors that
+    served it (none when it was kept)."""
+    hashes = _reuse(entry, target, config)
+    if hashes is not None:
+        shown.set(hashes.size)
+        log.info("%s: already here and verified", entry["name"])
+        return hashes, []
+    hashes, served = _download_file(entry, target, relpath, mirrors, config, shown)
+    log.info("%s: downloaded and verified (%s)", entry["name"], _verified_with(entry))
+    return hashes, served
 
 
 def _verified_with(entry: dict) -> str:
