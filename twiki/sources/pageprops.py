@@ -41,6 +41,11 @@ _ROW = re.compile(rb"(?:VALUES |\),)\((\d+),'wikibase_item','Q([1-9]\d*)'")
 MAX_ROW_ID = 2**63 - 1
 # Skipped rows listed by line in the mapping's report; beyond this only the count grows.
 MAX_LISTED_SKIPPED = 1000
+# The longest dump line read, 64 MiB: mysqldump writes INSERT lines of about 1 MB. A longer
+# line (a corrupt or hostile file) is skipped with its rows, never held whole: its rest is
+# read past in pieces of SKIP_PIECE_BYTES (1 MiB).
+MAX_SQL_LINE_BYTES = 64 * 2**20
+SKIP_PIECE_BYTES = 1 << 20
 
 
 @dataclass
@@ -71,6 +76,18 @@ def _shown(digits: bytes) -> str:
     return digits.decode() if len(digits) <= 40 else f"<{len(digits)} digits>"
 
 
+def _bounded_lines(f, max_bytes: int) -> Iterator[bytes | None]:
+    """The lines of binary file `f`, each read with a bounded readline; a line over
+    `max_bytes` is yielded as None once its rest has been read past in bounded pieces."""
+    while line := f.readline(max_bytes + 1):
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = f.readline(SKIP_PIECE_BYTES)
+        yield None
+
+
 def _open(path: Path):
     name = path.name
     if name.endswith(".gz"):
@@ -80,20 +97,23 @@ def _open(path: Path):
     return open(path, "rb")
 
 
-def iter_wikibase_items(path: Path, skipped: SkippedRows | None = None
-                        ) -> Iterator[tuple[int, int]]:
+def iter_wikibase_items(path: Path, skipped: SkippedRows | None = None,
+                        max_line_bytes: int = MAX_SQL_LINE_BYTES) -> Iterator[tuple[int, int]]:
     """(page_id, item number) of every `wikibase_item` row of a page_props dump, streamed
-    (one INSERT line, about a MB, at a time); a row with an id out of range is added to
-    `skipped` instead. A file that is not a page_props dump, or that ends early, is an
-    InputError naming it."""
+    (one INSERT line, about a MB, at a time); a row with an id out of range, or a line over
+    `max_line_bytes` (all of its rows), is added to `skipped` instead. A file that is not a
+    page_props dump, or that ends early, is an InputError naming it."""
     path = Path(path)
     skipped = SkippedRows() if skipped is None else skipped
     inserts = 0
     table_seen = False
     try:
         with _open(path) as f:
-            for line_no, line in enumerate(f, 1):
-                if line.startswith(_INSERT):
+            for line_no, line in enumerate(_bounded_lines(f, max_line_bytes), 1):
+                if line is None:
+                    skipped.add(line_no, f"a line over {max_line_bytes} bytes "
+                                         f"(MAX_SQL_LINE_BYTES): its rows are skipped")
+                elif line.startswith(_INSERT):
                     inserts += 1
                     for m in _ROW.finditer(line):
                         page_id, qid = _row_id(m.group(1)), _row_id(m.group(2))

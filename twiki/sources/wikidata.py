@@ -643,32 +643,46 @@ def _bz2_pieces(path: Path, chunk: DumpChunk):
             p = nxt
 
 
-def iter_owned_lines(pieces: Iterator[tuple[bytes, bool]], first: bool
-                     ) -> Iterator[bytes]:
+# The longest dump line read, 64 MiB: the largest Wikidata entities are a few MB of JSON.
+MAX_LINE_BYTES = 64 * 2**20
+
+
+def iter_owned_lines(pieces: Iterator[tuple[bytes, bool]], first: bool,
+                     max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
     """The lines a chunk owns: those whose preceding newline lies inside the chunk (the first
     chunk of a file also owns the file's first line). Every line of a file is owned by exactly
-    one chunk, wherever the chunk boundaries fall."""
+    one chunk, wherever the chunk boundaries fall. A line over `max_line_bytes` is yielded as
+    None: its pieces are dropped as they arrive, so it is never held whole."""
     owned = first
     partial: list[bytes] = []
+    partial_bytes = 0
+
+    def line_ending_with(rest: bytes) -> bytes | None:
+        if partial_bytes + len(rest) > max_line_bytes:
+            return None
+        return b"".join(partial) + rest if partial else rest
+
     for data, inside in pieces:
         parts = data.split(b"\n")
         if len(parts) == 1:
-            partial.append(data)
+            partial_bytes += len(data)
+            if partial_bytes <= max_line_bytes:
+                partial.append(data)
+            else:
+                partial.clear()   # over the cap: only the count is kept from here on
             continue
-        head = parts[0]
         if owned:
-            yield b"".join(partial) + head if partial else head
-        partial = []
+            yield line_ending_with(parts[0])
+        partial, partial_bytes = [], 0
         if not inside:
             return  # the line after a newline outside the chunk belongs to the next chunk
         owned = True
         for line in parts[1:-1]:
-            yield line
+            yield line if len(line) <= max_line_bytes else None
         partial.append(parts[-1])
-    if owned and partial:
-        tail = b"".join(partial)
-        if tail:
-            yield tail
+        partial_bytes = len(parts[-1])
+    if owned and partial_bytes:
+        yield line_ending_with(b"")
 
 
 def read_document(path: Path, max_bytes: int = 1 << 30) -> object:

@@ -131,11 +131,19 @@ class ExtractRunOptions:
     incremental: bool = True
     """Reuse the clean text of the latest earlier snapshot for pages whose revision sha1 is
     unchanged (same output as a cold extract, a fraction of the work)."""
+    max_page_chars: int = 64 * 2**20
+    """Characters one field of one page (its wikitext, title...) may hold, 64 Mi by default:
+    the largest real enwiki pages hold a few million. Counted while the XML is parsed and
+    never kept past it, so a hostile page of gigabytes costs no memory; the page is skipped
+    and counted as failed, with its title in the report."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.chunk_mb) and self.chunk_mb > 0):
             raise ConfigError(f"--chunk-mb (extract_run.chunk_mb) must be a positive number "
                               f"of MB such as 2, not {self.chunk_mb!r}")
+        if not (isinstance(self.max_page_chars, int) and self.max_page_chars > 0):
+            raise ConfigError(f"extract_run.max_page_chars must be a positive whole number of "
+                              f"characters such as 67108864, not {self.max_page_chars!r}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,7 @@ class MapTask:
     namespaces: tuple[int, ...]
     previous: str | None = None   # a `PreviousIndex.write` folder: pages unchanged since then
                                   # are written without their wikitext (the reduce reuses them)
+    max_page_chars: int = ExtractRunOptions.max_page_chars
 
 
 @dataclass(frozen=True)
@@ -214,10 +223,16 @@ def plan_chunks(raw: Path, parts: list[tuple[str, str | None]], chunk_bytes: int
 # ---------------------------------------------------------------------------------------
 # Map: one chunk of bz2 streams -> pages -> rows grouped by output shard.
 
+# Decompressed bytes handed to the XML parser at a time, 4 MiB: bz2 packs a repetitive page
+# of a gigabyte into a few KB, which one unbounded decompress call would return whole.
+DECOMPRESSED_PIECE_BYTES = 4 << 20
+
+
 def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
                       read_size: int = 1 << 20):
     """Yield the decompressed bytes of `streams` consecutive bz2 streams starting at `start`
-    (all streams to the end of the file when None). Errors name the file and byte offset."""
+    (all streams to the end of the file when None), in pieces of at most
+    DECOMPRESSED_PIECE_BYTES. Errors name the file and byte offset."""
     done = 0
     with open(path, "rb") as f:
         f.seek(start)
@@ -230,10 +245,10 @@ def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
             if not data:
                 break
             remaining -= len(data)
-            while data:
+            while True:
                 fed += len(data)
                 try:
-                    out = dec.decompress(data)
+                    out = dec.decompress(data, DECOMPRESSED_PIECE_BYTES)
                 except OSError as e:
                     raise InputError(f"{path.name}: corrupt bz2 data in the stream starting "
                                      f"at byte {stream_start} ({e}); delete the file and "
@@ -241,7 +256,10 @@ def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
                 if out:
                     yield out
                 if not dec.eof:
-                    break
+                    if dec.needs_input:
+                        break
+                    data = b""     # more output is pending from the input already given
+                    continue
                 data = dec.unused_data
                 stream_start += fed - len(data)
                 fed = 0
@@ -249,6 +267,8 @@ def iter_decompressed(path: Path, start: int, length: int, streams: int | None,
                 if streams is not None and done == streams:
                     return
                 dec = bz2.BZ2Decompressor()
+                if not data:
+                    break
         if fed or (streams is not None and done < streams) or done == 0:
             raise InputError(f"{path.name}: truncated bz2 data: the stream starting at byte "
                              f"{stream_start} ends early; delete the file and download the "
@@ -269,15 +289,18 @@ class _PageParser:
     Multistream chunks are sequences of `<page>` elements without their root, so they are
     parsed inside a synthetic root element. A document type declaration (and so any entity
     definition) is refused outright: dumps never have one, and an XML bomb needs one.
+    A field over `max_chars` characters is counted, not kept: its page gets an "oversized"
+    reason instead of the field, so a hostile page of gigabytes is never held in memory.
     """
 
     FIELDS = {("page", "title"), ("page", "ns"), ("page", "id"), ("page", "redirect"),
               ("revision", "id"), ("revision", "timestamp"), ("revision", "sha1"),
               ("revision", "text"), ("revision", "model")}
 
-    def __init__(self, on_page, where: str):
+    def __init__(self, on_page, where: str, max_chars: int = ExtractRunOptions.max_page_chars):
         self.on_page = on_page
         self.where = where
+        self.max_chars = max_chars
         p = expat.ParserCreate()
         p.buffer_text = True
         p.buffer_size = 1 << 16
@@ -290,6 +313,7 @@ class _PageParser:
         self.stack: list[str] = []
         self.page: dict | None = None
         self.buf: list[str] | None = None
+        self.buf_chars = 0
         p.Parse(b"<twiki-chunk>", False)
 
     def _refuse_dtd(self, *args):
@@ -311,17 +335,27 @@ class _PageParser:
                 self.page["text_deleted"] = True
             else:
                 self.buf = []
+                self.buf_chars = 0
 
     def _chars(self, data):
         if self.buf is not None:
-            self.buf.append(data)
+            self.buf_chars += len(data)
+            if self.buf_chars <= self.max_chars:
+                self.buf.append(data)
+            elif self.buf:
+                self.buf.clear()   # over the cap: only the count is kept from here on
 
     def _end(self, name):
         self.stack.pop()
         if self.buf is not None:
             parent = self.stack[-1] if self.stack else ""
             key = f"rev_{name}" if parent == "revision" else name
-            self.page.setdefault(key, "".join(self.buf))
+            if self.buf_chars > self.max_chars:
+                self.page.setdefault("oversized", (
+                    f"<{name}> holds {self.buf_chars} characters, over the cap of "
+                    f"{self.max_chars} (extract_run.max_page_chars)"))
+            else:
+                self.page.setdefault(key, "".join(self.buf))
             self.buf = None
         if name == "page":
             page, self.page = self.page, None
@@ -448,6 +482,8 @@ class _ChunkRows:
         if page.get("redirect"):
             self.counts["redirects"] += 1
             return
+        if "oversized" in page:
+            return self.fail(page, page["oversized"])
         if page.get("text_deleted") or "rev_text" not in page:
             return self.fail(page, "revision has no text")
         if page.get("rev_model", "wikitext") != "wikitext":
@@ -518,7 +554,8 @@ def extract_chunk(task: MapTask) -> dict:
     path = Path(chunk.path)
     rows = _ChunkRows(task.namespaces, task.shards,
                       PreviousIndex.open(task.previous) if task.previous else None)
-    parser = _PageParser(rows.add, f"{path.name} (chunk at byte {chunk.start})")
+    parser = _PageParser(rows.add, f"{path.name} (chunk at byte {chunk.start})",
+                         task.max_page_chars)
     t0 = time.perf_counter()
     for data in iter_decompressed(path, chunk.start, chunk.length, chunk.streams):
         parser.feed(data)
@@ -757,11 +794,11 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
     chunk_bytes = int(options.chunk_mb * 1e6)
     # Besides the snapshot's key, the map's work files depend on the snapshot reused (its
-    # unchanged pages carry no text) and on where the chunks are cut: a resumed run never
-    # mixes work files of two previous snapshots or of two chunk sizes.
+    # unchanged pages carry no text), on where the chunks are cut and on the page cap: a
+    # resumed run never mixes work files of two previous snapshots, chunk sizes or caps.
     work = run.work(STAGE, wiki, month,
                     f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
-                    f"chunks-{chunk_bytes}")
+                    f"chunks-{chunk_bytes}", f"page-cap-{options.max_page_chars}")
     index = None
     if previous is not None:
         index = work / "previous-index"
@@ -769,7 +806,8 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
             PreviousIndex.write(previous, index)
     chunks = plan_chunks(raw, parts, chunk_bytes)
     map_tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
-                         tuple(config.namespaces), str(index) if index else None)
+                         tuple(config.namespaces), str(index) if index else None,
+                         options.max_page_chars)
                  for c in chunks]
     map_reports = run.map(extract_chunk, map_tasks, phase="read",
                           weights=[c.length for c in chunks], unit="B")

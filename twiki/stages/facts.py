@@ -53,10 +53,11 @@ from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, InputError, TwikiError
 from ..sources.download import (ENTITIES_DIR, WIKIDATA_JOB, WIKIDATA_WIKI,
                                 find_downloaded_wikidata, read_download_manifest)
-from ..sources.wikidata import (MAX_PROPERTY_NUMBER, DumpChunk, DumpFormatError, aliases_of,
-                                check_entity, description_of, entities_of, id_strings,
-                                item_number, iter_chunk_pieces, iter_owned_lines, label_of,
-                                normalize_amount, plan_chunks, qid_number, read_document,
+from ..sources.wikidata import (MAX_LINE_BYTES, MAX_PROPERTY_NUMBER, DumpChunk, DumpFormatError,
+                                aliases_of, check_entity, description_of, entities_of,
+                                id_strings, item_number, iter_chunk_pieces, iter_owned_lines,
+                                label_of, normalize_amount, plan_chunks, qid_number,
+                                read_document,
                                 render_time, sitelink_title, text_value, time_key,
                                 time_precision, unit_qid)
 
@@ -178,6 +179,10 @@ class FactsRunOptions:
     stops instead of publishing: a few are skipped and listed in the report, a dump of them is
     a broken download, and its facts would read as every fact removed (real dumps have
     none). MIN_BAD_LINES_TO_STOP (10) or fewer never stop a build."""
+    max_line_bytes: int = MAX_LINE_BYTES
+    """Bytes one line of the dump (one entity's JSON) may hold, 64 MiB by default: the largest
+    Wikidata entities are a few MB. Counted while the line is read and never held past it; a
+    longer line is a bad line, skipped and listed like invalid JSON."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.chunk_mb) and self.chunk_mb > 0) or self.partitions < 1 \
@@ -187,6 +192,9 @@ class FactsRunOptions:
         if not 0 <= self.max_bad_line_share <= 1:
             raise ConfigError(f"facts_run.max_bad_line_share must be a share between 0 and 1 "
                               f"(0.05 is 5%), not {self.max_bad_line_share!r}")
+        if not (isinstance(self.max_line_bytes, int) and self.max_line_bytes > 0):
+            raise ConfigError(f"facts_run.max_line_bytes must be a positive whole number of "
+                              f"bytes such as 67108864, not {self.max_line_bytes!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,6 +277,7 @@ class ChunkTask:
     partitions: int
     spill_rows: int
     compress: bool = False
+    max_line_bytes: int = MAX_LINE_BYTES
 
 
 class _Buffer:
@@ -549,8 +558,14 @@ def map_chunk(task: ChunkTask) -> tuple[dict, dict]:
             loads = orjson.loads
             JSONDecodeError = orjson.JSONDecodeError
             saw_open = saw_close = False
-            for line in iter_owned_lines(iter_chunk_pieces(chunk), chunk.first):
+            for line in iter_owned_lines(iter_chunk_pieces(chunk), chunk.first,
+                                         task.max_line_bytes):
                 n_lines += 1
+                if line is None:
+                    counts["records"] += 1
+                    rows.bad_line(n_lines, f"a line over {task.max_line_bytes} bytes "
+                                           f"(facts_run.max_line_bytes)")
+                    continue
                 s = line.strip()
                 if s.endswith(b","):
                     s = s[:-1]
@@ -764,13 +779,16 @@ def build_facts(month: str, *, dump=None, wiki: str = "enwiki",
     chunk_bytes = max(1, int(options.chunk_mb * 1e6))
     partitions = options.partitions
     # Besides the artifact's key, where the dump is cut and how many object partitions its
-    # rows go to shape the work files: a run resumed with other options never reuses files cut
-    # differently (spill_rows and compress_work only change how the same rows are written).
-    work = run.work("facts", month, f"chunks-{chunk_bytes}", f"partitions-{partitions}")
+    # rows go to, and the line cap, shape the work files: a run resumed with other options
+    # never reuses files cut differently (spill_rows and compress_work only change how the same
+    # rows are written).
+    work = run.work("facts", month, f"chunks-{chunk_bytes}", f"partitions-{partitions}",
+                    f"line-cap-{options.max_line_bytes}")
     chunks = plan_chunks(paths, chunk_bytes)
     maps = [ChunkTask(c, str(work), f"map-{c.index:05d}", wiki, config.language,
                       config.require_sitelink, config.shards, partitions,
-                      options.spill_rows, options.compress_work) for c in chunks]
+                      options.spill_rows, options.compress_work, options.max_line_bytes)
+            for c in chunks]
     map_reports = run.map(map_chunk, maps, phase="read dump",
                           weights=[max(c.size, 1) for c in chunks], unit="B")
     t_map = run.seconds()
