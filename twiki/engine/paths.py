@@ -80,7 +80,7 @@ def safe_join(base: Path, name: str) -> Path:
     return base / pure
 
 
-FACT_TABLES = ("facts", "entities", "properties", "mapping")
+FACT_TABLES = ("facts", "entities", "properties", "mapping", "links")
 
 
 def pair_name(month_a: str, month_b: str) -> str:
@@ -147,6 +147,11 @@ class DataRoot:
         """One month of clean articles: data/snapshots/<wiki>/<YYYY-MM>/."""
         return self.root / "snapshots" / check_wiki(wiki) / parse_month(month)
 
+    def redirects(self, wiki: str, month: str) -> Path:
+        """One month's redirects (title -> target), written beside its snapshot by extract:
+        data/redirects/<wiki>/<YYYY-MM>/."""
+        return self.root / "redirects" / check_wiki(wiki) / parse_month(month)
+
     def diffset(self, wiki: str, month_a: str, month_b: str, part: str = "") -> Path:
         """What changed from month A to B: data/diffsets/<wiki>/<A>_<B>/; with `part`
         "removed" or "articles", its sibling <A>_<B>_removed/ (removed text) or
@@ -166,7 +171,8 @@ class DataRoot:
 
     def facts(self, month: str, table: str = "facts") -> Path:
         """One of a month's Wikidata tables: data/facts/<YYYY-MM>/<table>/, where table is
-        facts, entities, properties or mapping (page <-> item)."""
+        facts, entities, properties, mapping (page <-> item) or links (the snapshot's links
+        resolved to items)."""
         if table not in FACT_TABLES:
             raise ValueError(f"no facts table {table!r}: one of {', '.join(FACT_TABLES)}")
         return self.facts_month(month) / table
@@ -191,6 +197,11 @@ class DataRoot:
     def rejected(self, month_a: str, month_b: str, reason: str = "") -> Path:
         """Probes a filter dropped: data/probes/<A>_<B>/rejected/<reason>/."""
         folder = self.probe_pair(month_a, month_b) / "rejected"
+        return folder / reason if reason else folder
+
+    def unaligned(self, month_a: str, month_b: str, reason: str = "") -> Path:
+        """Facts alignment left out, with their rows: data/probes/<A>_<B>/unaligned/<reason>/."""
+        folder = self.probe_pair(month_a, month_b) / "unaligned"
         return folder / reason if reason else folder
 
     def export(self, month_a: str, month_b: str) -> Path:
