@@ -1,6 +1,8 @@
-"""Throughput of `twiki.text.wikitext.clean_wikitext` against the naive mwparserfromhell baseline
+"""Throughput of the wikitext cleaner against the naive mwparserfromhell baseline
 (`parse(text).strip_code()` per page), single process, on the same pages, in MB of input
-wikitext per CPU second.
+wikitext per CPU second and pages per CPU second. `twiki` is `clean_page`, what the extract
+stage runs (links kept, with their spans); `no_links` is `clean_wikitext` (the same text, no
+links).
 
 Run from the repo root: `.venv/bin/python -m benchmarks.bench_wikitext [REPEAT]` (reads the real
 articles of tests/real_articles.py: the 34 raw-wikitext articles and the articles of the enwiki
@@ -16,7 +18,7 @@ import time
 import mwparserfromhell
 
 from tests.real_articles import dump_articles, raw_articles
-from twiki.text.wikitext import clean_wikitext
+from twiki.text.wikitext import clean_page, clean_wikitext
 
 
 def _best_seconds(fn, texts: list[str], repeat: int) -> float:
@@ -35,11 +37,18 @@ def _best_seconds(fn, texts: list[str], repeat: int) -> float:
 def bench_clean(texts: list[str], repeat: int = 1) -> dict:
     """MB/s (MB = 10^6 bytes of UTF-8 input wikitext) of twiki's cleaner and of the baseline."""
     input_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    twiki_s = _best_seconds(clean_wikitext, texts, repeat)
+    twiki_s = _best_seconds(clean_page, texts, repeat)
+    no_links_s = _best_seconds(clean_wikitext, texts, repeat)
     naive_s = _best_seconds(lambda t: mwparserfromhell.parse(t).strip_code(), texts, repeat)
+    links = sum(len(p.links) for t in texts for p in clean_page(t))
     return {
         "input_mb": round(input_mb, 6),
+        "pages": len(texts),
+        "links": links,
         "twiki_mb_s": round(input_mb / twiki_s, 2),
+        "twiki_pages_s": round(len(texts) / twiki_s, 1),
+        "no_links_mb_s": round(input_mb / no_links_s, 2),
+        "no_links_pages_s": round(len(texts) / no_links_s, 1),
         "naive_mb_s": round(input_mb / naive_s, 2),
         "speedup": round(naive_s / twiki_s, 2),
     }

@@ -18,20 +18,35 @@ from twiki.engine.artifacts import read_manifest, shard_name
 from twiki.sources.download import download_month
 from twiki.errors import InputError
 from twiki.engine.executors import LocalExecutor
-from twiki.stages.extract import ExtractConfig, ExtractRunOptions, extract_month
+from twiki.stages.extract import (REDIRECTS_STAGE, STAGE_VERSION, ExtractConfig,
+                                  ExtractRunOptions, extract_month)
+from twiki.text.normalize import normalize_title
 from twiki.engine.paths import DataRoot
 
 RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--"]
 SHARDS = 8
 
 
-def build(root, month="2016-05", mirror=None, workers=1, chunk_mb=0.05, **opts):
+def build(root, month="2016-05", mirror=None, workers=1, chunk_mb=0.05, tables=False, **opts):
     dr = DataRoot(root)
     if mirror is not None:
         download_month(month, mirrors=[str(mirror)], data_root=dr)
     return extract_month(month, data_root=dr, executor=LocalExecutor(workers),
-                         config=ExtractConfig(shards=SHARDS),
+                         config=ExtractConfig(shards=SHARDS, tables=tables),
                          options=ExtractRunOptions(chunk_mb=chunk_mb, **opts))
+
+
+def redirect_pages(pages) -> dict[int, tuple[str, str]]:
+    """page_id -> (title, target) of the namespace-0 pages with a <redirect title=...>."""
+    out = {}
+    for p in pages:
+        m = re.search(rb'<redirect title="([^"]*)"', p)
+        if m and b"<ns>0</ns>" in p:
+            pid = int(re.search(rb"<id>(\d+)</id>", p).group(1))
+            title = re.search(rb"<title>([^<]*)</title>", p).group(1).decode()
+            target = m.group(1).decode().replace("&amp;", "&").replace("&quot;", '"')
+            out[pid] = (title, normalize_title(target.partition("#")[0]))
+    return out
 
 
 def shard_bytes(folder):
@@ -119,12 +134,22 @@ def test_deleted_shard_is_rebuilt_alone_byte_identical(tmp_path, mirror):
     assert shard_bytes(res.path) == before
     after = {p.name: p.stat().st_mtime_ns for p in res.path.glob("part-*")}
     assert [n for n in after if after[n] != stats.get(n)] == [shard_name(3)]
+    # a lost shard of the redirects alone is rebuilt alone too, the snapshot left as it is
+    redirects = res.parts["redirects"]
+    redirects_before = shard_bytes(redirects)
+    (redirects / shard_name(5)).unlink()
+    third = build(tmp_path)
+    assert third.state == "repaired"
+    assert shard_bytes(redirects) == redirects_before
+    assert {p.name: p.stat().st_mtime_ns for p in res.path.glob("part-*")} == after
 
 
 def test_output_does_not_depend_on_workers_or_chunking(tmp_path, mirror):
     one = build(tmp_path / "a", mirror=mirror, workers=1, chunk_mb=1)
     two = build(tmp_path / "b", mirror=mirror, workers=2, chunk_mb=0.02)
     assert shard_bytes(one.path) == shard_bytes(two.path)
+    assert shard_bytes(one.parts["redirects"]) == shard_bytes(two.parts["redirects"])
+    assert read_manifest(one.parts["redirects"])["rows"] > 0
 
 
 def test_incremental_month_reuses_unchanged_pages_and_equals_a_cold_extract(
@@ -244,6 +269,8 @@ def test_killed_extract_resumes_to_identical_output(tmp_path, mirror):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert shard_bytes(snap) == shard_bytes(ref.path)
+    redirects = DataRoot(root).redirects("enwiki", "2016-05")
+    assert shard_bytes(redirects) == shard_bytes(ref.parts["redirects"])
 
 
 def test_work_kept_for_another_chunk_size_is_not_reused(tmp_path, mirror):
@@ -296,3 +323,77 @@ def test_mass_failure_stops_instead_of_publishing_an_empty_snapshot(tmp_path, mi
     with pytest.raises(InputError, match=r"pages failed .*nothing published.*cleaning failed"):
         build(tmp_path, month="2016-06", mirror=mirror)
     assert not DataRoot(tmp_path).snapshot("enwiki", "2016-06").exists()
+    redirects = DataRoot(tmp_path).redirects("enwiki", "2016-06")
+    assert not redirects.parent.exists() or not any(redirects.parent.iterdir())
+
+
+def test_paragraphs_keep_their_links(snapshot):
+    _, df = snapshot
+    lead = df[df.title == "Anarchism"].iloc[0].paragraphs[0]
+    shown = {lead["text"][l["start"]:l["end"]]: l["target"] for l in lead["links"]}
+    # "Anarchism is a [[political philosophy]] that advocates [[self-governance|self-governed]]
+    # societies based on voluntary institutions."
+    assert shown["political philosophy"] == "Political philosophy"
+    assert shown["self-governed"] == "Self-governance"
+    total = 0
+    for paras in df.paragraphs:
+        for p in paras:
+            for l in p["links"]:
+                total += 1
+                span = p["text"][l["start"]:l["end"]]
+                assert span and span == span.strip() and l["target"]
+    assert total > 10_000
+
+
+def test_redirects_are_recorded_beside_the_snapshot(snapshot):
+    res, df = snapshot
+    _, pages = sample_pages()
+    expected = redirect_pages(pages)
+    assert len(expected) > 50
+    folder = res.parts["redirects"]
+    assert folder == DataRoot(res.path.parents[2]).redirects("enwiki", "2016-05")
+    manifest = read_manifest(folder)
+    assert manifest["stage"] == REDIRECTS_STAGE and manifest["stage_version"] == STAGE_VERSION
+    table = pq.read_table(folder)
+    assert table.schema.names == ["page_id", "title", "target"]
+    rows = {r["page_id"]: (r["title"], r["target"]) for r in table.to_pylist()}
+    assert rows == expected
+    assert rows[10] == ("AccessibleComputing", "Computer accessibility")
+    assert not set(rows) & set(df.page_id)
+    from twiki.engine.artifacts import shard_of
+    for i in range(SHARDS):
+        ids = pq.read_table(folder / shard_name(i), columns=["page_id"]).column(0).to_pylist()
+        assert ids == sorted(ids) and all(shard_of(pid, SHARDS) == i for pid in ids)
+    assert res.manifest["report"]["counts"]["redirect_rows"] == len(expected)
+
+
+def test_redirect_written_only_in_its_text_is_a_redirect_and_tables_are_an_option(
+        tmp_path, mirror, make_run):
+    header, pages = sample_pages()
+    i = next(k for k, p in enumerate(pages) if b"<title>AccessibleComputing</title>" in p)
+    # the same page without the XML <redirect> element: only "#REDIRECT [[...]]" says so
+    pages = list(pages)
+    pages[i] = re.sub(rb"\s*<redirect [^>]*/>", b"", pages[i])
+    assert b"<redirect" not in pages[i]
+    make_run(mirror, "20160601", pages=pages)
+    res = build(tmp_path, month="2016-06", mirror=mirror)
+    titles = set(pq.read_table(res.path, columns=["title"]).column(0).to_pylist())
+    assert "AccessibleComputing" not in titles
+    assert not any(t.startswith("REDIRECT") for t in titles)
+    rows = {r["page_id"]: r["target"] for r in pq.read_table(res.parts["redirects"]).to_pylist()}
+    assert rows[10] == "Computer accessibility"
+    # tables as text rows: another artifact key (the snapshot is rebuilt in place), the same
+    # articles, and more paragraphs: the tables' rows
+    def paragraphs(r):
+        return [p["text"] for ps in pq.read_table(r.path, columns=["paragraphs"]).column(0)
+                .to_pylist() for p in ps]
+
+    plain = paragraphs(res)
+    assert not any(" | " in t for t in plain)
+    with_tables = build(tmp_path, month="2016-06", tables=True)
+    assert with_tables.state == "built" and with_tables.manifest["key"] != res.manifest["key"]
+    assert with_tables.manifest["config"]["tables"] is True
+    assert with_tables.manifest["rows"] == res.manifest["rows"]
+    rows_too = paragraphs(with_tables)
+    assert len(rows_too) > len(plain) + 1000
+    assert sum(" | " in t for t in rows_too) > 1000

@@ -14,7 +14,8 @@ import pytest
 
 import real_articles
 from twiki.text.templates import MAX_TEMPLATE_NESTING
-from twiki.text.wikitext import DROPPED_SECTIONS, MAX_UNCLOSED, clean_wikitext
+from twiki.text.wikitext import (DROPPED_SECTIONS, MAX_UNCLOSED, Link, clean_page,
+                                  clean_wikitext, link_target, redirect_target)
 
 # Markup that a reader of the cleaned text would recognise as wiki source.
 RESIDUE = ["{{", "}}", "[[", "]]", "<ref", "{|", "|-", "<!--", "</", "&nbsp;", "'''"]
@@ -613,3 +614,204 @@ def test_cleaner_and_naive_baseline_both_have_a_rate():
             cleaner(page)
         rates[name] = input_mb / (time.process_time() - start)
     assert input_mb > 0 and rates["twiki"] > 0 and rates["naive"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Links kept (clean_page): spans and targets on real pages
+
+
+# Every wikilink of the raw page as written: (target, shown text with its trail).
+_RAW_LINK = re.compile(r"\[\[([^\[\]|\n]+)(?:\|([^\[\]\n]*))?\]\]([a-z]*)")
+
+
+def _raw_link_pairs(wikitext: str) -> set[tuple[str, str]]:
+    """(normalized target, shown text as the cleaner shows it) of the page's article links,
+    read from the raw wikitext alone (no offsets involved)."""
+    pairs = set()
+    for m in _RAW_LINK.finditer(wikitext):
+        target = link_target(m.group(1))
+        if target is None:
+            continue
+        shown = (m.group(2) if m.group(2) is not None else m.group(1).lstrip(":")) + m.group(3)
+        cleaned = clean_wikitext(shown)
+        if cleaned:
+            pairs.add((target, cleaned[0][1]))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def paged(raw_articles, dump):
+    return {name: clean_page(text, name) for name, text in {**raw_articles, **dump}.items()}
+
+
+def test_links_keep_the_text_exactly_as_without_links(raw_articles, dump, paged):
+    for name, text in {**raw_articles, **dump}.items():
+        assert [(p.section, p.text) for p in paged[name]] == clean_wikitext(text, name), name
+
+
+@pytest.mark.parametrize("title, at_least", [("Albert Einstein", 300), ("Alabama", 500)])
+def test_link_spans_show_the_link_text_and_target_on_real_pages(dump, paged, title, at_least):
+    pairs = _raw_link_pairs(dump[title])
+    links = [(p.text, link) for p in paged[title] for link in p.links]
+    assert len(links) >= at_least
+    for text, link in links:
+        shown = text[link.start : link.end]
+        assert 0 <= link.start < link.end <= len(text) and shown == shown.strip()
+    found = [(link.target, text[link.start : link.end]) in pairs for text, link in links]
+    assert sum(found) / len(found) >= 0.99, [
+        (text[link.start : link.end], link.target)
+        for (text, link), ok in zip(links, found) if not ok][:10]
+
+
+def test_links_of_einsteins_lead(paged):
+    lead = paged["Albert Einstein"][0]
+    shown = {lead.text[a:b]: t for a, b, t in lead.links}
+    # "...a German-born [[theoretical physicist]]..."; "[[Introduction to quantum
+    # mechanics|quantum theory]]"
+    assert shown["theoretical physicist"] == "Theoretical physicist"
+    assert shown["quantum theory"] == "Introduction to quantum mechanics"
+    assert shown["general theory of relativity"] == "General theory of relativity"
+
+
+def test_every_real_link_span_is_shown_text(paged):
+    total = 0
+    for name, paragraphs in paged.items():
+        for p in paragraphs:
+            for a, b, target in p.links:
+                total += 1
+                assert 0 <= a < b <= len(p.text), (name, p.text, a, b)
+                assert p.text[a:b].strip() == p.text[a:b] and target == target.strip()
+                assert target[:1] == target[:1].upper() and "_" not in target
+                assert "#" not in target
+    assert total > 20_000
+
+
+def test_link_kinds():
+    [p] = clean_page("The [[cat]]s sat on [[Mat_(flooring)#Uses|a ''mat'']], near "
+                     "[[Paris, Texas|]] and [[:Bonn]].")
+    assert p.text == "The cats sat on a mat, near Paris and Bonn."
+    assert [(p.text[a:b], t) for a, b, t in p.links] == [
+        ("cats", "Cat"), ("a mat", "Mat (flooring)"), ("Paris", "Paris, Texas"),
+        ("Bonn", "Bonn")]
+
+
+def test_links_to_other_namespaces_projects_and_sections_give_no_link():
+    [p] = clean_page("See [[:Category:Physics]], [[wikt:foo|foo]], [[#History|history]], "
+                     "[[:fr:Paris|Paris]], [[Help:Contents]], [[Wikipedia:About|about]] and "
+                     "[[Star Wars: Episode IV – A New Hope|the film]].")
+    assert p.text == ("See Category:Physics, foo, history, Paris, Help:Contents, about and "
+                      "the film.")
+    assert [(p.text[a:b], t) for a, b, t in p.links] == [
+        ("the film", "Star Wars: Episode IV – A New Hope")]
+
+
+def test_link_spans_survive_templates_entities_quotes_and_whitespace():
+    [p] = clean_page("'''[[Alabama]]''' ({{lang-en|[[Alabama]]}}) &amp; [[A&amp;B|A &amp; B]]"
+                     "\u00a0 [[Foo| spaced  label ]]<ref>x</ref>, [[Bar|b{{cite web|x}}]], "
+                     "'[[Epoch (astronomy)|''epoch'' year]]")
+    # (the text is the cleaner's as without links, its quirks included: "label ,")
+    assert p.text == "Alabama (English: Alabama) & A & B spaced label , b, epoch year"
+    assert [(p.text[a:b], t) for a, b, t in p.links] == [
+        ("Alabama", "Alabama"), ("Alabama", "Alabama"), ("A & B", "A&B"),
+        ("spaced label", "Foo"), ("b", "Bar"), ("epoch year", "Epoch (astronomy)")]
+    assert isinstance(p.links[0], Link) and p.links[0].start == 0
+
+
+def test_links_in_list_items_and_inside_tags():
+    paragraphs = clean_page("* [[Aristotle]] wrote\n* on <span>[[Plato|his teacher]]</span>\n\n"
+                            "Odd [[Foo]] <div class=x>[[Bar|bar]] ''' b''' {{{1}}}")
+    shown = {"Aristotle": "Aristotle", "his teacher": "Plato", "Foo": "Foo", "bar": "Bar"}
+    for p in paragraphs:
+        for a, b, t in p.links:
+            assert shown[p.text[a:b]] == t
+    assert [p.text for p in paragraphs][:2] == ["Aristotle wrote", "on his teacher"]
+    assert [len(p.links) for p in paragraphs][:2] == [1, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Text fixes (issue 15, item 8)
+
+
+def test_a_literature_section_is_kept_and_reference_sections_are_not(paged):
+    # Algeria: "=== Literature ===" under "== Culture ==" is prose about Algerian literature.
+    literature = [p.text for p in paged["Algeria"] if p.section[-1:] == ("Literature",)]
+    assert any(t.startswith("The historic roots of Algerian literature goes back to the "
+                            "Numidian era") for t in literature)
+    assert "literature" not in DROPPED_SECTIONS
+    assert {"references", "notes", "external links", "see also", "further reading",
+            "bibliography"} <= DROPPED_SECTIONS
+
+
+def test_block_quotations_are_kept_as_paragraphs(paged):
+    # Apollo 11: {{quote|Here men from the planet Earth first set foot upon the Moon, ...}}
+    assert ("Here men from the planet Earth first set foot upon the Moon, July 1969 A.D. We "
+            "came in peace for all mankind.") in [p.text for p in paged["Apollo 11"]]
+    assert clean("He said:\n{{Quote|text=To be or not.|author=W. S.}}\nThen {{cquote|Hi}} x") \
+        == ["He said:", "To be or not.", "Then", "Hi", "x"]
+
+
+def test_a_removed_ref_between_sentences_leaves_a_space(paged):
+    # Albania: "...3.2% in 2011.<ref>...</ref>Albania and Croatia have..."
+    albania = " ".join(p.text for p in paged["Albania"])
+    assert "3.2% in 2011. Albania and Croatia have" in albania
+    assert "in 2011.Albania" not in albania
+    mitchell = " ".join(p.text for p in paged["K.-Nicole-Mitchell"])
+    assert "to the university. In 2001," in mitchell
+    assert clean("in 1539.<ref>a</ref>Anarchist was. Then<ref>b</ref>, 2.<ref name=x/>"
+                 "<ref>c</ref>The end.<ref>d</ref> Ok") == [
+        "in 1539. Anarchist was. Then, 2. The end. Ok"]
+
+
+def test_script_templates_nested_in_lang_keep_their_text(paged):
+    assert clean("X ({{lang-he|{{Hebrew|עברית}}}}; {{lang-fa|{{nastaliq|فارسی}}}}; "
+                 "{{lang-ar|{{Script/Arabic|عربي}}}}; {{lang-ru|{{script|Cyrl|Москва}}}}).") \
+        == ["X (Hebrew: עברית; Persian: فارسی; Arabic: عربي; Russian: Москва)."]
+    # Allah: "codepoint reserved for Allāh, {{unicode|ﷲ}} = U+FDF2"
+    assert any("reserved for Allāh, ﷲ = U+FDF2" in p.text for p in paged["Allah"])
+
+
+def test_redirect_text_without_the_xml_element_is_a_redirect():
+    assert redirect_target("#REDIRECT [[Foo_bar#History]]\n{{R from move}}") == "Foo bar"
+    assert redirect_target("#redirect[[ alabama ]]") == "Alabama"
+    assert redirect_target("Redirects are pages: #REDIRECT [[X]]") is None
+    assert clean_page("#REDIRECT [[Anarchism]]") == []
+    assert clean_wikitext("  #REDIRECT: [[Anarchism]]") == []
+
+
+def test_tables_are_dropped_by_default_and_kept_as_rows_on_request(raw_articles):
+    page = raw_articles["AACTA-Award-for-Outstanding-Achievement-in-Short-Film-Screen-Craft"]
+    default = [p.text for p in clean_page(page)]
+    rows = clean_page(page, tables=True)
+    assert not any(" | " in t for t in default)
+    texts_ = [p.text for p in rows]
+    assert "Year | Recipient(s) | Film | Craft" in texts_
+    row = next(p for p in rows if p.text == "2006 (48th) | Emma Lung | Stranded | Acting")
+    assert [(row.text[a:b], t) for a, b, t in row.links] == [
+        ("(48th)", "2006 Australian Film Institute Awards"), ("Emma Lung", "Emma Lung"),
+        ("Stranded", "Stranded (2005 film)")]
+    # the prose around the table is the same either way
+    assert [t for t in texts_ if " | " not in t] == default
+    small = clean_page("{|\n|+ Caption\n|-\n! a !! b\n|-\n| style=\"x\" | 1 || [[Two|2]]\n"
+                       "|-\n| {|\n| nested\n|}\n| kept\n|}", tables=True)
+    assert [p.text for p in small] == ["Caption", "a | b", "1 | 2", "kept"]
+    assert [(small[2].text[a:b], t) for a, b, t in small[2].links] == [("2", "Two")]
+
+
+def test_paragraphs_the_fast_path_cannot_clean_keep_their_text_and_only_true_spans():
+    # Leftover markup sends a paragraph to mwparserfromhell (and, failing that, to the
+    # scrub): its text is the one clean_wikitext gives, and a link it keeps shows its text.
+    for text in ["A [[Foo]] ]] b &bogus; [[Bar|the bar]]s.", "x |- [[Foo|y]] z",
+                 "[[a|" * 50 + "]]" * 50 + " [[Foo]] &bogus;"]:
+        paragraphs = clean_page(text)
+        assert [(p.section, p.text) for p in paragraphs] == clean_wikitext(text)
+        for p in paragraphs:
+            for a, b, t in p.links:
+                assert p.text[a:b] in {"Foo", "the bars", "y", "a"} and t in {"Foo", "Bar", "A"}
+
+
+def test_spaces_from_markup_inside_a_link_are_not_its_text():
+    shown = {t: [(p.text[a:b], target) for p in clean_page(t) for a, b, target in p.links]
+             for t in ["a[[Foo|<br>bar]] x", "x [[Foo|bar<br>]]  y [[B|c]]",
+                       "[[A|a [[b]] c]] d [[E]]"]}
+    assert list(shown.values()) == [[("bar", "Foo")], [("bar", "Foo"), ("c", "B")],
+                                    [("a b c", "A"), ("E", "E")]]

@@ -2,7 +2,9 @@
 
 Reads data/raw/<wiki>/<YYYYMMDD>/ (the download stage's verified files) and writes
 data/snapshots/<wiki>/<YYYY-MM>/: one row per article (namespace 0, no redirects) with its
-clean text as paragraphs and their section path, partitioned by a hash of page_id.
+clean text as paragraphs, their section path and their links to articles, partitioned by a
+hash of page_id. Beside it, data/redirects/<wiki>/<YYYY-MM>/ (stage "extract-redirects")
+records the month's namespace-0 redirects (page_id, title, target), partitioned the same way.
 
 Two phases, both run by the executor: *map* decompresses one chunk of consecutive bz2
 streams (the multistream index tells where they start) and writes its articles' wikitext to a
@@ -24,6 +26,7 @@ import os
 import shutil
 import time
 from array import array
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -42,13 +45,15 @@ from ..engine.paths import DataRoot, parse_month
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, InputError, TwikiError
 from ..sources.download import find_downloaded, multistream_parts, read_download_manifest
-from ..text.wikitext import clean_wikitext
+from ..text.normalize import normalize_title
+from ..text.wikitext import clean_page, redirect_target, title_of
 
 log = logging.getLogger("twiki")
 
 # Bump when the cleaning or the row layout changes: snapshots made before are rebuilt.
-STAGE_VERSION = 3
+STAGE_VERSION = 4
 STAGE = "extract"
+REDIRECTS_STAGE = "extract-redirects"
 
 SCHEMA = pa.schema([
     pa.field("page_id", pa.int64(), nullable=False),
@@ -59,12 +64,28 @@ SCHEMA = pa.schema([
     pa.field("paragraphs", pa.list_(pa.struct([
         pa.field("section", pa.list_(pa.string())),
         pa.field("text", pa.string()),
+        # links to articles: text[start:end] (str offsets) shows a link to `target`
+        # (normalize_title of its target title, '#fragment' dropped)
+        pa.field("links", pa.list_(pa.struct([
+            pa.field("start", pa.int32()),
+            pa.field("end", pa.int32()),
+            pa.field("target", pa.string()),
+        ]))),
     ]))),
 ])
 
-# Map-phase work files: the articles' metadata and raw wikitext, grouped by output shard.
+# The month's redirects (namespace 0), one row a redirect page, sorted by page_id.
+REDIRECTS_SCHEMA = pa.schema([
+    pa.field("page_id", pa.int64(), nullable=False),   # the redirect page
+    pa.field("title", pa.string(), nullable=False),    # normalize_title of its title
+    pa.field("target", pa.string(), nullable=False),   # normalized target, fragment dropped
+])
+
+# Map-phase work files: the pages' metadata and raw wikitext, grouped by output shard; a
+# redirect's row has its target in `redirect` (null for articles) and no wikitext.
 WORK_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "paragraphs"]
-                        + [pa.field("unchanged", pa.bool_()), pa.field("wikitext", pa.string())])
+                        + [pa.field("unchanged", pa.bool_()), pa.field("redirect", pa.string()),
+                           pa.field("wikitext", pa.string())])
 
 # A row group of a snapshot shard is what a reader (and the writer) holds at once, so it is
 # bounded by articles and by their clean text, never by a whole shard: at most 256 articles
@@ -107,6 +128,11 @@ class ExtractConfig:
     month must use the same count (64: ~100k articles a shard for full enwiki)."""
     namespaces: tuple[int, ...] = (0,)
     """MediaWiki namespaces kept; 0 is the article namespace."""
+    tables: bool = False
+    """Keep tables as text: each table row a paragraph of its own, its non-empty cells joined
+    by " | " (a caption is a paragraph before the rows; tables nested in a cell are dropped).
+    Off by default, as in TemporalWiki: tables are not prose; award, election and sports
+    pages change mostly in them."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= 100_000:
@@ -170,8 +196,10 @@ class MapTask:
 class ReduceTask:
     shard: int
     pieces: tuple[tuple[int, int, str, int], ...]  # (min page_id, max, work file, row group)
-    out: str
+    out: str | None              # the snapshot shard, None when only its redirects are needed
     previous: str | None = None  # last month's shard file with the same layout, if any
+    redirects_out: str | None = None  # the redirects shard, None when it is not needed
+    tables: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,7 +358,7 @@ class _PageParser:
             self.page = {}
         elif self.page is not None and (parent, name) in self.FIELDS:
             if name == "redirect":
-                self.page["redirect"] = True
+                self.page["redirect"] = attrs.get("title", "")
             elif name == "text" and attrs.get("deleted"):
                 self.page["text_deleted"] = True
             else:
@@ -459,8 +487,8 @@ class _ChunkRows:
         self.rows: dict[int, list[int]] = {}          # shard -> its rows (indices into cols)
         self.text: dict[int, bytearray] = {}
         self.offsets: dict[int, array] = {}
-        self.counts = {"pages": 0, "redirects": 0, "other_namespaces": 0, "failed": 0,
-                       "wikitext_bytes": 0}
+        self.counts = {"pages": 0, "redirects": 0, "redirects_unrecorded": 0,
+                       "other_namespaces": 0, "failed": 0, "wikitext_bytes": 0}
         self.failures: list[dict] = []
 
     def fail(self, page: dict, reason: str) -> None:
@@ -479,8 +507,15 @@ class _ChunkRows:
         if ns not in self.namespaces:
             self.counts["other_namespaces"] += 1
             return
-        if page.get("redirect"):
+        redirect = page.get("redirect")
+        if redirect is not None:
+            redirect = title_of(redirect)
+        if not redirect and "rev_text" in page:  # `#REDIRECT [[X]]` with no XML element
+            redirect = redirect_target(page["rev_text"]) or redirect
+        if redirect is not None:
             self.counts["redirects"] += 1
+            if redirect and ns == 0:
+                self._add_redirect(page, redirect)
             return
         if "oversized" in page:
             return self.fail(page, page["oversized"])
@@ -499,6 +534,21 @@ class _ChunkRows:
         unchanged = self.previous is not None and self.previous.has(page_id, sha1)
         if unchanged:
             text = b""            # last month's clean text is reused: no need to carry this
+        self._add_row(page_id, page.get("title", ""), revid, ts, sha1, unchanged, None, text)
+
+    def _add_redirect(self, page: dict, target: str) -> None:
+        """A redirect's row (no text): the reduce writes it to the month's redirects."""
+        try:
+            page_id, revid = int(page["id"]), int(page["rev_id"])
+            ts = parse_timestamp(page["rev_timestamp"])
+        except (KeyError, ValueError):
+            self.counts["redirects_unrecorded"] += 1
+            return
+        self._add_row(page_id, page.get("title", ""), revid, ts, page.get("rev_sha1"), False,
+                      target, b"")
+
+    def _add_row(self, page_id: int, title: str, revid: int, ts: datetime, sha1: str | None,
+                 unchanged: bool, redirect: str | None, text: bytes) -> None:
         c = self.cols
         s = shard_of(page_id, self.shards)
         rows = self.rows.get(s)
@@ -508,11 +558,12 @@ class _ChunkRows:
             self.offsets[s] = array("q", [0])
         rows.append(len(c["page_id"]))
         c["page_id"].append(page_id)
-        c["title"].append(page.get("title", ""))
+        c["title"].append(title)
         c["revid"].append(revid)
         c["timestamp"].append(ts)
         c["sha1"].append(sha1)
         c["unchanged"].append(unchanged)
+        c["redirect"].append(redirect)
         buf = self.text[s]
         buf += text
         self.offsets[s].append(len(buf))
@@ -624,7 +675,7 @@ PARAGRAPHS = SCHEMA.field("paragraphs")
 
 
 def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
-                failures: list) -> pa.Table:
+                failures: list, tables: bool = False) -> pa.Table:
     ids = table.column("page_id").to_pylist()
     sha1s = table.column("sha1").to_pylist()
     titles = table.column("title").to_pylist()
@@ -648,8 +699,9 @@ def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
             rows.append(row)
         else:
             try:
-                paras = [{"section": list(sec), "text": t}
-                         for sec, t in clean_wikitext(texts[i].as_py(), titles[i])]
+                paras = [{"section": list(p.section), "text": p.text,
+                          "links": [{"start": a, "end": b, "target": t} for a, b, t in p.links]}
+                         for p in clean_page(texts[i].as_py(), titles[i], tables=tables)]
             except Exception as e:  # one bad page never kills the run (DESIGN.md rule 8)
                 counts["failed"] += 1
                 if len(failures) < MAX_LISTED_FAILURES:
@@ -674,21 +726,39 @@ def _clean_rows(table: pa.Table, previous: _PreviousShard, counts: dict,
     counts["paragraphs"] += int(pc.sum(pc.list_value_length(paragraphs)).as_py() or 0)
     texts_out = pc.struct_field(pc.list_flatten(paragraphs), "text")
     counts["clean_chars"] += int(pc.sum(pc.utf8_length(texts_out)).as_py() or 0)
-    out = table.drop_columns(["unchanged", "wikitext"]).take(pa.array(keep, type=pa.int64()))
+    counts["links"] += int(pc.sum(pc.list_value_length(
+        pc.struct_field(pc.list_flatten(paragraphs), "links"))).as_py() or 0)
+    out = table.drop_columns(["unchanged", "redirect", "wikitext"]).take(
+        pa.array(keep, type=pa.int64()))
     return out.append_column(PARAGRAPHS, paragraphs)
+
+
+def _redirect_rows(table: pa.Table) -> pa.Table:
+    """The redirects among a piece's rows, as REDIRECTS_SCHEMA rows (page_id order kept)."""
+    titles = [normalize_title(t) for t in table.column("title").to_pylist()]
+    return pa.table({"page_id": table.column("page_id"),
+                     "title": pa.array(titles, type=pa.string()),
+                     "target": table.column("redirect")}, schema=REDIRECTS_SCHEMA)
 
 
 def reduce_shard(task: ReduceTask) -> dict:
     t0 = time.perf_counter()
-    out = Path(task.out)
+    out = Path(task.out) if task.out is not None else None
     pieces = sorted(task.pieces)
     counts = {"articles": 0, "cleaned": 0, "reused": 0, "failed": 0, "paragraphs": 0,
-              "clean_chars": 0, "duplicate_pages": 0}
+              "clean_chars": 0, "links": 0, "duplicate_pages": 0, "redirect_rows": 0}
     failures: list[dict] = []
     previous = _PreviousShard(task.previous)
     unreleased = 0
-    with ShardWriter(out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS,
-                     row_group_bytes=SNAPSHOT_ROW_GROUP_BYTES, row_bytes=paragraph_bytes) as writer:
+    with ExitStack() as stack:
+        writer = redirects = None
+        if out is not None:
+            writer = stack.enter_context(ShardWriter(
+                out, SCHEMA, row_group_rows=SNAPSHOT_ROW_GROUP_ROWS,
+                row_group_bytes=SNAPSHOT_ROW_GROUP_BYTES, row_bytes=paragraph_bytes))
+        if task.redirects_out is not None:
+            redirects = stack.enter_context(ShardWriter(Path(task.redirects_out),
+                                                        REDIRECTS_SCHEMA))
         i = 0
         while i < len(pieces):
             # Dumps list pages in page_id order, so pieces are disjoint and simply follow each
@@ -701,9 +771,16 @@ def reduce_shard(task: ReduceTask) -> dict:
             table = tables[0] if len(tables) == 1 else _merge_sorted(tables)
             counts["duplicate_pages"] += sum(t.num_rows for t in tables) - table.num_rows
             unreleased += table.nbytes
-            for start in range(0, table.num_rows, ROW_GROUP_ROWS):
-                writer.write(_clean_rows(table.slice(start, ROW_GROUP_ROWS), previous,
-                                         counts, failures))
+            is_redirect = pc.is_valid(table.column("redirect"))
+            if redirects is not None:
+                found = _redirect_rows(table.filter(is_redirect))
+                counts["redirect_rows"] += found.num_rows
+                redirects.write(found)
+            if writer is not None:
+                table = table.filter(pc.invert(is_redirect))
+                for start in range(0, table.num_rows, ROW_GROUP_ROWS):
+                    writer.write(_clean_rows(table.slice(start, ROW_GROUP_ROWS), previous,
+                                             counts, failures, task.tables))
             del table, tables
             # a long shard must not ratchet the allocator up: hand memory back after every
             # piece of some size (not after each: an incremental month's are mostly text-less)
@@ -711,7 +788,7 @@ def reduce_shard(task: ReduceTask) -> dict:
                 release_memory()
                 unreleased = 0
             i = j
-    counts["articles"] = writer.rows
+    counts["articles"] = writer.rows if writer is not None else 0
     release_memory()
     return {"shard": task.shard, "counts": counts, "failures": failures,
             "seconds": round(time.perf_counter() - t0, 3)}
@@ -754,7 +831,8 @@ def find_previous_snapshot(data_root: DataRoot, wiki: str, month: str,
 
 def _describe(result: StageResult) -> str:
     c, r = result.counts, result.report
-    return (f"{c.get('articles', 0)} articles ({c.get('pages', 0)} pages read, "
+    return (f"{c.get('articles', 0)} articles with {c.get('links', 0)} links "
+            f"({c.get('pages', 0)} pages read, "
             f"{c.get('redirects', 0)} redirects, {c.get('other_namespaces', 0)} other "
             f"namespaces, {c.get('failed', 0)} failed; {c.get('cleaned', 0)} cleaned, "
             f"{c.get('reused', 0)} reused from {r.get('reused_from') or 'no earlier month'}) "
@@ -784,9 +862,15 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     build = ArtifactBuild(data_root.snapshot(wiki, month), stage=STAGE,
                           stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
                           shards=config.shards, schema=SCHEMA)
-    run = StageRun(f"extract {wiki} {month}", build, data_root=data_root, executor=executor)
+    redirects = ArtifactBuild(data_root.redirects(wiki, month), stage=REDIRECTS_STAGE,
+                              stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
+                              shards=config.shards, schema=REDIRECTS_SCHEMA)
+    # The snapshot is published last: when it exists, so do its redirects.
+    run = StageRun(f"extract {wiki} {month}", build, redirects, data_root=data_root,
+                   executor=executor)
+    companions = {"redirects": redirects.final}
     if run.current:
-        return run.result(_describe, what="snapshot")
+        return run.result(_describe, what="snapshot", parts=companions)
     if build.state == "repair":
         log.info("snapshot %s %s: rebuilding missing or damaged shards %s",
                  wiki, month, build.missing)
@@ -819,11 +903,13 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
             pieces.setdefault(int(s), []).append(
                 (info["min"], info["max"], task.out, info["row_group"]))
 
-    def reduce_task(s: int, out: str) -> ReduceTask:
+    def reduce_task(s: int, out: str | None, redirects_out: str | None) -> ReduceTask:
         return ReduceTask(s, tuple(pieces.get(s, ())), out,
-                          str(previous / shard_name(s)) if previous else None)
+                          str(previous / shard_name(s)) if previous else None,
+                          redirects_out, config.tables)
 
-    reduce_reports = run.map_shards(reduce_shard, reduce_task, phase="clean")
+    reduce_reports = run.map_shards(reduce_shard, reduce_task, builds=(build, redirects),
+                                    phase="clean")
 
     task_reports = map_reports + reduce_reports
     counts = sum_counts([r["counts"] for r in task_reports])
@@ -838,11 +924,150 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     failed, seen = counts["failed"], counts["failed"] + counts["articles"]
     if failed > MIN_FAILURES_TO_STOP and failed > options.max_failed_fraction * seen:
         reasons = "; ".join(f"page {f['page_id']}: {f['reason']}" for f in failures[:3])
-        shutil.rmtree(build.staging, ignore_errors=True)
+        for b in (build, redirects):
+            if b.state == "build":
+                shutil.rmtree(b.staging, ignore_errors=True)
         raise InputError(f"snapshot {wiki} {month}: {failed} of {seen} pages failed (more than "
                          f"{options.max_failed_fraction:.0%}); nothing published. First "
                          f"reasons: {reasons}")
     run.publish(report, timings, keep_work=options.keep_work)
-    result = run.result(_describe, what="snapshot")
+    result = run.result(_describe, what="snapshot", parts=companions)
     log.info("%s, %.1fs", result.summary(), run.seconds())
     return result
+
+
+def prefetch_map(month: str, *, wiki: str, run: str, files: list[dict], verified: dict,
+                 data_root: DataRoot, executor: Executor,
+                 config: ExtractConfig = ExtractConfig(),
+                 options: ExtractRunOptions = ExtractRunOptions()) -> dict:
+    """The map tasks of the multistream parts downloaded so far, run while the rest of the
+    run downloads (pipelines/snapshot.py calls it as files are verified), into the work
+    folder that extract_month will use: extract_month then finds those chunks done
+    (extract_chunk's work file existing is its done-marker) and does only the rest, so the
+    snapshot is byte for byte the one of an extract after the whole download.
+
+    `run`: the dump run (YYYYMMDD); `files`: the job's files as the mirror publishes them
+    (name, size, sha1, md5; records of a download manifest do too, their `verified_with`
+    saying which checksum was published); `verified`: name -> the download manifest's record
+    of every file verified so far. Chunks are numbered across parts (as plan_chunks does), so
+    a part is planned once the index of every part up to it is verified and its size known.
+    extract_month's work folder is named by the snapshot's key, which holds every file's sha1
+    and md5 as downloaded: until all of them are known (published, or verified) the chunks
+    go to data/work/.../pending-<hash of the published checksums>/, which the call that knows
+    them all moves into the key's folder; call it once more when the download is done, before
+    extract_month. That call also checks its plan against plan_chunks on the files: if they
+    differ, the chunks are thrown away (extract_month then makes them) rather than used.
+    Returns {"work": folder or None, "chunks": map tasks run by this call, "planned": chunks
+    numbered so far, "complete": whether the key's folder was known}."""
+    from ..engine.artifacts import artifact_key
+
+    parse_month(month)
+    by_name = {f["name"]: f for f in files}
+    parts = multistream_parts({"files": list(by_name)})
+    listed = [n for pair in parts for n in pair if n]
+    out = {"work": None, "chunks": 0, "planned": 0, "complete": False}
+    if not parts:
+        return out
+
+    def published(name: str, field: str):
+        entry = by_name[name]
+        if field in ("sha1", "md5") and "verified_with" in entry \
+                and field not in str(entry["verified_with"]).split("+"):
+            return None     # a manifest record: computed here, not published
+        return entry.get(field)
+
+    def known(name: str) -> dict | None:
+        """The file's (name, size, sha1, md5) as its download manifest will record them."""
+        if name in verified:
+            return {k: verified[name].get(k) for k in ("name", "size", "sha1", "md5")}
+        entry = {k: published(name, k) for k in ("name", "size", "sha1", "md5")}
+        return entry if all(v is not None for v in entry.values()) else None
+
+    cfg = json.loads(json.dumps({"wiki": wiki, "month": month, **asdict(config)}))
+    chunk_bytes = int(options.chunk_mb * 1e6)
+    previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
+    head = (STAGE, wiki, month,
+            f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
+            f"chunks-{chunk_bytes}", f"page-cap-{options.max_page_chars}")
+    pending = data_root.work(*head, "pending-" + artifact_key(STAGE, STAGE_VERSION, {
+        "wiki": wiki, "run": run, "files": [{"name": n, "sha1": published(n, "sha1"),
+                                             "md5": published(n, "md5")} for n in listed]},
+        cfg)[:16])
+    records = [known(n) for n in listed]
+    work = pending
+    if all(r is not None for r in records):
+        key = artifact_key(STAGE, STAGE_VERSION, {"wiki": wiki, "run": run, "files": records},
+                           cfg)
+        snapshot = read_manifest(data_root.snapshot(wiki, month))
+        if snapshot is not None and snapshot.get("key") == key:
+            if pending.exists():
+                data_root.remove_work(pending)
+            return out      # built already: nothing to read ahead
+        work = data_root.work(*head, key[:16])
+        out["complete"] = True
+        if pending.exists():      # adopt what was read while checksums were still unknown
+            work.mkdir(parents=True, exist_ok=True)
+            for item in sorted(pending.iterdir()):
+                if not item.name.startswith(".") and not (work / item.name).exists():
+                    os.replace(item, work / item.name)
+            data_root.remove_work(pending)
+    out["work"] = str(work)
+
+    raw = data_root.raw(wiki, run)
+    chunks: list[Chunk] = []
+    for xml_name, index_name in parts:
+        size = verified[xml_name]["size"] if xml_name in verified else published(xml_name, "size")
+        if size is None or (index_name is not None and index_name not in verified):
+            break           # later parts' chunk numbers depend on this part's
+        path = raw / xml_name
+        if index_name is None:
+            chunks.append(Chunk(len(chunks), str(path), 0, size, None))
+            continue
+        # Each call would read every verified index again (enwiki's: tens of millions of
+        # lines): their offsets are kept here, by file and checksum, for the next calls.
+        seen = prefetch_map.__dict__.setdefault("offsets", {})
+        at = (str(raw / index_name), verified[index_name].get("sha1"))
+        if at not in seen:
+            if len(seen) > 256:
+                seen.clear()
+            seen[at] = read_index_offsets(raw / index_name)
+        offsets = seen[at]
+        if offsets and offsets[-1] >= size:
+            break           # a broken part: extract_month says so
+        bounds = offsets + [size]
+        i = 0
+        while i < len(offsets):
+            j = i + 1
+            while j < len(offsets) and bounds[j] - bounds[i] < chunk_bytes:
+                j += 1
+            chunks.append(Chunk(len(chunks), str(path), bounds[i], bounds[j] - bounds[i], j - i))
+            i = j
+    out["planned"] = len(chunks)
+    if all(n in verified for n in listed):
+        try:
+            same = plan_chunks(raw, parts, chunk_bytes) == chunks
+        except (OSError, InputError):
+            same = False
+        if not same:
+            log.warning("extract %s %s: the chunks read ahead do not follow extract's plan; "
+                        "they are dropped and read again", wiki, month)
+            if work.exists():
+                data_root.remove_work(work)
+            return {**out, "work": None, "planned": 0}
+    todo = [c for c in chunks if Path(c.path).name in verified
+            and not (work / f"chunk-{c.index:05d}.arrow").exists()]
+    if not todo:
+        return out
+    work.mkdir(parents=True, exist_ok=True)
+    index = None
+    if previous is not None:
+        index = work / "previous-index"
+        if not (index / "ids.npy").exists():
+            PreviousIndex.write(previous, index)
+    tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
+                     tuple(config.namespaces), str(index) if index else None,
+                     options.max_page_chars)
+             for c in todo]
+    executor.run(extract_chunk, tasks, desc=f"extract {wiki} {month}: read, while the "
+                 f"download goes on", weights=[c.length for c in todo], unit="B")
+    return {**out, "chunks": len(tasks)}

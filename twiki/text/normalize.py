@@ -38,3 +38,12 @@ def search_form(text: str) -> str:
         text = unicodedata.normalize("NFKD", text).translate(_combining())
     text = _THOUSANDS.sub("", text.casefold())
     return _SEPARATORS.sub(" ", text).strip()
+
+
+def normalize_title(title: str) -> str:
+    """MediaWiki's canonical form of a page title: NFC, underscores as spaces, no surrounding
+    or repeated spaces, first letter upper-case (enwiki is a 'first-letter' wiki). Link
+    targets, redirects and the page <-> item mapping all compare titles in this form."""
+    t = unicodedata.normalize("NFC", title).replace("_", " ")
+    t = " ".join(t.split())
+    return t[:1].upper() + t[1:]

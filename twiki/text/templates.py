@@ -152,6 +152,8 @@ def _lookup(raw_name: str) -> tuple[Callable[[_Args], str] | None, str | None]:
             return renderer, raw_name.split(":", 1)[1]
     elif key.startswith("lang-"):
         return _lang_xx, None
+    elif key.startswith("script/"):  # {{Script/Hebrew|...}}: a font for its text
+        return _arg(0), None
     return None, None
 
 
@@ -478,6 +480,14 @@ def _lang_xx(a: _Args) -> str:
     return f"{label}: {text}" if label else text
 
 
+def _block_quote(a: _Args) -> str:
+    """{{quote|text=...|author=...}}, {{cquote|...}}, {{blockquote}}, {{quotation}}: MediaWiki
+    shows the quotation as a block of its own, so it is a paragraph of its own here (the
+    author and source are apparatus, as a citation is)."""
+    text = a.opt("text") or a.opt("quote") or a[0]
+    return f"\n\n{text}\n\n" if text.strip() else ""
+
+
 def _arg(i: int):
     """Positional argument i (0-based), stripped."""
     return lambda a: a[i]
@@ -569,6 +579,12 @@ INLINE_TEMPLATES = {
     # foreign text: the text ({{lang-xx}}: see LANGUAGE_NAMES)
     "lang": _arg(1), "transl": _last, "transliteration": _last, "rtl-lang": _arg(1),
     "script": _arg(1), "nihongo": _nihongo, "polytonic": _arg(0), "iast": _arg(0),
+    # script templates: a font for the text, often nested in {{lang-xx}}
+    "hebrew": _arg(0), "nastaliq": _arg(0), "coptic": _arg(0), "unicode": _arg(0),
+    "script/arabic": _arg(0), "script/hebrew": _arg(0), "script/nastaliq": _arg(0),
+    # block quotations: a paragraph of their own
+    "quote": _block_quote, "cquote": _block_quote, "blockquote": _block_quote,
+    "quotation": _block_quote, "quote frame": _block_quote,
     "ipa": _arg(0),  # plain {{IPA|...}} only sets a font: the symbols are the text
     # formatting wrappers: their text
     "nowrap": _raw, "nobr": _raw, "nobreak": _raw, "no wrap": _raw, "small": _raw,
