@@ -24,7 +24,6 @@ work file open once the run is published and its work folder deleted.
 from __future__ import annotations
 
 import logging
-import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..engine.artifacts import (ArtifactBuild, ShardWriter, file_sha256, require_artifact,
-                                shard_array, shard_name, shard_of)
+from ..engine.artifacts import (ArtifactBuild, ShardWriter, file_sha256, read_manifest,
+                                require_artifact, shard_array, shard_name, shard_of)
 from ..engine.executors import Executor
 from ..engine.paths import DataRoot, check_wiki, parse_month
 from ..engine.shuffle import (PartitionedWriter, PartitionTask, first_per_key, markers,
@@ -43,6 +42,9 @@ from ..engine.shuffle import (PartitionedWriter, PartitionTask, first_per_key, m
 from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..sources.pageprops import SkippedRows, iter_wikibase_items
 from ..sources.wikidata import id_strings, qid_number
+# normalize_title lives in twiki.text.normalize (extract's link targets and redirects use it
+# too); re-exported here for the callers that import it from this module.
+from ..text.normalize import normalize_title  # noqa: F401
 
 log = logging.getLogger("twiki")
 
@@ -63,14 +65,6 @@ W_TITLES = pa.schema([("norm", pa.string()), ("id", pa.int64()), ("title", pa.st
 W_MATCHES = pa.schema([("qid", pa.int64()), ("page_id", pa.int64()), ("title", pa.string()),
                        ("match", pa.string())])
 W_PAGE_ITEMS = pa.schema([("page_id", pa.int64()), ("qid", pa.int64())])
-
-
-def normalize_title(title: str) -> str:
-    """MediaWiki's canonical form: NFC, underscores as spaces, no surrounding or repeated
-    spaces, first letter upper-case (enwiki is a 'first-letter' wiki)."""
-    t = unicodedata.normalize("NFC", title).replace("_", " ")
-    t = " ".join(t.split())
-    return t[:1].upper() + t[1:]
 
 
 def _title_parts(norms: list[str], parts: int) -> np.ndarray:
@@ -363,7 +357,8 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     its wikibase_item rows, by page id (match "page_props"), the pages of the snapshot only.
     Otherwise from the month's sitelinks and the month's snapshot titles, normalized; a
     sitelink to a redirect (a page renamed between the two dumps) is followed when
-    `redirects` (a Parquet file or folder with columns title, target) gives it.
+    `redirects` (extract's redirects artifact, data/redirects/<wiki>/<M>/, or any Parquet file
+    or folder with columns title, target) gives it.
     Unmatched counts are in the report either way."""
     parse_month(month)
     check_wiki(wiki)
@@ -374,11 +369,19 @@ def build_mapping(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
     snap = require_artifact(snapshot, f"{wiki} snapshot for {month}",
                             f"run `twiki extract --month {month}` first")
     redirect_files: list[Path] = []
+    redirect_inputs: list[dict] = []
     if redirects is not None:
         redirects = Path(redirects)
-        redirect_files = sorted(redirects.glob("*.parquet")) if redirects.is_dir() else [redirects]
-    inputs = {"entities": ents["key"], "snapshot": snap["key"],
-              "redirects": [{"name": p.name, "sha256": file_sha256(p)} for p in redirect_files]}
+        published = read_manifest(redirects) if redirects.is_dir() else None
+        if published is not None:       # extract's redirects artifact: keyed by its key
+            redirect_files = [redirects / shard_name(i) for i in range(published["shard_count"])]
+            redirect_inputs = [{"name": redirects.name, "key": published["key"]}]
+        else:
+            redirect_files = (sorted(redirects.glob("*.parquet")) if redirects.is_dir()
+                              else [redirects])
+            redirect_inputs = [{"name": p.name, "sha256": file_sha256(p)}
+                               for p in redirect_files]
+    inputs = {"entities": ents["key"], "snapshot": snap["key"], "redirects": redirect_inputs}
     if page_props is not None:
         page_props = Path(page_props)
         inputs["page_props"] = {"name": page_props.name, "sha256": file_sha256(page_props)}
