@@ -28,11 +28,12 @@ from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_of
 from twiki.stages.diff import diff_months
 from twiki.engine.executors import LocalExecutor
 from twiki.stages.extract import SCHEMA
+from twiki.stages.links import build_links
 from twiki.stages.factdiff import diff_facts
 from twiki.stages.facts import FactsConfig, FactsRunOptions, build_facts
 from twiki.stages.mapping import build_mapping
 from twiki.engine.paths import DataRoot
-from twiki.text.wikitext import clean_wikitext
+from twiki.text.wikitext import clean_page
 
 WD = REAL_DATA / "wikidata"
 A, B = "2015-02", "2015-05"
@@ -63,7 +64,8 @@ ADAMS_B = ADAMS_A.replace(
     "He is best known as the author of ''[[The Hitchhiker's Guide to the Galaxy]]''.",
     "He is best known as the author of ''[[The Hitchhiker's Guide to the Galaxy]]''. "
     + ADAMS_B_ADDED)
-# P800 Dirk Gently's Holistic Detective Agency: the value month B's Q42 adds (an update).
+# P800 Dirk Gently's Holistic Detective Agency: the value month B's Q42 adds (added_value: The
+# Hitchhiker's Guide is still a notable work, so there is no old -> new).
 
 KAHN_A = """\
 '''Oliver Kahn''' is a German former [[association football|footballer]].
@@ -146,40 +148,58 @@ def label_entities() -> dict:
 # ---------------------------------------------------------------------------------------
 # Building the month pair with the real stages.
 
-def write_snapshot(root: DataRoot, month: str, pages, shards: int = SHARDS) -> None:
-    """A snapshot artifact as the extract stage writes it (its cleaner gives the paragraphs)."""
-    build = ArtifactBuild(root.snapshot("enwiki", month), stage="extract", stage_version=1,
+# The snapshot schema of extract before stage version 4: paragraphs without their links.
+SCHEMA_WITHOUT_LINKS = pa.schema([
+    f if f.name != "paragraphs" else pa.field("paragraphs", pa.list_(pa.struct(
+        [g for g in f.type.value_type if g.name != "links"])))
+    for f in SCHEMA])
+
+
+def write_snapshot(root: DataRoot, month: str, pages, shards: int = SHARDS,
+                   links: bool = False) -> None:
+    """A snapshot artifact as the extract stage writes it (its cleaner gives the paragraphs):
+    with `links`, as extract 4 writes it (each paragraph's links); without, as extract 3 did
+    (no links: alignment then goes by labels only)."""
+    schema = SCHEMA if links else SCHEMA_WITHOUT_LINKS
+    build = ArtifactBuild(root.snapshot("enwiki", month), stage="extract",
+                          stage_version=4 if links else 3,
                           inputs={"made_up": month}, config={"shards": shards}, shards=shards,
-                          schema=SCHEMA)
+                          schema=schema)
     ts = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=timezone.utc)
     for s in range(shards):
         rows = []
         for page_id, title, revid, text in sorted(pages):
             if shard_of(page_id, shards) != s:
                 continue
-            paras = clean_wikitext(text, title)
+            paras = [{"section": list(p.section), "text": p.text,
+                      **({"links": [{"start": a, "end": b, "target": t} for a, b, t in p.links]}
+                         if links else {})}
+                     for p in clean_page(text, title)]
             rows.append({"page_id": page_id, "title": title, "revid": revid, "timestamp": ts,
-                         "sha1": hashlib.sha1(text.encode()).hexdigest(),
-                         "paragraphs": [{"section": list(sec), "text": t} for sec, t in paras]})
-        with ShardWriter(build.shard_path(s), SCHEMA) as w:
-            w.write(pa.Table.from_pylist(rows, schema=SCHEMA))
+                         "sha1": hashlib.sha1(text.encode()).hexdigest(), "paragraphs": paras})
+        with ShardWriter(build.shard_path(s), schema) as w:
+            w.write(pa.Table.from_pylist(rows, schema=schema))
     build.publish(report={"counts": {}})
 
 
-def build_pair(root: DataRoot, articles=ARTICLES, dumps=DUMPS, executor=None) -> None:
-    """Snapshots, diffset, facts (+ mapping), fact diff of A -> B."""
+def build_pair(root: DataRoot, articles=ARTICLES, dumps=DUMPS, executor=None,
+               links: bool = False) -> None:
+    """Snapshots, diffset, facts (+ mapping; + the links resolved to items with `links`),
+    fact diff of A -> B. Without `links` the snapshots are extract 3's (no links)."""
     executor = executor or LocalExecutor(1)
     labels = root.root / "made_up_labels.json"
     root.root.mkdir(parents=True, exist_ok=True)
     labels.write_text(json.dumps(label_entities()))
     for month in (A, B):
-        write_snapshot(root, month, articles[month])
+        write_snapshot(root, month, articles[month], links=links)
     diff_months(A, B, data_root=root, executor=executor)
     for month in (A, B):
         build_facts(month, dump=[WD / f for f in dumps[month]] + [labels], data_root=root,
                     config=FactsConfig(shards=SHARDS), options=FactsRunOptions(partitions=2),
                     executor=executor)
         build_mapping(month, data_root=root, executor=executor)
+        if links:
+            build_links(month, data_root=root, executor=executor)
     diff_facts(A, B, data_root=root, executor=executor)
 
 

@@ -100,6 +100,49 @@ def test_time_key_ignores_the_dump_format_and_digits_beyond_the_precision():
     assert time_key("+1552-03-11T00:00:00Z", 11, julian).endswith("/julian")
 
 
+def test_time_key_and_rendering_agree_on_centuries_and_millennia():
+    """Before: time_key rounded centuries and millennia down (+1950 and +1900 at century
+    precision: one key, 19x100) while render_time rounds up as Wikidata does (+1950: "20th
+    century", +1900: "19th century"): a false unchanged, and +1950 / +2000 (both the 20th
+    century) a false update. Now two values share a key exactly when they render the same."""
+    key = lambda t, p: time_key(t, p, None)
+    assert key("+1950-00-00T00:00:00Z", 7) == key("+2000-00-00T00:00:00Z", 7) == "20c/7"
+    assert key("+1900-00-00T00:00:00Z", 7) == "19c/7" != key("+1950-00-00T00:00:00Z", 7)
+    assert key("+1001-00-00T00:00:00Z", 6) == key("+2000-00-00T00:00:00Z", 6) == "2m/6"
+    assert key("-0250-00-00T00:00:00Z", 7) == "-3c/7"
+    for precision in range(0, 10):
+        unit = 10 ** max(9 - precision, 0)
+        years = sorted({y for y in range(-3 * unit, 3 * unit + 1, max(unit // 7, 1)) if y}
+                       | {-unit, unit, 2 * unit, unit + 1})
+        pairs = {(key(f"{'-' if y < 0 else '+'}{abs(y):04d}-00-00T00:00:00Z", precision),
+                  render_time(f"{'-' if y < 0 else '+'}{abs(y):04d}-00-00T00:00:00Z", precision))
+                 for y in years}
+        keys, texts = {k for k, _ in pairs}, {t for _, t in pairs}
+        assert len(pairs) == len(keys) == len(texts), precision
+
+
+def test_statements_keep_their_start_end_and_point_in_time(tmp_path):
+    """The qualifiers P580 (start time), P582 (end time) and P585 (point in time) of real
+    statements, first value of each, in the canonical form of a time `value`."""
+    dump = write_dump(tmp_path / "d-all.json", entities("wbgetentities-Douglas-Adams.json")
+                      + entities("wbgetentities-Q32063953.json") + entities("Q1299.json"))
+    rows = facts_of(build(tmp_path, "2019-08", dump))
+    times = {(r["subject"], r["property"], r["value"]):
+             (r["start_time"], r["end_time"], r["point_in_time"]) for r in rows}
+    # Douglas Adams married Jane Belson on 25 November 1991 (until his death); educated at
+    # the University of Cambridge until 1974 (a year)
+    assert times[("Q42", "P26", "Q14623681")] == ("1991-11-25/11", "2001-05-11/11", None)
+    assert times[("Q42", "P69", "Q35794")] == (None, "1974/9", None)
+    assert times[("Q42", "P69", "Q4961791")] == (None, None, None)
+    # Karlsruhe's preferred population is that of 2015-12-31; its mayor since 2013-03-01
+    assert times[("Q1040", "P1082", "307755")] == (None, None, "2015-12-31/11")
+    assert times[("Q1040", "P6", "Q1443774")] == ("2013-03-01/11", None, None)
+    # The Beatles: Pete Best was a member from 1960-08-12 to 1962-08-16, Ringo Starr since
+    assert times[("Q1299", "P527", "Q207335")] == ("1960-08-12/11", "1962-08-16/11", None)
+    assert times[("Q1299", "P527", "Q2632")] == ("1962-08-16/11", None, None)
+    assert sum(1 for t in times.values() if t == (None, None, None)) > len(times) / 2
+
+
 def test_shard_array_equals_shard_of():
     import numpy as np
     keys = np.array([0, 1, 42, 1040, 131261, 2**40 + 7], dtype=np.int64)

@@ -217,6 +217,42 @@ def test_one_odd_value_is_skipped_and_counted_with_its_line(tmp_path, clean, odd
     assert shard_rows(published(tmp_path / "data")) == expected_rows(clean_root, eid, skipped, sid)
 
 
+PETE_BEST = "q1299$306f6f12-4113-672c-3404-88c6cf84e16c"   # The Beatles' P527 Pete Best
+
+# name: how the qualifier is made odd (on Pete Best's membership statement), which column
+ODD_QUALIFIERS = {
+    "start time of precision 1000": (lambda q: q["P580"][0]["datavalue"]["value"].update(
+        precision=1000), "start_time"),
+    "end time that is a string value": (lambda q: q["P582"][0].update(
+        datavalue={"type": "string", "value": "1962"}), "end_time"),
+    "end time whose time is a number": (lambda q: q["P582"][0]["datavalue"]["value"].update(
+        time=1962), "end_time"),
+}
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_QUALIFIERS))
+def test_one_odd_time_qualifier_is_skipped_and_its_statement_kept(tmp_path, clean, odd):
+    ents, clean_root = clean
+    change, column = ODD_QUALIFIERS[odd]
+    ents = copy.deepcopy(ents)
+    beatles = next(e for e in ents if e["id"] == "Q1299")
+    [member] = [s for s in beatles["claims"]["P527"] if s["id"] == PETE_BEST]
+    change(member["qualifiers"])
+    res = facts(tmp_path / "data", write_dump(tmp_path / "odd-all.json", ents))
+    assert res.returncode == 0, res.stderr
+    report = read_manifest(published(tmp_path / "data"))["report"]
+    assert report["skipped_values"]["malformed_qualifier"] == 1
+    assert report["counts"]["bad_lines"] == 0
+    [bad] = report["bad"]
+    assert (bad["entity"], bad["statement"], bad["line"]) == ("Q1299", PETE_BEST, LINE["Q1299"])
+    assert "time qualifier" in bad["reason"]
+    expected = [[dict(r, **{column: None}) if r["statement_id"] == PETE_BEST else r for r in rows]
+                for rows in shard_rows(published(clean_root))]
+    assert shard_rows(published(tmp_path / "data")) == expected
+    [row] = [r for rows in expected for r in rows if r["statement_id"] == PETE_BEST]
+    assert (row["start_time"], row["end_time"]) != (None, None)    # the other one is kept
+
+
 def test_a_normal_dump_gives_the_same_bytes_whatever_the_options(tmp_path, clean):
     """The checks that skip odd values leave normal ones as they were: byte for byte, with
     one worker or two, in one chunk or several."""

@@ -69,9 +69,29 @@ def parse_time(value: str) -> tuple[int, int, int]:
     return (-year if m.group(1) == "-" else year), int(m.group(3)), int(m.group(4))
 
 
+def time_period(year: int, precision: int) -> int:
+    """The number of the period a year falls in at a coarse precision (8 and below), counted
+    from 1 as Wikidata's own formatter does, without sign (BCE is the caller's): precision 8
+    the decade's first year (1953 -> 1950), 7 the century (1901..2000 -> 20: `+1950` at
+    century precision is the 20th century, `+1900` the 19th), 6 the millennium (1001..2000 ->
+    2), 5 and below the number of 10^(9 - precision) years, rounded to the nearest and at
+    least 1. render_time shows this number and time_key compares it, so two values share a
+    key exactly when they render the same."""
+    y = abs(year)
+    if precision == 8:
+        return y - y % 10
+    if precision == 7:
+        return max(1, -(-y // 100))
+    if precision == 6:
+        return max(1, -(-y // 1000))
+    return max(1, round(y / 10 ** (9 - max(precision, 0))))
+
+
 def render_time(value: str, precision: int) -> str:
     """A date at its precision: 11 '17 March 1952', 10 'March 1952', 9 '1952', 8 '1950s',
-    7 '20th century', 6 '2nd millennium', <=5 '13798 million years'; ' BCE' when negative."""
+    7 '20th century', 6 '2nd millennium', <=5 '13798 million years'; ' BCE' when negative.
+    Centuries and millennia are counted as time_period does (`+1950` and `+2000` at precision
+    7 are the 20th century)."""
     year, month, day = parse_time(value)
     bce = " BCE" if year < 0 else ""
     y = abs(year)
@@ -81,14 +101,14 @@ def render_time(value: str, precision: int) -> str:
         return f"{MONTHS[month - 1]} {y}{bce}"
     if precision >= 9:
         return f"{y}{bce}"
+    n = time_period(year, precision)
     if precision == 8:
-        return f"{y - y % 10}s{bce}"
+        return f"{n}s{bce}"
     if precision == 7:
-        return f"{ordinal(max(1, -(-y // 100)))} century{bce}"
+        return f"{ordinal(n)} century{bce}"
     if precision == 6:
-        return f"{ordinal(max(1, -(-y // 1000)))} millennium{bce}"
-    unit = 10 ** (9 - max(precision, 0))
-    amount = max(1, round(y / unit)) * unit
+        return f"{ordinal(n)} millennium{bce}"
+    amount = n * 10 ** (9 - max(precision, 0))
     for scale, word in ((10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
         if amount >= scale:
             return f"{amount / scale:g} {word} years{bce}"
@@ -107,7 +127,11 @@ def time_precision(value: dict) -> int:
 
 def time_key(value: str, precision: int, calendar: str | None) -> str:
     """Canonical form of a time for comparing months: only the digits the precision keeps, so
-    `+00000001952-03-11` (2015 dumps) and `+1952-03-11` (later dumps) are the same value."""
+    `+00000001952-03-11` (2015 dumps) and `+1952-03-11` (later dumps) are the same value.
+    Coarser than a year, the key holds time_period's number, the one render_time shows:
+    `1950s/8`, `20c/7` (the 20th century: +1901 .. +2000), `2m/6` (the 2nd millennium),
+    `13798x1000000/3`; a leading '-' before the number for BCE. Two values share a key exactly
+    when they render the same (with the calendar: `/julian`)."""
     year, month, day = parse_time(value)
     if precision >= 11:
         body = f"{year}-{month:02d}-{day:02d}"
@@ -116,8 +140,10 @@ def time_key(value: str, precision: int, calendar: str | None) -> str:
     elif precision == 9:
         body = f"{year}"
     else:
-        unit = 10 ** (9 - precision) if precision <= 5 else {8: 10, 7: 100, 6: 1000}[precision]
-        body = f"{year // unit if year >= 0 else -(-year // unit)}x{unit}"
+        sign = "-" if year < 0 else ""
+        n = time_period(year, precision)
+        suffix = {8: "s", 7: "c", 6: "m"}.get(precision, f"x{10 ** (9 - max(precision, 0))}")
+        body = f"{sign}{n}{suffix}"
     return f"{body}/{precision}" + ("/julian" if calendar == JULIAN else "")
 
 

@@ -35,6 +35,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,8 @@ from ..engine.stage import StageResult, StageRun, stage_defaults
 from ..errors import ConfigError, InputError, TwikiError
 from ..sources.download import (ENTITIES_DIR, WIKIDATA_JOB, WIKIDATA_WIKI,
                                 find_downloaded_wikidata, read_download_manifest)
-from ..sources.wikidata import (MAX_LINE_BYTES, MAX_PROPERTY_NUMBER, DumpChunk, DumpFormatError,
+from ..sources.wikidata import (MAX_LINE_BYTES, MAX_PROPERTY_NUMBER, TIME_PRECISIONS, DumpChunk,
+                                DumpFormatError,
                                 aliases_of, check_entity, description_of, entities_of,
                                 id_strings, item_number, iter_chunk_pieces, iter_owned_lines,
                                 label_of, normalize_amount, plan_chunks, qid_number,
@@ -64,7 +66,14 @@ from ..sources.wikidata import (MAX_LINE_BYTES, MAX_PROPERTY_NUMBER, DumpChunk, 
 log = logging.getLogger("twiki")
 
 # Bump when the rows or their rendering change: facts made before are rebuilt.
-STAGE_VERSION = 1
+# 2: start_time, end_time, point_in_time (the P580 / P582 / P585 qualifiers); time keys of
+#    centuries and millennia count them as render_time does (`+1950` at precision 7: `20c/7`).
+STAGE_VERSION = 2
+
+# The qualifiers kept, each statement's first value of each, as canonical times (time_key):
+# FACTS_SCHEMA column -> property. A statement with an end time is no longer current
+# (factdiff: ended, historical); the others give a probe's valid-from / valid-to.
+TIME_QUALIFIERS = (("start_time", "P580"), ("end_time", "P582"), ("point_in_time", "P585"))
 
 # Failed lines/entities listed in the report; beyond this only the count grows.
 MAX_LISTED = 1000
@@ -93,6 +102,9 @@ FACTS_SCHEMA = pa.schema([
     pa.field("object_aliases", pa.list_(pa.string())),
     pa.field("unit_qid", pa.string()),                    # quantity values
     pa.field("precision", pa.int8()),                     # time values (11 day .. 0 billion years)
+    pa.field("start_time", pa.string()),                  # qualifier P580, canonical as `value`
+    pa.field("end_time", pa.string()),                    # qualifier P582 ("2001-05-11/11")
+    pa.field("point_in_time", pa.string()),               # qualifier P585
     pa.field("month", pa.string(), nullable=False),
 ])
 
@@ -117,7 +129,8 @@ _STMT_FIELDS = [
     ("subject", pa.int64()), ("property", pa.int32()), ("statement_id", pa.string()),
     ("rank", pa.string()), ("value_type", pa.string()), ("datatype", pa.string()),
     ("value", pa.string()), ("text", pa.string()), ("object", pa.int64()),
-    ("unit", pa.int64()), ("precision", pa.int8()), ("ord", pa.int64()),
+    ("unit", pa.int64()), ("precision", pa.int8()), ("start_time", pa.string()),
+    ("end_time", pa.string()), ("point_in_time", pa.string()), ("ord", pa.int64()),
 ]
 W_STMTS = pa.schema(_STMT_FIELDS)
 W_JOINED = pa.schema(_STMT_FIELDS + [("object_label", pa.string()),
@@ -130,6 +143,11 @@ W_ENTITIES = pa.schema([("qid", pa.int64()), ("label", pa.string()),
 W_PROPS = pa.schema([("pid", pa.int32()), ("label", pa.string()),
                      ("aliases", pa.list_(pa.string())), ("datatype", pa.string()),
                      ("ord", pa.int64())])
+
+# Times repeat (a city's population dates, a team's seasons, years of birth): their canonical
+# form and text are computed once per distinct (time, precision, calendar).
+_time_key = lru_cache(maxsize=1 << 16)(time_key)
+_render_time = lru_cache(maxsize=1 << 16)(render_time)
 
 DATATYPE_OF_VALUE = {"wikibase-entityid": "wikibase-item", "time": "time",
                      "quantity": "quantity", "string": "string",
@@ -322,7 +340,7 @@ class _MapRows:
         # the partition key: labels/entities by QID, statements by the joined item (object or
         # unit: an extra last element) or by subject, properties all in partition 0
         self.labels = _Buffer(w["labels"], 0, task.partitions)
-        self.stmts = _Buffer(w["stmts"], 12, task.partitions)
+        self.stmts = _Buffer(w["stmts"], len(_STMT_FIELDS), task.partitions)
         self.direct = _Buffer(w["direct"], 0, task.shards)
         self.entities = _Buffer(w["entities"], 0, task.shards)
         self.props = _Buffer(w["props"], 0, 1)
@@ -493,8 +511,8 @@ class _MapRows:
                         vt = "string"
                     elif vtype == "time":
                         precision = time_precision(v)
-                        text = render_time(v["time"], precision)
-                        value = time_key(v["time"], precision, v.get("calendarmodel"))
+                        text = _render_time(v["time"], precision)
+                        value = _time_key(v["time"], precision, v.get("calendarmodel"))
                         vt = "time"
                     elif vtype == "quantity":
                         text = normalize_amount(v["amount"])
@@ -519,16 +537,52 @@ class _MapRows:
                     self.malformed_value(eid, s.get("id"), ord_,
                                          f"malformed {vtype} value: {ex!r}")
                     continue
+                start = end = point = None
+                q = s.get("qualifiers")
+                if q and type(q) is dict:
+                    if "P580" in q:
+                        start = self.qualifier_time(q["P580"], eid, s, ord_)
+                    if "P582" in q:
+                        end = self.qualifier_time(q["P582"], eid, s, ord_)
+                    if "P585" in q:
+                        point = self.qualifier_time(q["P585"], eid, s, ord_)
                 if obj is not None or unit is not None:
                     to_join.append((num, p, sid, rank, vt, datatype, value, text, obj, unit,
-                                    precision, ord_, obj if obj is not None else unit))
+                                    precision, start, end, point, ord_,
+                                    obj if obj is not None else unit))
                 else:
                     direct.append((num, p, sid, rank, vt, datatype, value, text, obj, unit,
-                                   precision, ord_))
+                                   precision, start, end, point, ord_))
         counts["statements"] += n_all
         counts["statements_best_rank"] += n_best
         counts["facts"] += len(to_join) + len(direct)
         return to_join, direct
+
+    def qualifier_time(self, snaks, eid: str, statement: dict, ord_: int) -> str | None:
+        """The canonical time (time_key) of the first value snak of a time qualifier (P580,
+        P582, P585), or None (only 'unknown value' / 'no value' snaks). A malformed one is
+        skipped, counted and listed; its statement is kept."""
+        try:
+            for snak in snaks:
+                if snak.get("snaktype", "value") != "value":
+                    continue
+                dv = snak["datavalue"]
+                if dv.get("type") != "time":
+                    raise ValueError(f"a {dv.get('type')!r} value where a time belongs")
+                v = dv["value"]
+                t, precision = v["time"], v["precision"]
+                if type(t) is not str or type(precision) is not int \
+                        or precision not in TIME_PRECISIONS:
+                    text_value(t, "time")
+                    precision = time_precision(v)
+                return _time_key(t, precision, v.get("calendarmodel"))
+        except (KeyError, TypeError, ValueError, AttributeError) as ex:
+            self.skipped_values["malformed_qualifier"] += 1
+            if len(self.bad) < MAX_LISTED:
+                self.bad.append({"entity": eid, "statement": statement.get("id"),
+                                 self.position_key: ord_ & ((1 << LINE_BITS) - 1),
+                                 "reason": f"malformed time qualifier: {ex!r}"[:200]})
+        return None
 
     def close(self) -> dict:
         for b in (self.labels, self.stmts, self.direct, self.entities, self.props):
@@ -707,6 +761,9 @@ def write_subject_shard(task: SubjectShardTask) -> dict:
         "object_aliases": stmts.column("object_aliases"),
         "unit_qid": id_strings(stmts.column("unit")),
         "precision": stmts.column("precision"),
+        "start_time": stmts.column("start_time"),
+        "end_time": stmts.column("end_time"),
+        "point_in_time": stmts.column("point_in_time"),
         "month": month,
     }, schema=FACTS_SCHEMA)
     if task.facts_out:
