@@ -8,7 +8,8 @@ throughput and memory as the input grows.
   is rejected for `relation_without_label`.
 - `bench_probes(out_dir)`: facts/s per worker of align and of align + filter, and peak RSS of
   one process running both, at 1x and 10x of an input made by replicating the demo pair's
-  artifacts (every copy gets other QIDs and page ids; text and facts are the pair's own). Page
+  artifacts, month B's resolved links included (every copy gets other QIDs and page ids; text
+  and facts are the pair's own). Page
   ids of copy k are offset by k * 10^7, so 10x has ten times the pages, spread like a real dump.
   Runtime: about a minute.
 
@@ -129,8 +130,9 @@ def _scaled(src: Path, dst: Path, copies: int, key: str, stage: str, shards: int
     t = pa.concat_tables(parts)
     if key == "page_id":
         ids = t.column("page_id").to_numpy()
-        sort = [("page_id", "ascending")] + ([("position", "ascending")]
-                                             if "position" in t.schema.names else [])
+        sort = [("page_id", "ascending")] + [(c, "ascending") for c in ("position", "paragraph",
+                                                                          "start")
+                                             if c in t.schema.names]
     else:
         ids = pc.cast(pc.utf8_slice_codeunits(t.column(key), 1), pa.int64()).to_numpy()
         t = t.append_column("_n", pa.array(ids))
@@ -164,6 +166,8 @@ def scale_pair(base, out, copies: int) -> None:
             (base.factdiff(A, B), out.factdiff(A, B), "subject", "factdiff"),
             (base.facts(B, "mapping"), out.facts(B, "mapping"), "qid",
              "facts.mapping")]
+    if (base.facts(B, "links") / "_manifest.json").exists():   # month B's resolved links
+        jobs.append((base.facts(B, "links"), out.facts(B, "links"), "page_id", "facts.links"))
     for src, dst, key, stage in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
         _scaled(src, dst, copies, key, stage, SHARDS,
