@@ -158,8 +158,12 @@ def test_pair_export_layout_and_card(exported):
     changed = pq.read_table(folder / "probes_changed").to_pylist()
     assert {r["kind"] for r in changed} <= {"new", "updated"}
     dirk = [r for r in changed if r["object"] == "Dirk Gently's Holistic Detective Agency"]
-    assert dirk and dirk[0]["old_objects"] == ["The Hitchhiker's Guide to the Galaxy"]
+    # a second notable work (The Hitchhiker's Guide is still one): an added value, no old one
+    assert dirk and dirk[0]["change_type"] == "added_value" and not dirk[0]["old_objects"]
     assert dirk[0]["evidence"].startswith("Among his other works")
+    # the probe columns: its id, the prompt scored, align's columns
+    assert dirk[0]["prompt"] == "Douglas Adams notable work" and len(dirk[0]["probe_id"]) == 16
+    assert {"object_aliases", "cue", "valid_from", "valid_to"} <= set(dirk[0])
     card = (folder / "README.md").read_text()
     yaml = pytest.importorskip("yaml")
     header = yaml.safe_load(card.split("---\n")[1])
@@ -169,6 +173,9 @@ def test_pair_export_layout_and_card(exported):
     assert header["license"] == ["cc-by-sa-3.0", "gfdl", "cc0-1.0"]
     # counts, schema and provenance
     assert "| heuristic filtering |" in card and "`evidence`" in card
+    assert "| sample (of 7,000 / 2,000) |" in card
+    assert "TWiki-Probes are a seeded sample" in card and "`probe_id`" in card
+    assert "`prompt` | `string` | the exact text a language model is given" in card
     assert exported.manifest["inputs"]["probes"] in [a["key"] for a in
                                                     exported.manifest["provenance"]["artifacts"]
                                                     .values()]

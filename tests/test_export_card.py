@@ -119,8 +119,11 @@ def test_load_dataset_without_a_config_name_offline(export, no_probes, tmp_path)
         """, tmp_path)
     splits, kinds, ids, no_probe_splits, diffset_rows = json.loads(out)
     unchanged, changed = (rows_of(export / c) for c in PROBE_CONFIGS)
-    assert splits == ["test"] and len(unchanged) == 10 and len(changed) == 1
-    assert kinds == ["unchanged"] * 10 + ["updated"]
+    # as many as the probes stage kept (their number follows alignment, tested there)
+    assert splits == ["test"] and len(unchanged) > 0 and len(changed) > 0
+    assert kinds == [r["kind"] for r in unchanged + changed]
+    assert set(kinds[:len(unchanged)]) == {"unchanged"}
+    assert set(kinds[len(unchanged):]) <= {"new", "updated"}
     assert ids == [r["statement_id"] for r in unchanged + changed]
     assert no_probe_splits == ["train"] and diffset_rows == 103
     h = header((no_probes / "README.md").read_text())

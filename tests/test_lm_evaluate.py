@@ -20,7 +20,8 @@ import torch.nn.functional as F  # noqa: E402
 from twiki.errors import InputError  # noqa: E402
 from twiki.lm import EvalConfig, evaluate  # noqa: E402
 from twiki.lm.data import is_heldout, load_documents  # noqa: E402
-from twiki.lm.evaluation import pad_batch, probe_nll, read_probe_rows  # noqa: E402
+from twiki.lm.evaluation import (pad_batch, probe_nll, read_probe_rows,  # noqa: E402
+                                 sample_probes)
 from twiki.lm.models import load_hf_model, load_tokenizer  # noqa: E402
 
 
@@ -142,3 +143,36 @@ def test_bad_probes_are_named(tmp_path):
         read_probe_rows(tmp_path / "q.parquet")
     with pytest.raises(InputError, match="build them first"):
         read_probe_rows(tmp_path / "nothing")
+
+
+def test_the_probes_prompt_is_what_is_scored(sharp_model):
+    """A probe's `prompt` column (the probes stage writes it) is the context scored, whatever
+    its subject and relation; without one, "subject relation" is."""
+    model, tok, _ = sharp_model
+    with_prompt = [{**p, "subject": "x", "relation": "y",
+                    "prompt": f"{p['subject']} {p['relation']}"} for p in PROBES]
+    assert probe_nll(model, tok, with_prompt) == probe_nll(model, tok, PROBES)
+    other = [{**p, "prompt": "Wikipedia says"} for p in PROBES]
+    assert probe_nll(model, tok, other) != probe_nll(model, tok, PROBES)
+
+
+def test_max_probes_is_a_seeded_random_sample():
+    items = [{"probe_id": f"{i:016x}"} for i in range(40)]
+    samples = {seed: sample_probes(items, 5, seed) for seed in range(6)}
+    for seed, got in samples.items():
+        assert len(got) == 5 and got == sample_probes(items, 5, seed)       # reproducible
+        assert [items.index(p) for p in got] == sorted(items.index(p) for p in got)
+    assert any(got != items[:5] for got in samples.values())                # not the first N
+    assert len({tuple(p["probe_id"] for p in got) for got in samples.values()}) > 1
+    assert sample_probes(items, 5, None) == samples[0]      # no seed: seed 0, still random
+    assert sample_probes(items, 99, 3) == items
+
+
+def test_eval_cli_samples_by_default(tmp_path):
+    import argparse
+    from twiki.lm.cli import add_eval_arguments
+    p = argparse.ArgumentParser()
+    add_eval_arguments(p)
+    args = p.parse_args(["--model", "m", "--max-probes", "3"])
+    assert args.seed == 0 and args.max_probes == 3
+    assert EvalConfig(model="m", probes="p").seed == 0

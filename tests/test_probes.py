@@ -4,6 +4,8 @@ rows for the filters that the pair alone does not reach (a homonym subject, big 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,8 +17,8 @@ from twiki.engine.artifacts import ArtifactBuild, ShardWriter, read_manifest, sh
 from twiki.errors import TwikiError
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
-from twiki.stages.probes import (REASONS, ContainmentFilter, FilterConfig, filter_probes,
-                                 probes_markdown)
+from twiki.stages.probes import (FULL, REASONS, ContainmentFilter, FilterConfig, allocate,
+                                 filter_probes, probe_id, probes_markdown)
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +46,40 @@ def triple(r) -> tuple:
     return (r["subject"], r["relation"], r["object"])
 
 
-def test_each_row_filter_names_its_reason(built):
-    contain = {triple(r) for r in rejected(built, "subject_object_contain")}
+def filter_cases(base: list[dict]) -> list[dict]:
+    """MADE UP: Douglas Adams's first aligned row of the pair again, as four facts the filters
+    must tell apart (the pair's own rows follow what alignment accepts): his given name
+    'Douglas' (contained in the subject), his birth name 'Douglas Noël Adams' (not: whole
+    words), a six-word notable work and a relation without a label."""
+    adams = next(r for r in base if r["subject_qid"] == "Q42")
+    made = [("P735", "given name", "Douglas"), ("P1477", "birth name", "Douglas Noël Adams"),
+            ("P800", "notable work", "The Hitchhiker's Guide to the Galaxy"),
+            ("P373", None, "Douglas Adams photographs")]
+    return [{**adams, "property": prop, "relation": rel, "object": obj, "value": obj,
+             "statement_id": f"Q42$made-up-{k}"} for k, (prop, rel, obj) in enumerate(made)]
+
+
+def test_each_row_filter_names_its_reason(pair, built, tmp_path):
+    root = DataRoot(tmp_path / "data")
+    write_aligned(root, rows(pair.aligned(A, B)) + filter_cases(rows(pair.aligned(A, B))))
+    res = filter_probes(A, B, data_root=root, config=FilterConfig(min_cap=1000))
+    contain = {triple(r) for r in rejected(res, "subject_object_contain")}
     assert ("Douglas Adams", "given name", "Douglas") in contain
-    # whole words: 'Douglas Adams' is not in 'Douglas Noël Adams' (a probe, if a cap keeps it)
+    # whole words: 'Douglas Adams' is not in 'Douglas Noël Adams'
     assert ("Douglas Adams", "birth name", "Douglas Noël Adams") not in contain
-    long = rejected(built, "object_too_long")
-    assert [triple(r) for r in long] == [
-        ("Douglas Adams", "notable work", "The Hitchhiker's Guide to the Galaxy")]
-    assert all(r["reason"] == "object_too_long" for r in long)
-    # P373 (Commons category) has no label in the test dump: no relation text, no probe
-    nolabel = rejected(built, "relation_without_label")
-    assert nolabel and {r["property"] for r in nolabel} <= {"P373", "P935"}
+    assert ("Douglas Adams", "birth name", "Douglas Noël Adams") in {
+        triple(r) for r in rows(res.path)}
+    long = rejected(res, "object_too_long")
+    assert ("Douglas Adams", "notable work", "The Hitchhiker's Guide to the Galaxy") in {
+        triple(r) for r in long}
+    assert all(r["reason"] == "object_too_long" and len(r["object"].split()) > 5 for r in long)
+    # no relation text, no probe
+    nolabel = rejected(res, "relation_without_label")
+    assert "Q42$made-up-3" in {r["statement_id"] for r in nolabel}
+    assert all(r["relation"] is None for r in nolabel)
     # every reason has its folder, empty or not, each a finished artifact
     for reason in REASONS:
-        assert read_manifest(built.parts["rejected"] / reason) is not None, reason
+        assert read_manifest(res.parts["rejected"] / reason) is not None, reason
 
 
 def test_every_aligned_fact_is_a_probe_or_rejected_once(pair, built):
@@ -74,17 +95,26 @@ def test_every_aligned_fact_is_a_probe_or_rejected_once(pair, built):
     assert counts["alignment"]["changed"] == sum(r["kind"] != "unchanged" for r in aligned)
 
 
-def test_changed_probes_keep_old_object_and_flags(built):
+def test_changed_probes_keep_their_change_type_and_flags(pair, built):
     probes = {triple(r): r for r in rows(built.path)}
     dirk = probes[("Douglas Adams", "notable work", "Dirk Gently's Holistic Detective Agency")]
-    assert dirk["kind"] == "updated"
-    assert dirk["old_objects"] == ["The Hitchhiker's Guide to the Galaxy"]
+    # a second notable work, The Hitchhiker's Guide still one: an added value (contract C3),
+    # a 'new' probe with no old object
+    assert dirk["kind"] == "new" and dirk["change_type"] == "added_value"
+    assert not dirk["old_objects"]
     assert dirk["subject_qid"] == "Q42" and dirk["object_qid"] == "Q902712"
     assert dirk["property"] == "P800" and dirk["statement_id"].lower().startswith("q42$")
-    # the caps of a 2-probe Changed set keep one probe per subject: Kahn's survivor is one of
-    # his two aligned facts, chosen by the seed
-    kahn = [r for r in rows(built.path) if r["subject_qid"] == "Q131261"]
-    assert len(kahn) == 1 and kahn[0]["kind"] == "new"
+    # what align wrote passes through, column by column
+    aligned = {(r["statement_id"], r["page_id"]): r for r in rows(pair.aligned(A, B))}
+    for r in rows(built.path):
+        a = aligned[(r["statement_id"], r["page_id"])]
+        for col in ("change_type", "cue", "object_aliases", "valid_from", "valid_to",
+                    "object_in_month_a", "evidence_in_diffset", "evidence"):
+            assert r[col] == a[col] or (col == "object_aliases" and a[col] is None), col
+    # the caps of a small Changed set keep at most one probe per subject
+    caps = built.report["caps"]["changed"]
+    changed = Counter(r["subject_qid"] for r in rows(built.path) if r["kind"] != "unchanged")
+    assert caps["subject_cap"] == 1 and max(changed.values()) == 1
 
 
 def test_report_is_the_papers_table(built, pair):
@@ -92,13 +122,17 @@ def test_report_is_the_papers_table(built, pair):
     md = (pair.probe_pair(A, B) / "report.md").read_text()
     assert md.startswith("| stage | Unchanged | Changed |")
     assert f"| initial categorization | {r['stages']['initial_categorization']['unchanged']}" in md
-    assert "| filter | `subject_object_contain` |" in md
-    assert "| alignment | `object_only_in_removed_text` |" in md
+    for where in ("alignment", "filter"):
+        for g, reasons in r["rejected"][where].items():
+            for reason, n in reasons.items():
+                if n:
+                    assert f"| {where} | `{reason}` |" in md, reason
+    assert r["rejected"]["filter"] and r["rejected"]["alignment"]
     assert probes_markdown(r) == md
     assert r["caps"]["unchanged"]["subject_cap"] == 1    # 1% of a handful: the floor, 1
-    # Kahn's 'footballer', 'German' (his citizenship, by its demonym) and his Commons category
-    # 'Oliver Kahn': all in A's first sentence
-    assert r["leakage"]["aligned_object_in_month_a"] == 3
+    aligned = rows(pair.aligned(A, B))
+    assert r["leakage"]["aligned_object_in_month_a"] == sum(
+        bool(a["object_in_month_a"]) for a in aligned if a["kind"] != "unchanged")
 
 
 def test_rerun_is_a_noop(pair, built):
@@ -106,16 +140,17 @@ def test_rerun_is_a_noop(pair, built):
     assert again.state == "current"
 
 
-def test_killed_run_resumes_to_the_same_bytes(pair, built, tmp_path):
+@pytest.mark.parametrize("phase", ["relation caps", "sample"])
+def test_killed_run_resumes_to_the_same_bytes(pair, built, tmp_path, phase):
     import shutil
     root = DataRoot(tmp_path / "data")
     shutil.copytree(pair.aligned(A, B), root.aligned(A, B))
     with pytest.raises(Stopped):
-        filter_probes(A, B, data_root=root, executor=StopAfter("relation caps", 2))
+        filter_probes(A, B, data_root=root, executor=StopAfter(phase, 2))
     again = filter_probes(A, B, data_root=root)
     assert again.state == "built" and again.report == built.report
     def folders(res):
-        return [res.path] + [res.parts["rejected"] / r for r in REASONS]
+        return [res.path, res.parts["full"]] + [res.parts["rejected"] / r for r in REASONS]
 
     for first, second in zip(folders(built), folders(again)):
         for f in sorted(first.glob("part-*.parquet")):
@@ -226,3 +261,110 @@ def test_missing_aligned_set_says_what_to_run(tmp_path):
         filter_probes(A, B, data_root=DataRoot(tmp_path / "data"))
     named = str(e.value).split("`twiki ")[1].split()[0]
     assert named in COMMANDS     # a command the user can run
+
+
+# ---------------------------------------------------------------------------------------
+# Probe ids, prompts, the sample.
+
+def test_probes_carry_a_stable_id_the_prompt_scored_and_aligns_columns(pair, tmp_path):
+    import shutil
+    roots = []
+    for name in ("one", "two"):
+        roots.append(DataRoot(tmp_path / name / "data"))
+        shutil.copytree(pair.aligned(A, B), roots[-1].aligned(A, B))
+    built = filter_probes(A, B, data_root=roots[0])
+    probes = rows(built.path)
+    assert probes
+    for r in probes:
+        assert r["prompt"] == f"{r['subject']} {r['relation']}"
+        assert len(r["probe_id"]) == 16 and int(r["probe_id"], 16) >= 0
+        assert isinstance(r["object_aliases"], list)
+        for col in ("change_type", "cue", "valid_from", "valid_to"):
+            assert col in r
+    assert len({r["probe_id"] for r in probes}) == len(probes)
+    dirk = next(r for r in probes if r["object"] == "Dirk Gently's Holistic Detective Agency")
+    assert dirk["prompt"] == "Douglas Adams notable work"
+    # the same facts built again, elsewhere and with two workers: the same ids
+    again = filter_probes(A, B, data_root=roots[1], executor=LocalExecutor(2))
+    assert sorted((r["statement_id"], r["probe_id"]) for r in rows(again.path)) == \
+        sorted((r["statement_id"], r["probe_id"]) for r in probes)
+    # the same statement and value in another month pair is another probe
+    assert probe_id("2015-02", "2015-06", dirk["statement_id"], dirk["value"]) != dirk["probe_id"]
+    assert probe_id(A, B, dirk["statement_id"], dirk["value"]) == dirk["probe_id"]
+    # rejected rows carry them too (a rejected fact can be looked up by its id)
+    assert all(len(r["probe_id"]) == 16 for r in rejected(built, "object_too_long"))
+
+
+def test_small_sets_are_not_sampled(pair):
+    """The pair's sets are smaller than the default sample sizes: probes/ is probes_full/."""
+    built = filter_probes(A, B, data_root=pair)
+    r = built.report
+    assert r["sample"]["unchanged"]["size"] == 7000 and r["sample"]["changed"]["size"] == 2000
+    assert r["stages"]["sample"] == r["stages"]["heuristic_filtering"]
+    assert rows(built.parts["full"]) == rows(built.path)
+    assert read_manifest(built.parts["full"])["stage"] == "probes.full"
+
+
+def test_allocation_is_proportional_with_a_fixed_rounding_rule():
+    counts = {"a": 5, "b": 3, "c": 2}
+    # floors 2, 1, 1; the one left goes to the largest remainder: a and b tie (.5), a is larger
+    assert allocate(counts, 5) == {"a": 3, "b": 1, "c": 1}
+    assert allocate(counts, 10) == counts and allocate(counts, 0) == counts
+    assert allocate(counts, 99) == counts
+    assert allocate({"x": 1, "y": 1, "z": 1}, 2) == {"x": 1, "y": 1, "z": 0}   # names break ties
+    quota = allocate({f"r{i}": i for i in range(1, 30)}, 100)
+    assert sum(quota.values()) == 100
+    total = sum(range(1, 30))
+    for i in range(1, 30):
+        assert abs(quota[f"r{i}"] - 100 * i / total) < 1
+
+
+def big_pair(pair, copies: int = 40) -> list[dict]:
+    """The pair's aligned rows under `copies` more made-up subjects (labels suffixed with a
+    number), so that sets are large enough to sample."""
+    base = rows(pair.aligned(A, B))
+    return [{**r, "subject": f"{r['subject']} {k // len(base)}"}
+            for k, r in enumerate(homonyms(base, copies))]
+
+
+def test_sample_is_seeded_stratified_and_of_the_configured_size(pair, built, tmp_path):
+    many = big_pair(pair)
+    results = {}
+    for name, seed, workers in (("one", 0, 1), ("two", 0, 2), ("other", 1, 1)):
+        root = DataRoot(tmp_path / name / "data")
+        write_aligned(root, many)
+        # caps off (min_cap above the sets) so that the sample alone decides what probes/ holds
+        cfg = FilterConfig(seed=seed, min_cap=10_000, sample_unchanged=60, sample_changed=7)
+        results[name] = filter_probes(A, B, data_root=root, config=cfg,
+                                      executor=LocalExecutor(workers))
+    first = results["one"]
+    full, sample = rows(first.parts["full"]), rows(first.path)
+    for g, size in (("unchanged", 60), ("changed", 7)):
+        mine = [r for r in sample if (r["kind"] == "unchanged") == (g == "unchanged")]
+        everything = [r for r in full if (r["kind"] == "unchanged") == (g == "unchanged")]
+        assert len(everything) > size and len(mine) == size
+        per_rel = Counter(r["relation"] for r in mine)
+        full_rel = Counter(r["relation"] for r in everything)
+        assert dict(per_rel) == {k: v for k, v in allocate(dict(full_rel), size).items() if v}
+        for rel, n in full_rel.items():          # each relation keeps its share, within rounding
+            assert abs(per_rel.get(rel, 0) - size * n / len(everything)) < 1
+        assert first.report["stages"]["sample"][g] == size
+        assert first.report["stages"]["heuristic_filtering"][g] == len(everything)
+    ids = {r["probe_id"] for r in full}
+    assert {r["probe_id"] for r in sample} <= ids
+    md = (first.path.parent / "report.md").read_text()
+    assert "| sample (of 60 / 7) | 60 | 7 |" in md
+    # the same seed with another worker count: the same bytes; another seed: another sample
+    two = results["two"]
+    for folder in ("probes", FULL):
+        for f in sorted((first.path.parent / folder).glob("part-*.parquet")):
+            assert (two.path.parent / folder / f.name).read_bytes() == f.read_bytes()
+    other = rows(results["other"].path)
+    assert len(other) == len(sample)
+    assert {r["probe_id"] for r in other} != {r["probe_id"] for r in sample}
+
+
+def test_sample_size_must_be_a_count():
+    with pytest.raises(TwikiError, match="sample_changed must be a whole number"):
+        FilterConfig(sample_changed=-1)
+    assert FilterConfig(sample_unchanged=0).sample_size("unchanged") == 0

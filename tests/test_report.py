@@ -43,14 +43,42 @@ def test_report_has_the_stage_counts_and_plots(sample):
     assert "| snapshot 2016-06 (dump run 20160601): articles | 117 |" in md
     assert "| diffset articles (new + changed) | 6 (1 + 5) |" in md
     assert "**5.1%** / **0.9%**" in md
-    assert "| fact diff: unchanged / new / updated / removed | 893 / 3 / 1 / 0 |" in md
+    fd = read_manifest(sample.factdiff("2016-05", "2016-06"))["report"]["counts"]
+    assert (f"| fact diff: unchanged / changed / removed | {fd['unchanged']:,} / "
+            f"{fd['changed']:,} / {fd['removed']:,} |") in md
     # the probes in the paper's table form, every rejection by name, the relations: as the
     # probes stage counted them
     probes = read_manifest(sample.probes("2016-05", "2016-06"))
     stages, rejected = probes["report"]["stages"], probes["report"]["rejected"]
     for key, name in (("initial_categorization", "initial categorization"),
-                      ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
+                      ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering"),
+                      ("sample", "sample (of 7,000 / 2,000)")):
         assert f"| {name} | {stages[key]['unchanged']:,} | {stages[key]['changed']:,} |" in md
+    # the sampled and the full set, said in words too
+    s = probes["report"]["sample"]
+    assert (f"Unchanged {s['unchanged']['sampled']:,} of {s['unchanged']['full']:,}; "
+            f"Changed {s['changed']['sampled']:,} of {s['changed']['full']:,}.") in md
+    # the match kinds, aligned (align's counts) and in the probes
+    by_match = read_manifest(sample.aligned("2016-05", "2016-06"))["report"]["aligned_by_match"]
+    assert by_match
+    sampled = pq.read_table(sample.probes("2016-05", "2016-06"),
+                            columns=["kind", "match_kind", "change_type"]).to_pylist()
+    for k in ("link", "discourse", "label", "literal"):
+        cells = [by_match.get(g, {}).get(k, 0) for g in ("unchanged", "changed")] + [
+            sum(r["match_kind"] == k and (r["kind"] == "unchanged") == un for r in sampled)
+            for un in (True, False)]
+        assert f"| `{k}` | " + " | ".join(f"{c:,}" for c in cells) + " |" in md
+    # the change types, from the fact diff through the probes
+    for c, group in (("unchanged", "Unchanged"), ("new_relation", "Changed"),
+                     ("added_value", "Changed"), ("replacement", "Changed"),
+                     ("new_entity", "Changed"), ("ended", "none"), ("historical", "none"),
+                     ("removed", "none")):
+        row = f"| `{c}` | {group} | {fd[c]:,} | "
+        assert row in md, row
+        if group != "none":
+            n = sum(r["change_type"] == c for r in sampled)
+            assert [line for line in md.splitlines() if line.startswith(row)][0].endswith(
+                f" | {n:,} |")
     for where in ("alignment", "filter"):
         for reason, n in rejected[where].get("unchanged", {}).items():
             assert f"| {where} | `{reason}` | {n:,} |" in md
@@ -63,9 +91,9 @@ def test_report_has_the_stage_counts_and_plots(sample):
     assert "![probes per stage and relations](probes.png)" in md
     assert (res.path / "probes.png").read_bytes().startswith(PNG)
     # one month pair: a trend table of one row, no trend plot yet
-    final = stages["heuristic_filtering"]
-    assert (f"| 2016-06 (2016-05) | 117 | 6 | 5.1% | 0.9% | 893 / 4 | "
-            f"{final['unchanged']} / {final['changed']} |") in md
+    final = stages["sample"]
+    assert (f"| 2016-06 (2016-05) | 117 | 6 | 5.1% | 0.9% | {fd['unchanged']:,} / "
+            f"{fd['changed']:,} | {final['unchanged']} / {final['changed']} |") in md
     assert not (res.path / "trend.png").exists()
 
 

@@ -182,8 +182,8 @@ class DataRoot:
         return self.root / "factdiff" / f"{parse_month(month_a)}_{parse_month(month_b)}"
 
     def probe_pair(self, month_a: str, month_b: str) -> Path:
-        """Everything of the pair's probes: data/probes/<A>_<B>/ (aligned/, probes/,
-        rejected/<reason>/, report.json, report.md)."""
+        """Everything of the pair's probes: data/probes/<A>_<B>/ (aligned/, unaligned/<reason>/,
+        probes/, probes_full/, rejected/<reason>/, report.json, report.md)."""
         return self.root / "probes" / f"{parse_month(month_a)}_{parse_month(month_b)}"
 
     def aligned(self, month_a: str, month_b: str) -> Path:
@@ -193,6 +193,10 @@ class DataRoot:
     def probes(self, month_a: str, month_b: str) -> Path:
         """TWiki-Probes of the pair: data/probes/<A>_<B>/probes/."""
         return self.probe_pair(month_a, month_b) / "probes"
+
+    def probes_full(self, month_a: str, month_b: str) -> Path:
+        """Every probe the filters keep, before the sample: data/probes/<A>_<B>/probes_full/."""
+        return self.probe_pair(month_a, month_b) / "probes_full"
 
     def rejected(self, month_a: str, month_b: str, reason: str = "") -> Path:
         """Probes a filter dropped: data/probes/<A>_<B>/rejected/<reason>/."""

@@ -161,16 +161,17 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="probes per batch (default: 32)")
     p.add_argument("--padding-side", choices=["left", "right"], default="right",
                    help="batch padding side; scores do not depend on it (default: right)")
-    p.add_argument("--max-probes", type=int, help="score only the first N probes of each kind")
+    p.add_argument("--max-probes", type=int,
+                   help="score a seeded random sample of N probes of each kind (--seed)")
     p.add_argument("--out", metavar="FILE",
                    help="result JSON (default: <run>/eval/<A>_<B>.json for a run)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16-mixed", "fp16-mixed"],
                    default="auto", help="default: auto (bf16-mixed on a GPU with bf16, "
                                         "fp16-mixed on one without, fp32 on the CPU)")
-    p.add_argument("--seed", type=int,
-                   help="with --max-probes: score a seeded random sample of N probes of each "
-                        "kind instead of the first N")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --max-probes: which N probes of each kind the sample holds "
+                        "(default: 0; the same seed, the same probes)")
 
 
 def eval_config_from_args(args) -> EvalConfig:

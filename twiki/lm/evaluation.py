@@ -3,11 +3,14 @@
 Reads probes (data/probes/<A>_<B>/: subject, relation, object, kind) and, optionally, the
 held-out pages of a month's training text; writes <run>/eval/<label>.json (or `out`).
 
-Scoring "object" (the default, the paper's definition): the probe "subject relation object" is
-encoded as one string and only the tokens that cover the object (by the tokenizer's character
-offsets) are scored, each given everything before it; encoding " object" on its own would add
-a stray "▁" with SentencePiece tokenizers. Scoring "sequence" (the original code's): every
-token of "subject relation object" but the first is scored (all of them after a BOS). A BOS
+Scoring "object" (the default, the paper's definition): the probe's prompt (its `prompt`
+column, the probes stage's twiki.stages.probes.probe_prompt: "subject relation"; built the same
+way for a probes file without the column), a space and the object are encoded as one string and
+only the tokens that cover the object (by the tokenizer's character offsets) are scored, each
+given everything before it; encoding " object" on its own would add a stray "▁" with
+SentencePiece tokenizers. Scoring "sequence" (the original code's): every token of
+"prompt object" but the first is scored (all of them after a BOS). `--max-probes N` scores a
+seeded random sample of N probes of each kind (the seed's default is 0), never the first N. A BOS
 starts every probe where the model family expects one (twiki.lm.data.bos_token_id). A category's perplexity is exp(total NLL / total scored tokens); the mean of
 per-probe perplexities is reported beside it. Unchanged = kind "unchanged"; Changed = "new"
 and "updated"; Avg = (Un + C) / 2, as in the paper's tables.
@@ -41,6 +44,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, InputError
 from ..engine.artifacts import canonical_json
+from ..stages.probes import probe_prompt
 from .data import (
     Blocks,
     artifact_fingerprint,
@@ -57,6 +61,8 @@ log = logging.getLogger("twiki")
 UNCHANGED = ("unchanged",)
 CHANGED = ("new", "updated")
 PROBE_COLUMNS = ("subject", "relation", "object", "kind")
+# Read too where a probes file has them (the probes stage writes them all).
+OPTIONAL_COLUMNS = ("page_id", "prompt", "probe_id")
 # Bump when a score's definition changes: results keyed with another version are stale.
 EVAL_VERSION = 2
 # EvalConfig fields that do not change a number (batching, padding, where things go).
@@ -85,7 +91,8 @@ class EvalConfig:
     padding_side: str = "right"
     """Where batches are padded: right or left (scores are the same either way)."""
     max_probes: int | None = None
-    """Score only the first N probes of each category (quick looks); None: all."""
+    """Score a seeded random sample of N probes of each kind (quick looks; `seed`), kept in
+    file order; None: all."""
     heldout_permille: int | None = None
     """Held-out share used by the run (None: the run's, else 10)."""
     heldout_max_tokens: int = 200_000
@@ -101,9 +108,9 @@ class EvalConfig:
     precision: str = "auto"
     """auto (bf16-mixed on a GPU with bf16, fp16-mixed on one without), fp32, bf16-mixed,
     fp16-mixed."""
-    seed: int | None = None
-    """None: --max-probes keeps the first N probes of each kind; a seed: a seeded random
-    sample of N. Scoring itself is deterministic (the model is in eval mode)."""
+    seed: int | None = 0
+    """Which probes --max-probes samples: the same seed, the same N probes of each kind
+    (None counts as 0). Scoring itself is deterministic (the model is in eval mode)."""
     out: str | None = None
     """Result file; None: <run>/eval/<label or probes folder name>.json (nothing written for a
     Hugging Face model without out)."""
@@ -165,8 +172,9 @@ class EvalResult:
 
 
 def read_probe_rows(path: str | Path) -> list[dict]:
-    """The probes of a folder or file: dicts with subject, relation, object, kind (other
-    columns, the provenance, are ignored)."""
+    """The probes of a folder or file: dicts with subject, relation, object, kind, and page_id,
+    prompt and probe_id where the file has them (other columns, the provenance, are
+    ignored)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"no probes at {path}: build them first (the probes stage)")
@@ -179,7 +187,7 @@ def read_probe_rows(path: str | Path) -> list[dict]:
         missing = [c for c in PROBE_COLUMNS if c not in names]
         if missing:
             raise InputError(f"{f} has no column(s) {', '.join(missing)}: not a probes file")
-        cols = list(PROBE_COLUMNS) + (["page_id"] if "page_id" in names else [])
+        cols = list(PROBE_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in names]
         for batch in pq.ParquetFile(f).iter_batches(columns=cols):
             d = batch.to_pydict()
             probes += [dict(zip(cols, row)) for row in zip(*(d[c] for c in cols))]
@@ -189,29 +197,42 @@ def read_probe_rows(path: str | Path) -> list[dict]:
     return probes
 
 
+def sample_probes(items: list[dict], n: int, seed: int | None = 0) -> list[dict]:
+    """A seeded random sample of n of `items` (all of them when there are no more), in their
+    order: what --max-probes scores of each kind. The same seed and probes, the same sample."""
+    if len(items) <= n:
+        return list(items)
+    idx = np.random.default_rng(0 if seed is None else seed).choice(len(items), n,
+                                                                   replace=False)
+    return [items[i] for i in sorted(idx)]
+
+
 def encode_probe(tokenizer, probe: dict, scoring: str,
                  bos: int | None = None) -> tuple[list[int], list[bool]]:
     """(token ids, scored flags) of one probe, after `bos` when it is not None.
 
-    Object scoring encodes "subject relation object" once and scores the tokens that end
-    past the context's last character: the space before the object belongs to the object, as
+    The context is the probe's `prompt` (probe_prompt(subject, relation) where it has none):
+    the string scored is prompt + " " + object. Object scoring encodes it once and scores the
+    tokens that end past the context's last character: the space before the object belongs to the object, as
     GPT-2's " Paris" does, and a SentencePiece tokenizer gets no stray "▁" token. A tokenizer
     without offsets (a slow one) encodes " object" separately, which is exact for GPT-2 style
     byte-level BPE only.
     """
-    s, r, o = (str(probe[k]).strip() for k in ("subject", "relation", "object"))
+    o = str(probe["object"]).strip()
+    prompt = probe.get("prompt") or probe_prompt(str(probe["subject"]), str(probe["relation"]))
+    prompt = prompt or ""
     head = [] if bos is None else [bos]
-    text = f"{s} {r} {o}"
+    text = f"{prompt} {o}"
     if scoring == "object":
-        ctx_end = len(f"{s} {r}")
+        ctx_end = len(prompt)
         try:
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             ids, flags = enc["input_ids"], [end > ctx_end for _, end in enc["offset_mapping"]]
         except (NotImplementedError, ValueError, TypeError):
-            ctx = tokenizer(f"{s} {r}", add_special_tokens=False)["input_ids"]
+            ctx = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             obj = tokenizer(f" {o}", add_special_tokens=False)["input_ids"]
             ids, flags = ctx + obj, [False] * len(ctx) + [True] * len(obj)
-        if not s or not o or not any(flags) or (all(flags) and not head):
+        if not prompt or not o or not any(flags) or (all(flags) and not head):
             raise InputError(f"probe {probe!r} has an empty context or object")
         return head + ids, [False] * len(head) + flags
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -354,8 +375,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     precision = pick_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.seed is not None:
-        torch.manual_seed(cfg.seed)
+    seed = 0 if cfg.seed is None else cfg.seed
+    torch.manual_seed(seed)
     inputs = eval_inputs(cfg)
     probes = read_probe_rows(cfg.probes)
     model, tokenizer, info = load_trained(cfg.model)
@@ -372,14 +393,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         held = p.get("page_id") is not None and is_heldout(p["page_id"], permille)
         (apart if held else by_kind)[p["kind"]].append(p)
     if cfg.max_probes:
-        def keep(items: list[dict]) -> list[dict]:
-            if cfg.seed is None or len(items) <= cfg.max_probes:
-                return items[:cfg.max_probes]
-            idx = np.random.default_rng(cfg.seed).choice(len(items), cfg.max_probes,
-                                                         replace=False)
-            return [items[i] for i in sorted(idx)]
-        by_kind = {k: keep(v) for k, v in by_kind.items()}
-        apart = {k: keep(v) for k, v in apart.items()}
+        by_kind = {k: sample_probes(v, cfg.max_probes, seed) for k, v in by_kind.items()}
+        apart = {k: sample_probes(v, cfg.max_probes, seed) for k, v in apart.items()}
     t0 = time.perf_counter()
     run_tokens = 0
     bos = bos_token_id(tokenizer)

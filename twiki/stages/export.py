@@ -46,7 +46,7 @@ log = logging.getLogger("twiki")
 
 STAGE = "export"
 # Bump when a file of the export changes (layout, columns, card, tasks): exports are rebuilt.
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 
 CARD = "README.md"
 LM_EVAL = "lm_eval"
@@ -127,29 +127,42 @@ COLUMN_DOCS = {
     "subject": "the subject's English label",
     "relation": "the property's English label",
     "object": "the value as text (item label, date, quantity, string)",
-    "old_objects": "updated facts: month A's values as text",
+    "old_objects": "replacement facts (kind updated): month A's values that are gone, as text",
     "subject_qid": "Wikidata item of the subject",
     "property": "Wikidata property id (P...)",
     "object_qid": "Wikidata item of the object (null for literals)",
     "value": "the canonical value (QID, ISO time, amount...)",
     "value_type": "item | time | quantity | string | monolingualtext ...",
-    "old_values": "updated facts: month A's canonical values",
+    "old_values": "replacement facts (kind updated): month A's gone values, canonical",
     "statement_id": "Wikidata statement id the probe comes from",
     "subject_new": "the subject item did not exist in month A",
     "evidence": "the sentence of month B's article that states the fact",
     "evidence_section": "section path of the evidence",
     "evidence_paragraph": "paragraph index of the evidence in month B's article",
-    "match_kind": "how the object was found: exact_label | alias | fuzzy | date | number | string",
+    "match_kind": "how the evidence states the object: link (a link to the object's item) | "
+                  "discourse (a form the article links to it) | label (its label or alias, "
+                  "unlinked) | literal (a date, quantity or string)",
     "match_score": "match score, 0-100",
     "matched": "the form of the object found in the evidence",
     "object_in_month_a": "Changed: month A's article already stated the object (leakage flag)",
     "evidence_in_diffset": "Changed: the whole evidence sentence is diffset text",
+    "probe_id": "stable id of the probe: a hash of the month pair, the statement and its value "
+                "(the same fact of the same pair has the same id in every build)",
+    "prompt": "the exact text a language model is given before the object (\"subject "
+              "relation\"); the string scored is prompt + \" \" + object",
+    "change_type": "what the fact diff says of the fact: unchanged | new_relation | "
+                   "added_value | replacement | new_entity (empty where not known)",
+    "cue": "the word of the relation found in the evidence (empty where none was needed)",
+    "object_aliases": "the object item's English aliases (other answers a scorer may accept)",
+    "valid_from": "the statement's start time (P580) or point in time (P585), if any",
+    "valid_to": "the statement's end time (P582), if any",
 }
 
 # Columns of a probe in the lm-evaluation-harness data files.
-LM_EVAL_COLUMNS = ("subject", "relation", "object", "kind", "old_objects", "subject_qid",
-                   "property", "object_qid", "statement_id", "page_id", "title", "month_a",
-                   "month_b")
+LM_EVAL_COLUMNS = ("probe_id", "prompt", "subject", "relation", "object", "object_aliases",
+                   "kind", "change_type", "old_objects", "subject_qid", "property",
+                   "object_qid", "valid_from", "valid_to", "statement_id", "page_id", "title",
+                   "month_a", "month_b")
 
 
 @dataclass(frozen=True)
@@ -560,6 +573,8 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
             why.append("the snapshot's text was left out (`snapshot_text: false`)")
         notes.append("Not exported: " + ", ".join(f"`{c}`" for c in absent) + " ("
                      + "; ".join(why) + ").")
+    if "probes" in ins:
+        notes.append(probe_sample_note(ins["probes"][1].get("report", {}), month_a, month_b))
     if notes:
         out += [""] + [f"- {n}" for n in notes]
     probe = "probes_changed" if "probes_changed" in listed else (
@@ -640,16 +655,39 @@ def dataset_card(*, name: str, wiki: str, month_a: str, month_b: str, rows: dict
     return "\n".join(out)
 
 
+def probe_sample_note(report: dict, month_a: str, month_b: str) -> str:
+    """The card's line on the probes' sample: its size against the full filtered set's, per
+    set, from the probes stage's report."""
+    sample = report.get("sample", {})
+    names = {"unchanged": "Unchanged", "changed": "Changed"}
+    parts = []
+    for g, name in names.items():
+        sg = sample.get(g, {})
+        if sg.get("size") and sg.get("full", 0) > sg["size"]:
+            parts.append(f"{name} {sg.get('sampled', 0):,} of {sg.get('full', 0):,}")
+        else:
+            parts.append(f"{name} all {sg.get('full', 0):,}")
+    return ("TWiki-Probes are a seeded sample of the probes left after the filters and "
+            "TemporalWiki's 1%/5% caps, stratified by relation (each relation keeps its share): "
+            + ", ".join(parts) + f". The full filtered set is `probes/{month_a}_{month_b}/"
+            "probes_full/` under the data root (not exported). Each probe has a stable "
+            "`probe_id` and the exact `prompt` scored before the object.")
+
+
 def lang_site(wiki: str) -> str:
     """enwiki -> en.wikipedia.org."""
     return f"{wiki.removesuffix('wiki')}.wikipedia.org"
 
 
 LIMITATIONS = [
-    "Probes are made by machine, not checked by people: a fact is kept when its object's text "
-    "(label, alias, date or number, fuzzy-matched) is found in a sentence of the subject's "
-    "article. A match can be a coincidence, and `match_kind`/`match_score` say how it was "
-    "found.",
+    "Probes are made by machine, not checked by people: a fact is kept when a sentence of the "
+    "subject's article refers to its object (a link to the object's item, a form the article "
+    "links to it, its label or alias, a date or quantity) with the relation's cue where one is "
+    "needed. A match can still be a coincidence; `match_kind`, `cue` and `match_score` say how "
+    "it was found.",
+    "The probe sets are a seeded sample, stratified by relation, of the probes the filters "
+    "keep (see the stage counts): a relation's share of a set is its share of the filtered "
+    "set, within one probe.",
     "A probe is \"subject relation object\" with the property's English label as relation "
     "(\"Douglas Adams place of birth Cambridge\"), not a natural sentence; a property without "
     "an English label in the dump carries its id (P...).",
@@ -733,7 +771,7 @@ def _tokenizer(name, revision, trust_remote_code):
 def object_tokens(tok, doc: dict) -> int:
     """Tokens of the object as the harness scores them (doc_to_text + doc_to_target, less
     doc_to_text's tokens); twiki eval encodes " object" alone, the same for GPT-2-style BPE."""
-    context = f"{doc['subject']} {doc['relation']}"
+    context = doc.get("prompt") or f"{doc['subject']} {doc['relation']}"
     whole = tok(f"{context} {doc['object']}", add_special_tokens=False)["input_ids"]
     return max(len(whole) - len(tok(context, add_special_tokens=False)["input_ids"]), 1)
 
@@ -754,8 +792,8 @@ def process_results(doc: dict, results) -> dict:
 
 
 def lm_eval_task_yaml(task: str, data_file: str, title: str) -> str:
-    """One task: the log-likelihood of " object" after "subject relation" (what `twiki eval`
-    scores with object scoring: the object's tokens only)."""
+    """One task: the log-likelihood of " object" after the probe's prompt ("subject relation",
+    what `twiki eval` scores with object scoring: the object's tokens only)."""
     lines = [
         f"# {title}",
         f"# Written by twiki's export stage. Needs: {LM_EVAL_INSTALL} ({LM_EVAL_MIN_VERSION} "
@@ -772,7 +810,7 @@ def lm_eval_task_yaml(task: str, data_file: str, title: str) -> str:
         f"  data_file: {_yaml_str(data_file)}",
         "test_split: test",
         "output_type: loglikelihood",
-        'doc_to_text: "{{subject}} {{relation}}"',
+        'doc_to_text: "{{prompt}}"',
         'doc_to_target: " {{object}}"',
         'target_delimiter: ""',
         "process_results: !function twiki_data.process_results",

@@ -2,20 +2,28 @@
 done right (named reasons, seeded caps), plus the stage-count report.
 
 Reads data/probes/<A>_<B>/aligned/ (twiki.stages.align) and writes, under data/probes/<A>_<B>/:
-  probes/              the probes: Unchanged (kind unchanged) and Changed (kind new | updated)
+  probes/              the probes: a seeded sample of probes_full/, stratified by relation, of
+                       `sample_unchanged` Unchanged (kind unchanged) and `sample_changed`
+                       Changed (kind new | updated) probes: what export and `twiki eval` use
+  probes_full/         every probe the filters and caps keep (the set the sample is drawn from)
   rejected/<reason>/   every aligned fact that is not a probe, under the reason it was dropped
-  report.json, report.md   initial categorization -> alignment -> heuristic filtering, per set,
-                       rejections per reason, leakage, top relations
-Four phases over shards, each resumable (work files under data/work/probes/...):
+  report.json, report.md   initial categorization -> alignment -> heuristic filtering ->
+                       sample, per set, rejections per reason, leakage, top relations
+Each probe carries a stable `probe_id` (month pair, statement, value), the `prompt` a language
+model scores the object after ("subject relation"), and align's change type, cue, object
+aliases and validity (empty where the aligned rows lack them).
+Five phases over shards, the first four resumable (work files under data/work/probes/...):
   rows     one aligned shard: the row filters (labels, containment, length, leakage switch);
            the rows kept go to partitions by a hash of the subject's label
   dedupe   one partition: facts whose sentence states their object under two relations out
            (`drop_ambiguous`), then one probe per (set, subject, relation, object) text
   subject  one partition: each subject capped (every row of a subject is in one partition)
   relation one partition: each relation capped, against thresholds computed from all of them
+  sample   one partition: its probes_full/ shard, and its probes/ shard: the rows of each
+           relation whose sample priority is within the relation's quota
 Memory: a task holds one partition of the aligned facts (probes-to-be, a small share of the
 facts), and the caller one integer (a priority) per probe of the relations that may exceed
-their cap.
+their cap, and at most `sample_*` integers per relation for the sample.
 """
 
 from __future__ import annotations
@@ -49,13 +57,25 @@ from .align import ALIGNED_SCHEMA, CHANGED_KINDS, STAGE as ALIGN_STAGE
 log = logging.getLogger("twiki")
 
 STAGE = "probes"
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
-PROBES_SCHEMA = ALIGNED_SCHEMA
-REJECTED_SCHEMA = pa.schema(list(ALIGNED_SCHEMA)
+# What a probe adds to its aligned row: a stable id and the exact prompt scored.
+PROBE_ID_FIELDS = [pa.field("probe_id", pa.string(), nullable=False),   # probe_id()
+                   pa.field("prompt", pa.string())]                     # probe_prompt()
+# Align's columns of contract C4 (issue 15): a probe has them whether or not the aligned rows
+# it is made from do (a missing column is an empty value: null, or [] for the aliases).
+ALIGN_C4_FIELDS = [pa.field("change_type", pa.string()),     # the fact diff's category
+                   pa.field("cue", pa.string()),             # the relation cue found
+                   pa.field("object_aliases", pa.list_(pa.string())),
+                   pa.field("valid_from", pa.string()),      # P580 start time (or P585)
+                   pa.field("valid_to", pa.string())]        # P582 end time
+PROBES_SCHEMA = pa.schema(PROBE_ID_FIELDS + list(ALIGNED_SCHEMA)
+                          + [f for f in ALIGN_C4_FIELDS if f.name not in ALIGNED_SCHEMA.names])
+REJECTED_SCHEMA = pa.schema(list(PROBES_SCHEMA)
                             + [pa.field("reason", pa.string(), nullable=False)])
 
 SETS = ("unchanged", "changed")
+FULL = "probes_full"   # the full filtered set's folder (DataRoot.probes_full), beside probes/
 # Every reason a fact can be dropped for, in the order the filters run.
 ROW_REASONS = ("subject_without_label", "relation_without_label", "subject_object_contain",
                "object_too_long", "object_in_month_a", "evidence_not_in_diffset")
@@ -75,7 +95,8 @@ class FilterConfig:
     min_cap: int = 1
     """A cap never falls below this many probes (1% of a small set is less than one)."""
     seed: int = 0
-    """Which probes a cap keeps: the same seed keeps the same ones, another seed others."""
+    """Which probes a cap and the sample keep: the same seed keeps the same ones, another seed
+    others."""
     drop_leaked: bool = False
     """Drop Changed probes whose object month A's article already had, or whose evidence
     sentence is not wholly diff text (a model trained on the diffset never saw it whole).
@@ -86,6 +107,13 @@ class FilterConfig:
     citizenship and location of formation): the sentence cannot say which relation it states.
     Not one of TemporalWiki's filters; it costs the rare sentence that states two (born and
     died in one city)."""
+    sample_unchanged: int = 7000
+    """Unchanged probes kept in probes/ (a seeded sample of probes_full/, stratified by
+    relation; all of them when there are no more). Near the paper's Unchanged sets (6.9K-7.3K a
+    month). 0: no sample, probes/ is the full set."""
+    sample_changed: int = 2000
+    """Changed probes kept in probes/, drawn as `sample_unchanged` (the paper's Changed sets:
+    1.4K-2.0K a month). 0: no sample."""
 
     def __post_init__(self) -> None:
         if self.max_object_words < 1:
@@ -96,6 +124,14 @@ class FilterConfig:
                 raise ConfigError(f"{name} must be in (0, 1], not {v}")
         if self.min_cap < 1:
             raise ConfigError(f"min_cap must be at least 1, not {self.min_cap}")
+        for name in ("sample_unchanged", "sample_changed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0 (0: no sample), not {v!r}")
+
+    def sample_size(self, probe_set: str) -> int:
+        """The sample's size for a probe set (0: no sample)."""
+        return self.sample_unchanged if probe_set == "unchanged" else self.sample_changed
 
 
 def probe_set(kind: str) -> str:
@@ -206,10 +242,11 @@ def dedupe_key(row: dict) -> tuple:
             search_form(row["object"]))
 
 
-def priority(seed: int, row: dict) -> int:
+def priority(seed: int, row: dict, salt: str = "") -> int:
     """The seeded sampling order of a row: a 64-bit hash of the seed and the statement, the
-    same on every machine and in every shard layout."""
-    h = hashlib.blake2b(f"{seed}\x1f{row['statement_id']}\x1f{row['page_id']}".encode(),
+    same on every machine and in every shard layout. `salt` gives another order from the
+    same seed (the sample's is "sample": independent of the caps')."""
+    h = hashlib.blake2b(f"{seed}{salt}\x1f{row['statement_id']}\x1f{row['page_id']}".encode(),
                         digest_size=8)
     return int.from_bytes(h.digest(), "big")
 
@@ -218,10 +255,54 @@ def cap_value(share: float, n: int, min_cap: int) -> int:
     return max(min_cap, math.floor(share * n))
 
 
+def probe_id(month_a: str, month_b: str, statement_id: str, value: str) -> str:
+    """A probe's stable id: 16 hex digits of a hash of the month pair, the statement and its
+    value. The same fact of the same pair has the same id in every rerun, shard layout and
+    worker count; another pair (or a new value of the statement) another id."""
+    h = hashlib.blake2b("\x1f".join((month_a, month_b, statement_id, value)).encode(),
+                        digest_size=8)
+    return h.hexdigest()
+
+
+def probe_prompt(subject: str | None, relation: str | None) -> str | None:
+    """The exact text a language model is given before the object: "subject relation" (the
+    paper's probe; the scored string is prompt + " " + object). None without both labels."""
+    s, r = (subject or "").strip(), (relation or "").strip()
+    return f"{s} {r}" if s and r else None
+
+
+def probe_row(row: dict) -> dict:
+    """An aligned row as a probe row: its probe_id and prompt, and align's C4 columns empty
+    where the aligned rows lack them."""
+    out = {"probe_id": probe_id(row["month_a"], row["month_b"], row["statement_id"],
+                                row["value"]),
+           "prompt": probe_prompt(row["subject"], row["relation"])}
+    for f in ALIGN_C4_FIELDS:
+        if row.get(f.name) is None:
+            out[f.name] = [] if pa.types.is_list(f.type) else None
+    return {**row, **out}
+
+
+def allocate(counts: dict[str, int], size: int) -> dict[str, int]:
+    """How many probes of each relation a sample of `size` keeps, in proportion to `counts`
+    (relation -> probes of the full set): every relation gets floor(size * n / N), and the
+    rest, one each, goes to the largest remainders (ties: the larger relation, then the
+    relation's name). The whole set when `size` is 0 or not below N."""
+    total = sum(counts.values())
+    if size <= 0 or total <= size:
+        return dict(counts)
+    quota = {r: size * n // total for r, n in counts.items()}
+    rest = size - sum(quota.values())
+    for r in sorted(counts, key=lambda r: (-(size * counts[r] % total), -counts[r], r))[:rest]:
+        quota[r] += 1
+    return quota
+
+
 # ---------------------------------------------------------------------------------------
 # Work files: Arrow IPC of rows, one batch per partition and flush (twiki.engine.shuffle).
 
-WORK_SCHEMA = pa.schema(list(ALIGNED_SCHEMA) + [pa.field("priority", pa.uint64())])
+WORK_SCHEMA = pa.schema(list(PROBES_SCHEMA) + [pa.field("priority", pa.uint64()),
+                                               pa.field("sample_priority", pa.uint64())])
 
 
 class _Rejects:
@@ -237,7 +318,7 @@ class _Rejects:
         self.counts.setdefault(g, {})
         self.counts[g][reason] = self.counts[g].get(reason, 0) + 1
         if reason in self.writers:
-            self.buf[reason].append({**{k: row[k] for k in ALIGNED_SCHEMA.names},
+            self.buf[reason].append({**{k: row[k] for k in PROBES_SCHEMA.names},
                                      "reason": reason})
             if len(self.buf[reason]) >= ROW_GROUP_ROWS:
                 self.flush(reason)
@@ -334,7 +415,7 @@ def filter_rows(task: RowsTask) -> tuple[dict, dict]:
     leak = Counter()
     with _Rejects.open(task.rejected) as rejects:
         for t in iter_row_groups(Path(task.aligned)):
-            rows = t.to_pylist()
+            rows = [probe_row(r) for r in t.to_pylist()]
             for r in rows:
                 if r["kind"] in CHANGED_KINDS:
                     leak["changed"] += 1
@@ -347,7 +428,8 @@ def filter_rows(task: RowsTask) -> tuple[dict, dict]:
                 rejects.add(reason, row)
             for row in kept:
                 p = shard_of(zlib.crc32(search_form(row["subject"]).encode()), task.parts)
-                parts.add(p, {**row, "priority": priority(task.config.seed, row)})
+                parts.add(p, {**row, "priority": priority(task.config.seed, row),
+                              "sample_priority": priority(task.config.seed, row, "sample")})
         files = parts.close()
     return files, {"rejected": rejects.counts, "leakage_aligned": dict(leak)}
 
@@ -431,20 +513,24 @@ def cap_subjects(task: PartTask) -> tuple[dict, dict]:
     return files, {"rejected": rejects.counts, "priorities": prio}
 
 
-# --- phase 4: relation cap, and the probes
+# --- phase 4: relation cap
 
 @dataclass(frozen=True)
 class RelationTask(PartitionTask):
     """`part`: a partition of the subject phase's rows, and so a shard of the probes."""
 
+    name: str                       # "relation-00003": its work file and done-marker
     rejected: dict
     thresholds: dict                # set -> relation -> the highest priority it keeps
-    out: str | None                 # the probes shard (None: built already)
+    sizes: dict                     # set -> the sample's size (0: no sample)
 
 
-def cap_relations(task: RelationTask) -> dict:
+@resumable
+def cap_relations(task: RelationTask) -> tuple[dict, dict]:
     """Rows of a relation over its cap are kept when their priority is at most the relation's
-    threshold (the cap-th lowest priority of the relation over every partition)."""
+    threshold (the cap-th lowest priority of the relation over every partition). Reports the
+    rows kept per relation and, for the sample, each relation's lowest sample priorities (at
+    most the sample's size of them: no relation's quota is larger)."""
     rows = _read_rows(task)
     kept = []
     with _Rejects.open(task.rejected) as rejects:
@@ -455,25 +541,97 @@ def cap_relations(task: RelationTask) -> dict:
             else:
                 kept.append(r)
         kept.sort(key=_row_order)
-        if task.out:
-            with ShardWriter(Path(task.out), PROBES_SCHEMA) as w:
-                for i in range(0, len(kept), ROW_GROUP_ROWS):
-                    w.write(pa.Table.from_pylist(
-                        [{k: r[k] for k in PROBES_SCHEMA.names}
-                         for r in kept[i:i + ROW_GROUP_ROWS]], schema=PROBES_SCHEMA))
-                if not kept:
-                    w.write(PROBES_SCHEMA.empty_table())
-    probes: dict = {}
+        files = _write_rows(Path(task.work) / f"{task.name}.arrow", kept, task.part)
+    counts: dict = {}
+    prio: dict = {}
     for r in kept:
         g = probe_set(r["kind"])
+        rel = counts.setdefault(g, {})
+        rel[r["relation"]] = rel.get(r["relation"], 0) + 1
+        if task.sizes.get(g):
+            prio.setdefault(g, {}).setdefault(r["relation"], []).append(r["sample_priority"])
+    for g, rels in prio.items():
+        for rel, p in rels.items():
+            rels[rel] = sorted(p)[:task.sizes[g]]
+    return files, {"rejected": rejects.counts, "relations": counts, "sample_priorities": prio}
+
+
+def sample_thresholds(relations: dict, priorities: Iterable[dict], config: FilterConfig
+                      ) -> tuple[dict, dict]:
+    """(thresholds, quotas) of the sample: set -> relation -> the highest sample priority a
+    relation keeps (-1: none), for the relations the sample cuts; and set -> relation -> the
+    probes it keeps (`allocate`). `relations`: set -> relation -> probes of the full set;
+    `priorities`: every relation task's lowest sample priorities."""
+    merged: dict = {}
+    for rep in priorities:
+        for g, rels in rep.items():
+            for rel, p in rels.items():
+                merged.setdefault(g, {}).setdefault(rel, []).extend(p)
+    thresholds: dict = {}
+    quotas: dict = {}
+    for g in SETS:
+        counts = relations.get(g, {})
+        quotas[g] = allocate(counts, config.sample_size(g))
+        for rel, q in quotas[g].items():
+            if q < counts[rel]:
+                p = sorted(merged[g][rel])
+                thresholds.setdefault(g, {})[rel] = p[q - 1] if q else -1
+    return thresholds, quotas
+
+
+# --- phase 5: the sample, and the probes
+
+@dataclass(frozen=True)
+class SampleTask(PartitionTask):
+    """`part`: a partition of the relation phase's rows: a shard of probes_full/ and of the
+    sample, probes/."""
+
+    thresholds: dict                # set -> relation -> the highest sample priority it keeps
+    full: str | None                # the probes_full shard (None: built already)
+    out: str | None                 # the probes shard (None: built already)
+
+
+def _write_probes(path: str | None, rows: list[dict]) -> None:
+    if not path:
+        return
+    with ShardWriter(Path(path), PROBES_SCHEMA) as w:
+        for i in range(0, len(rows), ROW_GROUP_ROWS):
+            w.write(pa.Table.from_pylist([{k: r[k] for k in PROBES_SCHEMA.names}
+                                          for r in rows[i:i + ROW_GROUP_ROWS]],
+                                         schema=PROBES_SCHEMA))
+        if not rows:
+            w.write(PROBES_SCHEMA.empty_table())
+
+
+def _probe_counts(rows: list[dict]) -> dict:
+    probes: dict = {}
+    for r in rows:
+        g = probe_set(r["kind"])
         c = probes.setdefault(g, {"kinds": {}, "relations": {}, "match_kinds": {},
-                                  "object_in_month_a": 0, "evidence_not_in_diffset": 0})
+                                  "change_types": {}, "object_in_month_a": 0,
+                                  "evidence_not_in_diffset": 0})
         c["kinds"][r["kind"]] = c["kinds"].get(r["kind"], 0) + 1
         c["relations"][r["relation"]] = c["relations"].get(r["relation"], 0) + 1
         c["match_kinds"][r["match_kind"]] = c["match_kinds"].get(r["match_kind"], 0) + 1
+        ct = r.get("change_type") or "?"
+        c["change_types"][ct] = c["change_types"].get(ct, 0) + 1
         c["object_in_month_a"] += bool(r["object_in_month_a"])
         c["evidence_not_in_diffset"] += r["evidence_in_diffset"] is False
-    return {"rejected": rejects.counts, "probes": probes}
+    return probes
+
+
+def sample_part(task: SampleTask) -> dict:
+    """Write the partition's probes_full shard (every row) and probes shard (the rows whose
+    sample priority is at most their relation's threshold, where the sample cuts it)."""
+    rows = _read_rows(task)
+    sampled = []
+    for r in rows:
+        t = task.thresholds.get(probe_set(r["kind"]), {}).get(r["relation"])
+        if t is None or r["sample_priority"] <= t:
+            sampled.append(r)
+    _write_probes(task.full, rows)
+    _write_probes(task.out, sampled)
+    return {"full": _probe_counts(rows), "probes": _probe_counts(sampled)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -482,16 +640,19 @@ def cap_relations(task: RelationTask) -> dict:
 def _describe(result: StageResult) -> str:
     stages = result.report.get("stages", {})
     final, aligned = stages.get("heuristic_filtering", {}), stages.get("alignment", {})
-    return (f"Unchanged {final.get('unchanged', 0)}, Changed {final.get('changed', 0)} "
-            f"(aligned {aligned.get('unchanged', 0)} / {aligned.get('changed', 0)}); "
+    sample = stages.get("sample", final)
+    return (f"Unchanged {sample.get('unchanged', 0)}, Changed {sample.get('changed', 0)} "
+            f"(sampled of {final.get('unchanged', 0)} / {final.get('changed', 0)} filtered, "
+            f"aligned {aligned.get('unchanged', 0)} / {aligned.get('changed', 0)}); "
             f"report: {result.parts['report']}")
 
 
 def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = None,
                   executor: Executor | None = None, config: FilterConfig = FilterConfig(),
                   keep_work: bool = False) -> StageResult:
-    """Build (or confirm, or repair) data/probes/<A>_<B>/probes/ and rejected/<reason>/ from
-    the aligned facts, and write the stage-count report (report.json, report.md).
+    """Build (or confirm, or repair) data/probes/<A>_<B>/probes/, probes_full/ and
+    rejected/<reason>/ from the aligned facts, and write the stage-count report (report.json,
+    report.md).
 
     Row filters (in this order, the first that fails names the reason): subject or relation
     without an English label; subject and object containing each other (whole words,
@@ -505,7 +666,14 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     intended: no subject and no relation may dominate it): each subject keeps at most
     max(min_cap, floor(subject_cap * N)) probes, then each relation at most
     max(min_cap, floor(relation_cap * N)) of those left. A cap keeps the rows of lowest seeded
-    priority (`priority`): deterministic given the seed, independent of sharding and order."""
+    priority (`priority`): deterministic given the seed, independent of sharding and order.
+
+    What the caps keep is probes_full/. probes/ is a sample of it of `sample_unchanged` and
+    `sample_changed` probes (the whole set where it has no more, or the size is 0), stratified
+    by relation: each relation keeps its share of the sample (`allocate`: proportional, the
+    rounding's remainder to the largest fractions), and within a relation the rows of lowest
+    seeded sample priority (`priority(seed, row, "sample")`, independent of the caps' order).
+    Both are sorted by page id, subject, property and statement id."""
     month_a, month_b = month_pair(month_a, month_b)
     data_root, executor = stage_defaults(data_root, executor)
     aligned = data_root.aligned(month_a, month_b)
@@ -523,10 +691,13 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
     probes = ArtifactBuild(data_root.probes(month_a, month_b), stage=STAGE,
                            stage_version=STAGE_VERSION, inputs=inputs, config=cfg,
                            shards=shards, schema=PROBES_SCHEMA)
-    run = StageRun(f"probes {month_a} -> {month_b}", probes, *rejected.values(),
-                   data_root=data_root, executor=executor)
     folder = data_root.probe_pair(month_a, month_b)
-    parts = {"rejected": data_root.rejected(month_a, month_b), "report": folder / "report.md"}
+    full = ArtifactBuild(data_root.probes_full(month_a, month_b), stage=f"{STAGE}.full", stage_version=STAGE_VERSION,
+                         inputs=inputs, config=cfg, shards=shards, schema=PROBES_SCHEMA)
+    run = StageRun(f"probes {month_a} -> {month_b}", probes, full, *rejected.values(),
+                   data_root=data_root, executor=executor)
+    parts = {"rejected": data_root.rejected(month_a, month_b), "full": full.final,
+             "report": folder / "report.md"}
     if run.current:
         return run.result(_describe, what="probes", parts=parts)
     work = run.work("probes", f"{month_a}_{month_b}", "filter")
@@ -562,18 +733,32 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
             if len(p) > relation_cap[g]:
                 thresholds.setdefault(g, {})[rel] = int(np.partition(
                     p, relation_cap[g] - 1)[relation_cap[g] - 1])
-    pending_probes = set(probes.pending_shards())
-    relation_reports = run.map(cap_relations, [
-        RelationTask(d, str(work), markers([subject]), outs(["relation_cap"], d), thresholds,
-                     str(probes.shard_path(d)) if d in pending_probes else None)
-        for d, subject in enumerate(subject_tasks)], phase="relation caps", unit="part")
+    sizes = {g: config.sample_size(g) for g in SETS}
+    relation_tasks = [RelationTask(d, str(work), markers([subject]), f"relation-{d:05d}",
+                                   outs(["relation_cap"], d), thresholds, sizes)
+                      for d, subject in enumerate(subject_tasks)]
+    relation_reports = run.map(cap_relations, relation_tasks, phase="relation caps",
+                               unit="part")
+    kept = sum_counts(r["relations"] for r in relation_reports)
+    sample_cut, quotas = sample_thresholds(
+        kept, (r["sample_priorities"] for r in relation_reports), config)
+    pending_probes, pending_full = set(probes.pending_shards()), set(full.pending_shards())
+    sample_reports = run.map(sample_part, [
+        SampleTask(d, str(work), markers([rel]), sample_cut,
+                   str(full.shard_path(d)) if d in pending_full else None,
+                   str(probes.shard_path(d)) if d in pending_probes else None)
+        for d, rel in enumerate(relation_tasks)], phase="sample", unit="part")
     caps = {g: {"n": n[g], "subject_cap": subject_cap[g], "relation_cap": relation_cap[g]}
             for g in SETS}
+    sample = {g: {"size": sizes[g], "full": sum(kept.get(g, {}).values()),
+                  "sampled": sum(quotas[g].values()),
+                  "relations_cut": len(sample_cut.get(g, {}))} for g in SETS}
     report = _filter_report(aligned_manifest, {
         "filters": rows_reports, "dedupe": dedupe_reports, "subject caps": subject_reports,
-        "relation caps": relation_reports}, caps, config)
-    run.publish(report, companion_report=lambda b: {"reason": b.config["reason"]},
-                keep_work=keep_work)
+        "relation caps": relation_reports, "sample": sample_reports}, caps, config, sample)
+    run.publish(report, companion_report=lambda b: (
+        {"reason": b.config["reason"]} if "reason" in b.config else report),
+        keep_work=keep_work)
     published = probes.manifest["report"]
     write_json_atomic(folder / "report.json", published)
     tmp = folder / f".report.md.tmp-{os.getpid()}"
@@ -585,17 +770,20 @@ def filter_probes(month_a: str, month_b: str, *, data_root: DataRoot | None = No
 
 
 def _filter_report(aligned_manifest: dict, phases: dict[str, list[dict]], caps: dict,
-                   config: FilterConfig) -> dict:
+                   config: FilterConfig, sample: dict) -> dict:
     """The stage's report, from the aligned facts' report and every phase's task reports:
-    the counts of each stage in the paper's form, rejections by reason, the caps, leakage,
-    match kinds and top relations, per probe set."""
+    the counts of each stage in the paper's form (heuristic filtering: the full set; then the
+    sample), rejections by reason, the caps, the sample, leakage, match kinds, change types
+    and top relations, per probe set (of the sample, which is what is scored)."""
     ar = aligned_manifest.get("report", {})
-    rejected = sum_counts(r["rejected"] for reports in phases.values() for r in reports)
-    probes = sum_counts(r["probes"] for r in phases["relation caps"])
-    final = {g: sum(probes.get(g, {}).get("kinds", {}).values()) for g in SETS}
+    rejected = sum_counts(r.get("rejected", {}) for reports in phases.values() for r in reports)
+    probes = sum_counts(r["probes"] for r in phases["sample"])
+    full = sum_counts(r["full"] for r in phases["sample"])
+    final = {g: sum(full.get(g, {}).get("kinds", {}).values()) for g in SETS}
+    sampled = {g: sum(probes.get(g, {}).get("kinds", {}).values()) for g in SETS}
     leak_a = sum_counts(r["leakage_aligned"] for r in phases["filters"])
     changed_probes = probes.get("changed", {})
-    changed = final["changed"]
+    changed = sampled["changed"]
 
     def rate(k, d, total):
         return round(d.get(k, 0) / total, 4) if total else None
@@ -605,7 +793,9 @@ def _filter_report(aligned_manifest: dict, phases: dict[str, list[dict]], caps: 
             "initial_categorization": {g: ar.get("initial", {}).get(g, 0) for g in SETS},
             "alignment": {g: ar.get("aligned", {}).get(g, 0) for g in SETS},
             "heuristic_filtering": final,
+            "sample": sampled,
         },
+        "sample": sample,
         "kinds": {k: v for g in SETS for k, v in probes.get(g, {}).get("kinds", {}).items()},
         "rejected": {"alignment": ar.get("rejected", {}), "filter": rejected},
         "caps": caps,
@@ -622,6 +812,9 @@ def _filter_report(aligned_manifest: dict, phases: dict[str, list[dict]], caps: 
             "dropped": config.drop_leaked,
         },
         "match_kinds": {g: probes.get(g, {}).get("match_kinds", {}) for g in SETS},
+        "change_types": {g: probes.get(g, {}).get("change_types", {}) for g in SETS},
+        "full": {g: {k: full.get(g, {}).get(k, {}) for k in ("kinds", "match_kinds",
+                                                          "change_types")} for g in SETS},
         "top_relations": {g: sorted(probes.get(g, {}).get("relations", {}).items(),
                                     key=lambda kv: (-kv[1], kv[0]))[:10] for g in SETS},
     }
@@ -631,12 +824,27 @@ def _count(v) -> str:
     return "—" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
 
 
+STAGE_ROWS = (("initial_categorization", "initial categorization"),
+              ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering"))
+"""The paper's three stage rows (Table 1), in order: (report key, name)."""
+
+
+def sample_name(probes_report: dict) -> str:
+    """The sample row's name: 'sample (of 7,000 / 2,000)'; '(whole set)' without a sample."""
+    sizes = [probes_report.get("sample", {}).get(g, {}).get("size") for g in SETS]
+    if not any(sizes):
+        return "sample (whole set)"
+    return "sample (of " + " / ".join(_count(v) if v else "all" for v in sizes) + ")"
+
+
 def probe_stage_table(probes_report: dict) -> list[str]:
-    """TemporalWiki's Table 1 form: initial categorization -> alignment -> heuristic filtering."""
+    """TemporalWiki's Table 1 form: initial categorization -> alignment -> heuristic filtering
+    (the full filtered set, probes_full/), then the seeded sample of it (probes/)."""
     s = probes_report.get("stages", {})
     lines = ["| stage | Unchanged | Changed |", "|---|---:|---:|"]
-    for key, name in (("initial_categorization", "initial categorization"),
-                      ("alignment", "alignment"), ("heuristic_filtering", "heuristic filtering")):
+    rows = list(STAGE_ROWS) + ([("sample", sample_name(probes_report))] if "sample" in s
+                               else [])
+    for key, name in rows:
         lines.append(f"| {name} | {_count(s.get(key, {}).get('unchanged', 0))} | "
                      f"{_count(s.get(key, {}).get('changed', 0))} |")
     return lines
@@ -665,6 +873,13 @@ def probes_markdown(report: dict) -> str:
                   f"{lk.get('aligned_evidence_not_in_diffset', 0)} an evidence sentence not wholly "
                   f"in the diffset (rate {lk.get('aligned_rate')}); "
                   f"{'dropped' if lk.get('dropped') else 'kept, flagged'}."]
+    sample = report.get("sample", {})
+    if sample:
+        lines += ["", "Sample: " + "; ".join(
+            f"{g} {_count(sample[g].get('sampled'))} of {_count(sample[g].get('full'))}"
+            + (f" (size {_count(sample[g]['size'])}, stratified by relation)"
+               if sample[g].get("size") else " (no sample: the whole set)")
+            for g in SETS if g in sample) + "; the full set is probes_full/."]
     for g in SETS:
         top = report.get("top_relations", {}).get(g, [])
         if top:

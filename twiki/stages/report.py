@@ -24,14 +24,16 @@ from ..engine.artifacts import MANIFEST, artifact_key, code_version, iter_row_gr
 from ..engine.paths import DataRoot, check_wiki, month_pair, previous_month
 from ..engine.stage import FolderBuild, StageResult
 from ..errors import TwikiError
+from .align import MATCH_KINDS
 from .export import CONFIGS as EXPORT_CONFIGS
+from .factdiff import CATEGORIES as FACT_CATEGORIES, CHANGED_CATEGORIES
 from .probes import SETS, probe_stage_table, rejection_table
 
 log = logging.getLogger("twiki")
 
 STAGE = "report"
 # Bump when the report's content or plots change: reports are rewritten.
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 
 SET_NAMES = {"unchanged": "Unchanged", "changed": "Changed"}
 REPORT_JSON = "report.json"
@@ -121,7 +123,8 @@ def trend_row(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dic
     p = (read_manifest(data_root.probes(month_a, month_b)) or {}).get("report")
     fd = (read_manifest(data_root.factdiff(month_a, month_b)) or {}).get("report", {})
     counts = fd.get("counts", {})
-    final = (p or {}).get("stages", {}).get("heuristic_filtering", {})
+    stages = (p or {}).get("stages", {})
+    final = stages.get("sample", stages.get("heuristic_filtering", {}))
     return {
         "month_a": month_a, "month_b": month_b,
         "articles": d.get("pages", {}).get("in_new_snapshot"),
@@ -130,10 +133,17 @@ def trend_row(month_a: str, month_b: str, wiki: str, data_root: DataRoot) -> dic
         "share_articles": d.get("share_of_snapshot", {}).get("articles"),
         "share_chars": d.get("share_of_snapshot", {}).get("chars"),
         "facts_unchanged": counts.get("unchanged") if counts else None,
-        "facts_changed": (counts.get("new", 0) + counts.get("updated", 0)) if counts else None,
+        "facts_changed": _facts_changed(counts) if counts else None,
         "probes_unchanged": final.get("unchanged") if p else None,
         "probes_changed": final.get("changed") if p else None,
     }
+
+
+def _facts_changed(counts: dict) -> int:
+    """The fact diff's Changed facts (its 'changed' count; new + updated before categories)."""
+    if "changed" in counts:
+        return counts["changed"]
+    return sum(counts.get(k, 0) for k in CHANGED_CATEGORIES + ("new", "updated"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,6 +169,42 @@ def _top_relations(relations: dict, n: int = TOP_RELATIONS) -> list[tuple[str, i
     top = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
     return [(r, relations.get("unchanged", {}).get(r, 0), relations.get("changed", {}).get(r, 0))
             for r, _ in top]
+
+
+def match_kind_table(alignment: dict, probes: dict) -> list[str]:
+    """How the facts were found in their evidence (link | discourse | label | literal), per
+    set: aligned (align's `aligned_by_match`) and the probes of the sample."""
+    aligned, sampled = alignment.get("aligned_by_match", {}), probes.get("match_kinds", {})
+    kinds = list(MATCH_KINDS) + sorted({k for d in (aligned, sampled) for g in SETS
+                                        for k in d.get(g, {})} - set(MATCH_KINDS))
+    lines = ["| match kind | aligned Unchanged | aligned Changed | probes Unchanged | "
+             "probes Changed |", "|---|---:|---:|---:|---:|"]
+    for k in kinds:
+        lines.append(f"| `{k}` | " + " | ".join(_n(d.get(g, {}).get(k, 0)) for d in
+                                                (aligned, sampled) for g in SETS) + " |")
+    return lines
+
+
+def change_type_table(factdiff: dict, alignment: dict, probes: dict) -> list[str]:
+    """The fact diff's categories (WikiFactDiff's) through the stages: facts of month B (or A,
+    for removed), aligned (align's `aligned_by_change_type`) and probes of the sample; '—'
+    where a stage does not carry the category."""
+    by_type = alignment.get("aligned_by_change_type", {})
+    aligned = Counter()
+    for v in by_type.values():
+        if isinstance(v, dict):
+            aligned.update(v)
+    in_probes = Counter()
+    for g in SETS:
+        in_probes.update(probes.get("change_types", {}).get(g, {}))
+    lines = ["| change type | set | fact diff | aligned | probes |", "|---|---|---:|---:|---:|"]
+    for c in FACT_CATEGORIES:
+        group = ("Unchanged" if c == "unchanged" else "Changed" if c in CHANGED_CATEGORIES
+                 else "none")
+        lines.append(f"| `{c}` | {group} | {_n(factdiff.get(c))} | "
+                     f"{_n(aligned.get(c, 0)) if by_type else '—'} | "
+                     f"{_n(in_probes.get(c, 0)) if group != 'none' else '—'} |")
+    return lines
 
 
 def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
@@ -194,8 +240,8 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
         out.append(f"| Wikidata {m}: facts / items / pages mapped to items | "
                    + (f"{_slashed(f['facts'], f['items'], f['mapped_pages'])} |" if f else "— |"))
     fd = nums["factdiff"]
-    out.append("| fact diff: unchanged / new / updated / removed | " + (
-        _slashed(*(fd.get(k) for k in ("unchanged", "new", "updated", "removed"))) + " |"
+    out.append("| fact diff: unchanged / changed / removed | " + (
+        _slashed(fd.get("unchanged"), _facts_changed(fd), fd.get("removed")) + " |"
         if fd else "— |"))
     al = nums["alignment"]
     if al:
@@ -211,7 +257,18 @@ def report_markdown(nums: dict, trend: list[dict], plots: list[str]) -> str:
     if pr:
         out += ["In the form of the paper's Table 1 (its 08->09.2021: 514,017 / 1,209,272 -> "
                 "10,133 / 2,329 -> 6,935 / 1,776):", ""]
-        out += probe_stage_table(pr) + ["", "### Left out, per reason", ""]
+        out += probe_stage_table(pr) + [""]
+        sample = pr.get("sample", {})
+        if sample:
+            out += ["The sample (probes/, what export and `twiki eval` use) is drawn from the "
+                    "filtered set (probes_full/), seeded and stratified by relation: "
+                    + "; ".join(f"{SET_NAMES[g]} {_n(sample[g].get('sampled'))} of "
+                                f"{_n(sample[g].get('full'))}" for g in SETS if g in sample)
+                    + ".", ""]
+        out += ["### By match kind", ""] + match_kind_table(nums["alignment"] or {}, pr)
+        out += ["", "### By change type", ""] + change_type_table(
+            nums["factdiff"] or {}, nums["alignment"] or {}, pr)
+        out += ["", "### Left out, per reason", ""]
         out += rejection_table(pr) + [""]
         lk = pr.get("leakage", {})
         if lk:
@@ -284,7 +341,7 @@ def plot_probes(nums: dict, path: Path) -> bool:
         return False
     stages = nums["probes"].get("stages", {})
     keys = [("initial_categorization", "initial\ncategorization"), ("alignment", "alignment"),
-            ("heuristic_filtering", "heuristic\nfiltering")]
+            ("heuristic_filtering", "heuristic\nfiltering"), ("sample", "sample")]
     top = _top_relations(nums["relations"] or {})
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8),
                                    gridspec_kw={"width_ratios": [1, 1.35]})
