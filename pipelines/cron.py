@@ -6,7 +6,9 @@
 - Dumps not finished yet: exit EXIT_NOT_READY with a one-line "try later" message (not an
   error: the next scheduled run will find them).
 - Every run logs to <data root>/logs/cron-<UTC time>.log and appends one JSON line to
-  <data root>/logs/cron.jsonl (month, outcome, seconds). Only the newest `keep_logs` run logs
+  <data root>/logs/cron.jsonl (month, outcome, seconds; for a build, also when its last
+  download landed and the seconds of processing after it: the build overlaps the two, see
+  pipelines/snapshot.py). Only the newest `keep_logs` run logs
   are kept (a daily schedule's no-ops would otherwise pile up forever).
 - A failure leaves every finished artifact intact (stages publish atomically and resume), so
   the next run continues where this one stopped.
@@ -64,9 +66,14 @@ def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
     log.addHandler(handler)
     log.setLevel(min(log.level or logging.INFO, logging.INFO))
     t0 = time.monotonic()
+    overlap: dict = {}
     try:
         log.info("twiki cron: building %s (pid %d)", month, os.getpid())
         result = build(month, data_root=data_root, **build_options)
+        figures = getattr(result, "overlap", None)
+        if isinstance(figures, dict) and "last_download_s" in figures:
+            overlap = {"download_s": figures["last_download_s"],
+                       "after_download_s": figures.get("after_download_s")}
         status, line = EXIT_OK, (result.summary() if hasattr(result, "summary")
                                  else f"{month}: built")
     except DumpNotReadyError as e:
@@ -84,7 +91,7 @@ def run_cron(month: str | None = None, *, data_root: DataRoot | None = None,
     outcome = {EXIT_OK: "built", EXIT_NOT_READY: "not_ready"}.get(status, "failed")
     with open(logs / "cron.jsonl", "a") as f:
         f.write(json.dumps({"month": month, "outcome": outcome, "status": status,
-                            "seconds": seconds, "log": f"cron-{stamp}.log",
+                            "seconds": seconds, **overlap, "log": f"cron-{stamp}.log",
                             "message": line}) + "\n")
     with open(logs / f"cron-{stamp}.log", "a") as f:
         f.write(line + "\n")

@@ -20,7 +20,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -56,6 +56,8 @@ SEGMENTS_SUFFIX = ".part.segments"
 # Seconds between two writes of a segments file (each write also flushes the .part to disk):
 # a kill loses at most the segments of this last second.
 SEGMENTS_SAVE_S = 1.0
+# How often a transfer's watcher looks at the caller's cancel event (download_month's `cancel`).
+CANCEL_POLL_S = 0.2
 # Wikimedia asks clients to identify themselves: meta.wikimedia.org/wiki/User-Agent_policy
 USER_AGENT = f"twiki/{__version__} (TemporalWiki benchmark builder) python-requests"
 # Status codes worth another try: the server is busy or broken now, not the request.
@@ -274,6 +276,9 @@ class HttpMirror(Mirror):
         self.session = session
         self.config = config
         self.slots = slots or _HostSlots(config)
+        self.cancel: threading.Event | None = None
+        """The caller's cancel event (download_month's `cancel`): once set, a file transfer
+        under way is cut even while its read is blocked (a stalled mirror), see _Deadline."""
 
     def url(self, relpath: str) -> str:
         return f"{self.label}/{quote(relpath, safe='/')}"
@@ -364,7 +369,8 @@ class HttpMirror(Mirror):
         with self.slots.hold(self.host):
             r = self._get(relpath, headers=headers)
             with r, _Deadline(r, self.config.request_deadline_s, self.url(relpath),
-                              f"the next {self.config.chunk_bytes} bytes") as deadline:
+                              f"the next {self.config.chunk_bytes} bytes",
+                              self.cancel) as deadline:
                 start = 0
                 if r.status_code == 206:
                     start = _content_range_start(r.headers.get("Content-Range", ""))
@@ -390,13 +396,16 @@ class _Deadline:
     A server that sends a byte now and then never trips the read timeout, which is per
     byte, and a blocking read cannot look at the clock: a thread watching it can."""
 
-    def __init__(self, r: requests.Response, seconds: float, url: str, what: str):
+    def __init__(self, r: requests.Response, seconds: float, url: str, what: str,
+                 cancel: threading.Event | None = None):
         self.response = r
         self.seconds = seconds
         self.url = url
         self.what = what
         self.due = time.monotonic() + seconds
         self.expired = False
+        self.cancel = cancel      # set: the connection is cut too, and the transfer stops
+        self.cancelled = False
         self.done = threading.Event()
         self.watcher = threading.Thread(target=self._watch, name="twiki-download-deadline",
                                         daemon=True)
@@ -409,18 +418,28 @@ class _Deadline:
         self.due = time.monotonic() + self.seconds
 
     def _watch(self) -> None:
-        while not self.done.wait(max(0.0, self.due - time.monotonic())):
-            if time.monotonic() >= self.due:
+        while not self.done.wait(self._pause()):
+            if self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+            elif time.monotonic() >= self.due:
                 self.expired = True
-                try:
-                    self.response.raw.shutdown()  # wakes the blocked read, ends the body
-                except (RuntimeError, ValueError, OSError):
-                    pass  # the body was read to its end and the connection released meanwhile
-                return
+            else:
+                continue
+            try:
+                self.response.raw.shutdown()  # wakes the blocked read, ends the body
+            except (RuntimeError, ValueError, OSError):
+                pass  # the body was read to its end and the connection released meanwhile
+            return
+
+    def _pause(self) -> float:
+        left = max(0.0, self.due - time.monotonic())
+        return left if self.cancel is None else min(left, CANCEL_POLL_S)
 
     def __exit__(self, kind, error, traceback) -> None:
         self.done.set()
         self.watcher.join()
+        if self.cancelled:
+            raise _Stopped() from None
         if self.expired:
             raise _Retryable(f"{self.url}: stalled: {self.what} not received within "
                              f"{self.seconds:g} s (download.request_deadline_s)") from None
@@ -884,14 +903,22 @@ class _Superseded(Exception):
     """The other copy of a segment arrived first: this fetch of it stops, writing nothing."""
 
 
+class DownloadCancelled(DownloadError):
+    """The caller stopped the download (its `cancel` event was set: the monthly build stopped
+    for a failure elsewhere). Every finished file and segment is kept for the resume."""
+
+
 class _FileBytesShown:
     """The bytes of one file counted in the run's progress bar, kept equal to what is on disk
     across resumes, restarts and mirrors. Every chunk passes here, so this is also where a
-    transfer learns that the run is stopping (`stop` set): more bytes then raise _Stopped."""
+    transfer learns that the run is stopping (`stop` set, or the caller's `cancel`): more
+    bytes then raise _Stopped."""
 
-    def __init__(self, progress: Progress, stop: threading.Event | None = None):
+    def __init__(self, progress: Progress, stop: threading.Event | None = None,
+                 cancel: threading.Event | None = None):
         self.progress = progress
         self.stop = stop
+        self.cancel = cancel
         self.count = 0
 
     def set(self, n: int) -> None:
@@ -899,7 +926,7 @@ class _FileBytesShown:
 
     def add(self, n: int) -> None:
         """`n` more bytes (fewer when negative), from any thread."""
-        if n > 0 and self.stop is not None and self.stop.is_set():
+        if n > 0 and any(e is not None and e.is_set() for e in (self.stop, self.cancel)):
             raise _Stopped()
         with _PROGRESS_LOCK:
             self.progress.update(n)
@@ -1557,11 +1584,20 @@ def _intact_manifest(folder: Path, job: str) -> dict | None:
 # ----------------------------------------------------------------------------------------
 # Transfer: shared by every kind of download.
 
-def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConfig
+OnVerified = Callable[[Path, dict], None]
+"""A download's hook: called with a file's final path and its manifest record (name, size,
+sha1, md5, verified_with) as soon as that file is in place and verified, from the thread that
+fetched it, before the rest of the run is done (a file kept from an earlier try counts too)."""
+
+
+def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConfig,
+              on_verified: OnVerified | None = None, cancel: threading.Event | None = None
               ) -> tuple[list[dict], list[str], int]:
     """Put every file of `run` into `folder`, verified: kept when already there and verified,
     else downloaded (resuming a partial file). Returns (file records, mirrors used, bytes
-    fetched). Removes the job's manifest first; the caller writes the new one."""
+    fetched). Removes the job's manifest first; the caller writes the new one. Each file is
+    handed to `on_verified` once it is verified; `cancel` set stops the transfer at the next
+    chunk (DownloadCancelled; finished files and segments stay)."""
     plan = _plan(run, folder)
     folder.mkdir(parents=True, exist_ok=True)
     _forget(folder, run.job)
@@ -1574,7 +1610,7 @@ def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConf
             ThreadPoolExecutor(config.parallel_files, thread_name_prefix="twiki-download") as pool:
         stop = threading.Event()
         futures = [pool.submit(_place, entry, target, relpath, order, config,
-                               _FileBytesShown(progress, stop))
+                               _FileBytesShown(progress, stop, cancel), on_verified)
                    for entry, target, relpath in plan]
         # The first failure (or Ctrl-C) stops the run: files not started yet are not, those
         # under way end at their next chunk (their bytes stay for the resume), and the error
@@ -1590,32 +1626,47 @@ def _transfer(run: RunInfo, folder: Path, ms: list[Mirror], config: DownloadConf
         for f in futures:
             if not f.cancelled() and not isinstance(f.exception(), (type(None), _Stopped)):
                 raise f.exception()
+        if cancel is not None and cancel.is_set() and not all(
+                f.done() and not f.cancelled() and f.exception() is None for f in futures):
+            raise DownloadCancelled(f"download of {run.wiki} run {run.run_date} stopped; "
+                                    f"what it fetched is kept for the resume")
         for (entry, _, _), f in zip(plan, futures):
             hashes, served = f.result()
             used.update(served)
             fetched += hashes.size if served else 0
-            records.append({
-                "name": entry["name"],
-                "size": hashes.size,
-                "sha1": hashes.sha1.hexdigest(),
-                "md5": hashes.md5.hexdigest(),
-                "verified_with": _verified_with(entry),
-            })
+            records.append(_record(entry, hashes))
     return records, sorted(used), fetched
 
 
+def _cancel_with(ms: list[Mirror], cancel: threading.Event | None) -> None:
+    """Hand the caller's cancel event to the http mirrors (see HttpMirror.cancel)."""
+    for m in ms:
+        if isinstance(m, HttpMirror):
+            m.cancel = cancel
+
+
+def _record(entry: dict, hashes: _Hashes) -> dict:
+    """A verified file's line in the job's manifest."""
+    return {"name": entry["name"], "size": hashes.size, "sha1": hashes.sha1.hexdigest(),
+            "md5": hashes.md5.hexdigest(), "verified_with": _verified_with(entry)}
+
+
 def _place(entry: dict, target: Path, relpath: str, mirrors: list[Mirror],
-           config: DownloadConfig, shown: _FileBytesShown) -> tuple[_Hashes, list[str]]:
+           config: DownloadConfig, shown: _FileBytesShown,
+           on_verified: OnVerified | None = None) -> tuple[_Hashes, list[str]]:
     """One file of a run in place and verified (one task of _transfer's pool): kept when it is
     already there and verifies, else downloaded. Returns its hashes and the mirrors that
-    served it (none when it was kept)."""
+    served it (none when it was kept); hands the file to `on_verified` first."""
     hashes = _reuse(entry, target, config)
     if hashes is not None:
         shown.set(hashes.size)
         log.info("%s: already here and verified", entry["name"])
-        return hashes, []
-    hashes, served = _download_file(entry, target, relpath, mirrors, config, shown)
-    log.info("%s: downloaded and verified (%s)", entry["name"], _verified_with(entry))
+        served: list[str] = []
+    else:
+        hashes, served = _download_file(entry, target, relpath, mirrors, config, shown)
+        log.info("%s: downloaded and verified (%s)", entry["name"], _verified_with(entry))
+    if on_verified is not None:
+        on_verified(target, _record(entry, hashes))
     return hashes, served
 
 
@@ -1654,14 +1705,24 @@ def find_downloaded(data_root: DataRoot, wiki: str, month: str,
 def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
                    data_root: DataRoot, job: str = DEFAULT_JOB,
                    config: DownloadConfig | None = None,
-                   session: requests.Session | None = None) -> Path:
+                   session: requests.Session | None = None,
+                   on_resolved: Callable[[RunInfo, Path], None] | None = None,
+                   on_verified: OnVerified | None = None,
+                   cancel: threading.Event | None = None) -> Path:
     """Download every file of `job` of the first finished run of `month` into
     data/raw/<wiki>/<YYYYMMDD>/ and return that folder; its manifest is
     `_manifest.<job>.json` (read it with read_download_manifest), so other jobs of the same
     run can be downloaded into the same folder.
 
     `mirrors`: None (dumps.wikimedia.org), an http(s) URL or local folder, or a list of them
-    tried in order. A month already downloaded is a no-op that touches no network.
+    tried in order. A month already downloaded is a no-op that touches no network (and calls
+    no hook).
+
+    For work that overlaps the download (pipelines/snapshot.py): `on_resolved(run, folder)` is
+    called once the run is chosen, before any file is fetched (`run.files`: every file's
+    published name, size and checksums); `on_verified(path, record)` as each file is verified
+    (see OnVerified); `cancel`, once set, stops the download at the next chunk with
+    DownloadCancelled, keeping what was fetched.
     """
     start = time.monotonic()
     parse_month(month)
@@ -1673,10 +1734,13 @@ def download_month(month: str, *, wiki: str = DEFAULT_WIKI, mirrors=None,
         log.info("%s %s: already downloaded in %s", wiki, month, done)
         return done
     with _mirrors(mirrors, config, session) as ms:
+        _cancel_with(ms, cancel)
         run = _resolve(ms, wiki, month, job, config)
         resolved = time.monotonic()
         folder = data_root.raw(wiki, run.run_date)
-        records, used, fetched = _transfer(run, folder, ms, config)
+        if on_resolved is not None:
+            on_resolved(run, folder)
+        records, used, fetched = _transfer(run, folder, ms, config, on_verified, cancel)
     _publish(folder, run, records, used, fetched, _timings(start, resolved, time.monotonic()))
     log.info("%s %s: run %s downloaded to %s (%d files, %.1f MB fetched)", wiki, month,
              run.run_date, folder, len(records), fetched / 1e6)
@@ -1735,7 +1799,8 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
                       enwiki_run: str | None = None, fmt: str = "bz2",
                       window_days: int = WIKIDATA_WINDOW_DAYS,
                       config: DownloadConfig | None = None,
-                      session: requests.Session | None = None) -> Path:
+                      session: requests.Session | None = None,
+                      cancel: threading.Event | None = None) -> Path:
     """Download the Wikidata JSON entity dump (wikidata-<run>-all.json.bz2 or .gz) nearest the
     month's enwiki dump into data/raw/wikidatawiki/entities/<YYYYMMDD>/ and return that folder
     (manifest: `_manifest.entities-all-json.json`, see read_download_manifest).
@@ -1752,7 +1817,8 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
     Raises NoDumpError (no run within the window: the message names the runs nearest) or
     DumpNotReadyError (runs in the window, none finished yet: try later). A month already
     downloaded (for the same enwiki run when that is known, and in `fmt` or as asked for with
-    `fmt`) is a no-op that touches no network.
+    `fmt`) is a no-op that touches no network. `cancel`, once set, stops the download at the
+    next chunk with DownloadCancelled, keeping what was fetched.
     """
     start = time.monotonic()
     parse_month(month)
@@ -1768,6 +1834,7 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
         log.info("%s %s: already downloaded in %s", WIKIDATA_WIKI, month, done)
         return done
     with _mirrors(mirrors, config, session) as ms:
+        _cancel_with(ms, cancel)
         if enwiki_run is None:
             enwiki_run = _resolve(ms, DEFAULT_WIKI, month, DEFAULT_JOB, config).run_date
         run = _resolve_wikidata(ms, enwiki_run, month, fmt, window_days, config)
@@ -1778,7 +1845,7 @@ def download_wikidata(month: str, *, mirrors=None, data_root: DataRoot,
         before = _intact_manifest(folder, WIKIDATA_JOB) if folder.is_dir() else None
         months = dict(before.get("months") or {}) \
             if before and [f.get("name") for f in before["files"]] == [name] else {}
-        records, used, fetched = _transfer(run, folder, ms, config)
+        records, used, fetched = _transfer(run, folder, ms, config, cancel=cancel)
     months[month] = enwiki_run
     _publish(folder, run, records, used, fetched, _timings(start, resolved, time.monotonic()),
              for_enwiki_run=enwiki_run,
@@ -1910,7 +1977,8 @@ def _part_key(m: re.Match) -> tuple[int, int, int]:
     return (int(m["part"] or 0), int(m["first"] or 0), int(m["last"] or 0))
 
 
-__all__ = ["DEFAULT_JOB", "DEFAULT_MIRROR", "WIKIDATA_JOB", "DownloadConfig", "RunInfo",
+__all__ = ["DEFAULT_JOB", "DEFAULT_MIRROR", "WIKIDATA_JOB", "DownloadCancelled",
+           "DownloadConfig", "OnVerified", "RunInfo",
            "download_month", "download_wikidata", "entities_folder", "find_downloaded",
            "find_downloaded_wikidata", "manifest_path", "multistream_parts",
            "read_download_manifest", "resolve_run", "resolve_wikidata_run"]
