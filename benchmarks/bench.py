@@ -308,9 +308,37 @@ def bench_download(work: Path, scale: float) -> dict:
     return run(work / "download", scale)
 
 
-BENCHES = {"download": bench_download, "extract": bench_extract, "incremental": bench_incremental,
+def bench_overlap(work: Path, scale: float) -> dict:
+    """A monthly build from a rate-limited loopback mirror, processing overlapping the
+    download, against the download alone: data/bench/overlap.{json,md}."""
+    from benchmarks.bench_overlap import bench_overlap as run
+    return run(work / "overlap", scale)
+
+
+def bench_links(work: Path, scale: float) -> dict:
+    from benchmarks.bench_links import bench_links as run
+    return run(work / "links")
+
+
+def bench_align_quality(work: Path, scale: float) -> dict:
+    """Alignment precision / recall on the labelled real-text set (tests/data/labelled/):
+    data/bench/align_quality.{json,md}."""
+    from benchmarks.bench_align_quality import bench_align_quality as run
+    return run(work.parent)
+
+
+def bench_sizing(work: Path, scale: float) -> dict:
+    """Measured per-byte / per-entity rates and the month's wall-time model:
+    data/bench/sizing.{json,md} (the table of pipelines/CLUSTER.md)."""
+    from benchmarks.bench_sizing import bench_sizing as run
+    return run(work.parent)
+
+
+BENCHES = {"download": bench_download, "overlap": bench_overlap, "extract": bench_extract,
+           "incremental": bench_incremental,
            "wikitext": bench_wikitext, "diff": bench_diff, "facts": bench_facts,
-           "probes": bench_probes, "lm": bench_lm}
+           "probes": bench_probes, "align_quality": bench_align_quality, "links": bench_links,
+           "sizing": bench_sizing, "lm": bench_lm}
 
 
 def _flatten(figures: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -407,7 +407,8 @@ COMMANDS = {
     "facts": (cmd_facts, "a month's Wikidata facts about the wiki's articles, and the "
               "page <-> item mapping", "twiki facts --month 2016-06 --workers 2",
               [_month, _facts_opts, _executor]),
-    "factdiff": (cmd_factdiff, "facts unchanged / new / updated / removed from month A to B",
+    "factdiff": (cmd_factdiff, "facts of month A -> B by change: unchanged, new_relation, "
+                              "added_value, replacement, new_entity, ended, historical, removed",
                  "twiki factdiff --from 2016-05 --to 2016-06",
                  [_month_pair, _executor, _config_opts]),
     "probes": (cmd_probes, "TWiki-Probes: align the fact diff to the text, filter, report",

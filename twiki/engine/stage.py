@@ -163,7 +163,10 @@ class StageRun:
         if kept is not None:
             kept.mkdir(exist_ok=True)
             unreported = {s for s in shards if not (kept / _report_name(s)).exists()}
-        pending = [set(b.pending_shards()) | (unreported if b is keeper else set())
+        # A shard without its report is written again in every artifact being built: a task
+        # killed between its shards (one artifact's written, the other's not) reports the
+        # rows of all of them only when it writes all of them.
+        pending = [set(b.pending_shards()) | (unreported if b.state == "build" else set())
                    for b in builds]
         jobs = [(task(s, *(str(b.shard_path(s)) if s in p else None
                            for b, p in zip(builds, pending))),
