@@ -29,6 +29,7 @@ from tests.mirror_kit import REAL_DATA, parse_revisions
 from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_of
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
+from twiki.stages.extract import REDIRECTS_SCHEMA as REDIRECTS, SCHEMA as SNAPSHOT
 from twiki.stages.facts import FactsConfig, build_facts
 from twiki.stages.links import build_links
 from twiki.stages.mapping import build_mapping
@@ -42,23 +43,6 @@ REPLICAS = 60
 ID_STRIDE = 1_000_000
 ROUNDS = 2
 
-SNAPSHOT = pa.schema([
-    pa.field("page_id", pa.int64(), nullable=False),
-    pa.field("title", pa.string(), nullable=False),
-    pa.field("revid", pa.int64(), nullable=False),
-    pa.field("timestamp", pa.timestamp("s", tz="UTC"), nullable=False),
-    pa.field("sha1", pa.string()),
-    pa.field("paragraphs", pa.list_(pa.struct([
-        pa.field("section", pa.list_(pa.string())),
-        pa.field("text", pa.string()),
-        pa.field("links", pa.list_(pa.struct([pa.field("start", pa.int32()),
-                                              pa.field("end", pa.int32()),
-                                              pa.field("target", pa.string())]))),
-    ]))),
-])
-REDIRECTS = pa.schema([pa.field("page_id", pa.int64(), nullable=False),
-                       pa.field("title", pa.string(), nullable=False),
-                       pa.field("target", pa.string(), nullable=False)])
 
 
 def _suffix(title: str, r: int) -> str:

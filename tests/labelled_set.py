@@ -189,19 +189,9 @@ def eligible(art: LabelledArticle, fact: dict) -> list[tuple[int, int, int]]:
 # ---------------------------------------------------------------------------------------
 # What align_article gets.
 
-def _categories():
-    """(changed category of a new property, of a new value of a known property): the fact diff's
-    C3 categories where the factdiff stage has them, else its older 'new'."""
-    from twiki.stages import factdiff
-    if hasattr(factdiff, "CHANGED_CATEGORIES"):
-        return "new_relation", "added_value"
-    return "new", "new"
-
-
 def candidates(lset: LabelledSet, art: LabelledArticle) -> list[dict]:
     """One candidate dict per fact, with the fact diff's columns (align.FACT_COLUMNS), the
     qualifier times (none here) and, for demonym relations, the object's demonyms."""
-    new_relation, added_value = _categories()
     unchanged_props = {f["property"] for f in art.facts if f["set"] == "unchanged"}
     subject = lset.entities[art.subject]
     out = []
@@ -210,7 +200,8 @@ def candidates(lset: LabelledSet, art: LabelledArticle) -> list[dict]:
         if f["set"] == "unchanged":
             category = "unchanged"
         else:
-            category = added_value if f["property"] in unchanged_props else new_relation
+            category = ("added_value" if f["property"] in unchanged_props
+                        else "new_relation")
         out.append({
             "category": category, "subject": art.subject, "subject_label": subject["label"],
             "property": f["property"], "property_label": lset.properties[f["property"]],

@@ -38,6 +38,7 @@ from twiki.engine.artifacts import ArtifactBuild, ShardWriter, shard_name, shard
 from twiki.engine.executors import LocalExecutor
 from twiki.engine.paths import DataRoot
 from twiki.errors import TwikiError
+from twiki.stages.extract import REDIRECTS_SCHEMA, SCHEMA as C1_SNAPSHOT
 from twiki.stages.facts import FactsConfig, build_facts
 from twiki.stages.links import LINKS_SCHEMA, build_links, resolve_target
 from twiki.stages.mapping import build_mapping
@@ -64,23 +65,6 @@ MADE_UP_TEXT = ("The novelist [[AynRand|Rand]] read [[Rand, Ayn]] and [[Ayn Rand
 MADE_UP_REDIRECTS = [(100002, "Rand, Ayn", "AynRand"),                 # two hops
                      (100003, "Ayn Rand, novelist", "Rand, Ayn")]       # three hops
 
-C1_SNAPSHOT = pa.schema([
-    pa.field("page_id", pa.int64(), nullable=False),
-    pa.field("title", pa.string(), nullable=False),
-    pa.field("revid", pa.int64(), nullable=False),
-    pa.field("timestamp", pa.timestamp("s", tz="UTC"), nullable=False),
-    pa.field("sha1", pa.string()),
-    pa.field("paragraphs", pa.list_(pa.struct([
-        pa.field("section", pa.list_(pa.string())),
-        pa.field("text", pa.string()),
-        pa.field("links", pa.list_(pa.struct([pa.field("start", pa.int32()),
-                                              pa.field("end", pa.int32()),
-                                              pa.field("target", pa.string())]))),
-    ]))),
-])
-REDIRECTS_SCHEMA = pa.schema([pa.field("page_id", pa.int64(), nullable=False),
-                              pa.field("title", pa.string(), nullable=False),
-                              pa.field("target", pa.string(), nullable=False)])
 
 LINK = re.compile(r"\[\[([^\[\]|]*)(?:\|([^\[\]]*))?\]\]([a-z]*)")
 OTHER_NAMESPACE = re.compile(r"^:?\s*(file|image|category|wikipedia|help|template|portal|draft|"

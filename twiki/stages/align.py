@@ -76,7 +76,7 @@ from ..errors import ConfigError, TwikiError
 from ..sources.wikidata import MONTHS, id_numbers, ordinal
 from ..text.normalize import search_form
 from ..text.sentences import spacy_sentence_spans
-from .factdiff import CHANGED_CATEGORIES, FACTDIFF_SCHEMA  # noqa: F401 (re-exported)
+from .factdiff import FACTDIFF_SCHEMA
 from .factdiff import PROBE_KIND as FACTDIFF_PROBE_KIND
 
 log = logging.getLogger("twiki")
@@ -90,22 +90,16 @@ CHANGED_KINDS = ("new", "updated")
 """The probes' `kind` values of the Changed set (the `kind` column: unchanged | new | updated)."""
 MATCH_KINDS = ("link", "discourse", "label", "literal")
 
-# The fact diff's categories (contract C3) and the probe kind of each; the old fact diff's
-# `new` and `updated` are still read (as new_relation / new_entity and replacement).
-PROBE_KIND = {**FACTDIFF_PROBE_KIND, "new": "new", "updated": "updated"}
+# The fact diff's categories and the probe kind of each (twiki/stages/factdiff.py).
+PROBE_KIND = FACTDIFF_PROBE_KIND
 NOT_CANDIDATES = ("ended", "historical", "removed")
 """Categories that never become probes: a value that gained an end time, one that had ended in
 month A already, a value gone in month B."""
 
 
 def change_type(fact: dict) -> str:
-    """The fact's C3 category (the old fact diff's new / updated mapped onto it)."""
-    c = fact["category"]
-    if c == "new":
-        return "new_entity" if fact.get("subject_new") else "new_relation"
-    if c == "updated":
-        return "replacement"
-    return c
+    """The fact's change type: its fact diff category."""
+    return fact["category"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -1601,11 +1595,8 @@ def _align_report(fd_manifest: dict, map_reports: list[dict], reduce_reports: li
     fd = fd_manifest.get("report", {}).get("counts", {})
     by_type: dict[str, int] = {}
     for c, n in fd.items():
-        if c in PROBE_KIND and c not in ("new", "updated"):
+        if c in PROBE_KIND:
             by_type[c] = by_type.get(c, 0) + n
-    if "new" in fd or "updated" in fd:   # the old fact diff: its new / updated, as C3 names
-        by_type["new_relation"] = by_type.get("new_relation", 0) + fd.get("new", 0)
-        by_type["replacement"] = by_type.get("replacement", 0) + fd.get("updated", 0)
     kinds = {"unchanged": 0, "new": 0, "updated": 0}
     for c, n in by_type.items():
         kinds[PROBE_KIND[c]] += n

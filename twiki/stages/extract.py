@@ -222,6 +222,40 @@ def read_index_offsets(index_path: Path) -> list[int]:
     return sorted(offsets)
 
 
+def _cut_part(chunks: list, path: Path, offsets: list[int], size: int, chunk_bytes: int
+              ) -> None:
+    """Append the chunks of one multistream part: runs of whole streams of about
+    `chunk_bytes`, numbered on from the chunks before. Streams run from one offset to the next;
+    the last page stream is followed by the footer stream (`</mediawiki>`), so it is bounded by
+    the file size and read by count."""
+    bounds = offsets + [size]
+    i = 0
+    while i < len(offsets):
+        j = i + 1
+        while j < len(offsets) and bounds[j] - bounds[i] < chunk_bytes:
+            j += 1
+        chunks.append(Chunk(len(chunks), str(path), bounds[i], bounds[j] - bounds[i], j - i))
+        i = j
+
+
+def _work_parts(wiki: str, month: str, previous: Path | None, chunk_bytes: int,
+                options: "ExtractRunOptions") -> tuple[str, ...]:
+    """The map's work folder under data/work/: besides the snapshot's key, its work files
+    depend on the snapshot reused (its unchanged pages carry no text), on where the chunks are
+    cut and on the page cap, so a resumed run never mixes work files of two of them."""
+    return (STAGE, wiki, month,
+            f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
+            f"chunks-{chunk_bytes}", f"page-cap-{options.max_page_chars}")
+
+
+def _map_tasks(chunks, work: Path, config: "ExtractConfig", index: Path | None,
+               options: "ExtractRunOptions") -> list["MapTask"]:
+    return [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
+                    tuple(config.namespaces), str(index) if index else None,
+                    options.max_page_chars)
+            for c in chunks]
+
+
 def plan_chunks(raw: Path, parts: list[tuple[str, str | None]], chunk_bytes: int) -> list[Chunk]:
     chunks: list[Chunk] = []
     for xml_name, index_name in parts:
@@ -235,16 +269,7 @@ def plan_chunks(raw: Path, parts: list[tuple[str, str | None]], chunk_bytes: int
             raise InputError(f"{index_name} points past the end of {xml_name} "
                              f"(offset {offsets[-1]}, file is {size} bytes): the file is "
                              f"truncated; delete it and download the month again")
-        # Streams run from one offset to the next; the last page stream is followed by the
-        # footer stream (`</mediawiki>`), so it is bounded by the file size and read by count.
-        bounds = offsets + [size]
-        i = 0
-        while i < len(offsets):
-            j = i + 1
-            while j < len(offsets) and bounds[j] - bounds[i] < chunk_bytes:
-                j += 1
-            chunks.append(Chunk(len(chunks), str(path), bounds[i], bounds[j] - bounds[i], j - i))
-            i = j
+        _cut_part(chunks, path, offsets, size, chunk_bytes)
     return chunks
 
 
@@ -878,22 +903,14 @@ def extract_month(month: str, *, wiki: str = "enwiki", data_root: DataRoot | Non
 
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
     chunk_bytes = int(options.chunk_mb * 1e6)
-    # Besides the snapshot's key, the map's work files depend on the snapshot reused (its
-    # unchanged pages carry no text), on where the chunks are cut and on the page cap: a
-    # resumed run never mixes work files of two previous snapshots, chunk sizes or caps.
-    work = run.work(STAGE, wiki, month,
-                    f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
-                    f"chunks-{chunk_bytes}", f"page-cap-{options.max_page_chars}")
+    work = run.work(*_work_parts(wiki, month, previous, chunk_bytes, options))
     index = None
     if previous is not None:
         index = work / "previous-index"
         if not (index / "ids.npy").exists():
             PreviousIndex.write(previous, index)
     chunks = plan_chunks(raw, parts, chunk_bytes)
-    map_tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
-                         tuple(config.namespaces), str(index) if index else None,
-                         options.max_page_chars)
-                 for c in chunks]
+    map_tasks = _map_tasks(chunks, work, config, index, options)
     map_reports = run.map(extract_chunk, map_tasks, phase="read",
                           weights=[c.length for c in chunks], unit="B")
     t_map = run.seconds()
@@ -987,9 +1004,7 @@ def prefetch_map(month: str, *, wiki: str, run: str, files: list[dict], verified
     cfg = json.loads(json.dumps({"wiki": wiki, "month": month, **asdict(config)}))
     chunk_bytes = int(options.chunk_mb * 1e6)
     previous = find_previous_snapshot(data_root, wiki, month, cfg) if options.incremental else None
-    head = (STAGE, wiki, month,
-            f"reuse-{read_manifest(previous)['key'][:12]}" if previous else "cold",
-            f"chunks-{chunk_bytes}", f"page-cap-{options.max_page_chars}")
+    head = _work_parts(wiki, month, previous, chunk_bytes, options)
     pending = data_root.work(*head, "pending-" + artifact_key(STAGE, STAGE_VERSION, {
         "wiki": wiki, "run": run, "files": [{"name": n, "sha1": published(n, "sha1"),
                                              "md5": published(n, "md5")} for n in listed]},
@@ -1035,14 +1050,7 @@ def prefetch_map(month: str, *, wiki: str, run: str, files: list[dict], verified
         offsets = seen[at]
         if offsets and offsets[-1] >= size:
             break           # a broken part: extract_month says so
-        bounds = offsets + [size]
-        i = 0
-        while i < len(offsets):
-            j = i + 1
-            while j < len(offsets) and bounds[j] - bounds[i] < chunk_bytes:
-                j += 1
-            chunks.append(Chunk(len(chunks), str(path), bounds[i], bounds[j] - bounds[i], j - i))
-            i = j
+        _cut_part(chunks, path, offsets, size, chunk_bytes)
     out["planned"] = len(chunks)
     if all(n in verified for n in listed):
         try:
@@ -1065,10 +1073,7 @@ def prefetch_map(month: str, *, wiki: str, run: str, files: list[dict], verified
         index = work / "previous-index"
         if not (index / "ids.npy").exists():
             PreviousIndex.write(previous, index)
-    tasks = [MapTask(c, str(work / f"chunk-{c.index:05d}.arrow"), config.shards,
-                     tuple(config.namespaces), str(index) if index else None,
-                     options.max_page_chars)
-             for c in todo]
+    tasks = _map_tasks(todo, work, config, index, options)
     executor.run(extract_chunk, tasks, desc=f"extract {wiki} {month}: read, while the "
                  f"download goes on", weights=[c.length for c in todo], unit="B")
     return {**out, "chunks": len(tasks)}
